@@ -1,0 +1,58 @@
+"""The `cortex` command: one entry point, one sub-command group per area.
+
+Each area owns its sub-commands in its own module and exposes
+``register(subparsers)``; this file only wires them together, importing each
+area lazily so that `cortex chain status` does not pay for importing torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from cortex.errors import CortexError
+
+# (command, module with `register(subparsers)`, one-line help)
+AREAS: list[tuple[str, str, str]] = [
+    ("chain", "cortex.chain.cli", "the embedded chain: init, fund, advance, status"),
+    ("wallet", "cortex.wallets", "offline wallets for the embedded chain"),
+]
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="cortex", description=__doc__.splitlines()[0])
+    parser.add_argument("--logging.debug", dest="debug", action="store_true", help="verbose logs")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for name, module, help_text in AREAS:
+        if only is not None and name != only:
+            sub.add_parser(name, help=help_text)
+            continue
+        importlib.import_module(module).register(sub.add_parser(name, help=help_text))
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    known = {name for name, _, _ in AREAS}
+    first = next((a for a in argv if not a.startswith("-")), None)
+    parser = build_parser(first if first in known else None)
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.debug else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return int(args.func(args) or 0)
+    except CortexError as exc:
+        print(f"cortex {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,61 @@
+"""Cortex: a Bittensor subnet that fine-tunes a crypto-market reasoning model."""
+
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+HERE = Path(__file__).parent
+
+# PyTorch is a requirement of transformers/peft/trl. `make install` installs the
+# CPU build (torch==2.13.0) first on machines without an NVIDIA GPU, so that this
+# range is already satisfied and pip does not pull the CUDA wheels.
+INSTALL_REQUIRES = [
+    "bittensor>=11.3,<11.4",
+    "numpy>=1.26",
+    "torch>=2.4",
+    "transformers>=4.56",
+    "peft>=0.17",
+    "trl>=0.23",
+    "accelerate>=1.0",
+    "datasets>=3.0",
+    "tokenizers>=0.21",
+    "safetensors>=0.4",
+    "huggingface_hub>=0.34",
+    "asyncio-throttle>=1.0.2",
+    "httpx>=0.27",
+    "openai>=1.40",
+    "wandb>=0.18",
+    "pyyaml>=6.0",
+    "tqdm>=4.66",
+    "rich>=13.0",
+    "fastapi>=0.110",
+    "uvicorn>=0.30",
+    "matplotlib>=3.8",
+]
+
+EXTRAS = {
+    "test": [
+        "pytest>=8.0",
+        "pytest-timeout>=2.3",
+        "hypothesis>=6.100",
+        "playwright>=1.45",
+    ],
+    "data": [],  # every data source uses the core requirements (httpx, openai)
+    "gpu": ["bitsandbytes>=0.45", "vllm>=0.8"],
+    "unsloth": ["unsloth"],
+    "dev": ["ruff>=0.6", "mypy>=1.10"],
+}
+
+setup(
+    name="cortex-subnet",
+    version="0.1.0",
+    description=__doc__,
+    long_description=(HERE / "README.md").read_text() if (HERE / "README.md").exists() else "",
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=find_packages(include=["cortex*", "miner*", "validator*", "averager*", "neurons*"]),
+    install_requires=INSTALL_REQUIRES,
+    extras_require=EXTRAS,
+    entry_points={"console_scripts": ["cortex=cortex.cli:main"]},
+    include_package_data=True,
+)
