@@ -1,0 +1,38 @@
+"""The bittensor-style flags every neuron takes, and the parts they open."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+import bittensor as bt
+
+from cortex.chain.connect import EMBEDDED, connect
+from cortex.wallets import DEFAULT_PATH, load_wallet
+
+
+def add_neuron_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--netuid", type=int, required=True, help="the subnet's netuid")
+    parser.add_argument("--wallet.name", dest="wallet_name", default="default")
+    parser.add_argument("--wallet.hotkey", dest="wallet_hotkey", default="default")
+    parser.add_argument("--wallet.path", dest="wallet_path", default=DEFAULT_PATH)
+    parser.add_argument("--subtensor.network", dest="network", default=EMBEDDED,
+                        help="embedded (offline, with --chain.path), finney, test, local or ws://…")
+    parser.add_argument("--chain.path", dest="chain_path", default=None,
+                        help="the embedded chain's file (with --subtensor.network embedded)")
+    parser.add_argument("--logging.debug", dest="debug", action="store_true")
+
+
+def setup_logging(debug: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if debug else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+def open_chain(args: argparse.Namespace) -> bt.Subtensor:
+    return connect(args.network, args.chain_path)
+
+
+def open_wallet(args: argparse.Namespace) -> bt.Wallet:
+    return load_wallet(args.wallet_name, args.wallet_hotkey, args.wallet_path)
