@@ -1,0 +1,368 @@
+"""Competitions: what miners compete on, as frozen dataclasses scheduled by block (DESIGN.md §5).
+
+Every value a validator needs to score a competition lives here, so two validators with the same
+definition and the same chain set the same weights. Subnet owners define their own in a YAML or
+JSON file (``load_competitions``); the loader is strict, because a typo that silently fell back
+to a default would split validators.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import types
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Union, get_args, get_origin, get_type_hints
+
+import yaml
+
+from cortex.errors import CortexError
+from cortex.protocol.commitment import COMPETITION_ID_RE, REVISION_RE, ModelCommitment, is_repo_id
+from cortex.reward.config import RewardConfig
+
+ADAPTER_TYPES = ("lora", "dora")
+LLAMA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
+class CompetitionError(CortexError):
+    """An invalid competition definition, or an unknown competition id."""
+
+
+def _check(ok: bool, message: str) -> None:
+    if not ok:
+        raise CompetitionError(message)
+
+
+def _is_int(value: object, minimum: int | None = None) -> bool:
+    ok = isinstance(value, int) and not isinstance(value, bool)
+    return ok and (minimum is None or value >= minimum)  # type: ignore[operator]
+
+
+def _is_real(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _ints(obj: object, minimum: int, *names: str) -> None:
+    for name in names:
+        value = getattr(obj, name)
+        _check(_is_int(value, minimum), f"{name} must be an integer >= {minimum}, got {value!r}")
+
+
+def _positive(obj: object, *names: str) -> None:
+    for name in names:
+        value = getattr(obj, name)
+        _check(_is_real(value) and value > 0, f"{name} must be a number > 0, got {value!r}")
+
+
+def _as_tuple(obj: object, name: str, unique: bool = True) -> tuple:
+    """Freeze a list passed from Python into a tuple (the dataclass stays hashable)."""
+    value = getattr(obj, name)
+    if isinstance(value, list):
+        value = tuple(value)
+        object.__setattr__(obj, name, value)
+    _check(isinstance(value, tuple) and len(value) > 0, f"{name} must be a non-empty list")
+    repeated = unique and len(set(value)) != len(value)
+    _check(not repeated, f"{name} must not repeat entries, got {list(value)}")
+    return value
+
+
+@dataclass(frozen=True)
+class BaseModelRef:
+    """The base model adapters are trained on and scored against; its tokenizer is the only one.
+
+    Pinned: ``repo`` at ``revision``. With ``follow_pointer`` the base is the newest commitment of
+    kind ``base`` for this competition made by ``averager_hotkey`` (the subnet owner's hotkey when
+    None), and ``repo@revision`` is the genesis base used until the first pointer appears.
+    ``builtin`` marks a genesis base built in code (the offline tiny Llama): its revision is the
+    content hash of what the build writes, so it may be left out.
+    """
+
+    repo: str
+    revision: str | None = None
+    follow_pointer: bool = False
+    averager_hotkey: str | None = None
+    builtin: bool = False
+
+    def __post_init__(self) -> None:
+        _check(is_repo_id(self.repo), f"repo must be a Hub 'namespace/name', got {self.repo!r}")
+        _check(
+            self.revision is None
+            or (isinstance(self.revision, str) and bool(REVISION_RE.fullmatch(self.revision))),
+            f"revision must be a 40-hex commit sha or a 64-hex content hash, got {self.revision!r}",
+        )
+        _check(
+            self.revision is not None or self.builtin,
+            "revision is required: pin the base to an exact commit sha (never a branch)",
+        )
+        _check(
+            self.averager_hotkey is None or (self.follow_pointer and bool(self.averager_hotkey)),
+            "averager_hotkey needs follow_pointer: true (and a non-empty ss58 address)",
+        )
+
+
+@dataclass(frozen=True)
+class AdapterLimits:
+    """What a submitted adapter may be; a validator checks these before loading any weight."""
+
+    types: tuple[str, ...]
+    max_rank: int
+    target_modules: tuple[str, ...]
+    max_bytes: int
+
+    def __post_init__(self) -> None:
+        kinds = _as_tuple(self, "types")
+        bad = sorted(set(kinds) - set(ADAPTER_TYPES))
+        _check(not bad, f"types must be among {list(ADAPTER_TYPES)}, got {bad}")
+        for name in _as_tuple(self, "target_modules"):
+            ok = isinstance(name, str) and name.isidentifier()
+            _check(ok, f"target_modules: expected module names like 'q_proj', got {name!r}")
+        _ints(self, 1, "max_rank", "max_bytes")
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """How a validator evaluates one round (DESIGN.md §9)."""
+
+    assets: tuple[str, ...]
+    horizons_days: tuple[int, ...]
+    prompts_per_round: int
+    eval_window_days: int  # scores samples whose cutoff falls in the last N days
+    eligibility_delay_blocks: int = 0  # a commitment must be at least this old to be scored
+    max_new_tokens: int = 512
+    batch_size: int = 8
+    time_budget_s: float = 600.0  # per model and round; a slower model scores zero
+
+    def __post_init__(self) -> None:
+        for asset in _as_tuple(self, "assets"):
+            ok = isinstance(asset, str) and asset.isascii() and asset.isalnum() and asset.isupper()
+            _check(ok, f"assets: expected upper-case symbols like 'BTC', got {asset!r}")
+        horizons = _as_tuple(self, "horizons_days")
+        ok = all(_is_int(h, 1) for h in horizons)
+        _check(ok, f"horizons_days must be integers >= 1, got {list(horizons)}")
+        _ints(self, 1, "prompts_per_round", "eval_window_days", "max_new_tokens", "batch_size")
+        _ints(self, 0, "eligibility_delay_blocks")
+        _positive(self, "time_budget_s")
+        _check(
+            self.eval_window_days > max(horizons),
+            f"eval_window_days ({self.eval_window_days}) must exceed the longest horizon "
+            f"({max(horizons)} days), or no outcome in the window is known yet",
+        )
+
+
+@dataclass(frozen=True)
+class EpsilonSchedule:
+    """The earlier commitment's advantage in a pairwise comparison, decaying linearly with age.
+
+    A copy committed later must beat the original by epsilon; the decay lets a genuinely better
+    newcomer overtake an old incumbent by a smaller margin.
+    """
+
+    start: float = 0.01
+    end: float = 0.001
+    decay_blocks: int = 50_400  # seven days of 12-second blocks
+
+    def __post_init__(self) -> None:
+        for name in ("start", "end"):
+            value = getattr(self, name)
+            _check(_is_real(value) and 0 <= value < 1, f"{name} must be in [0, 1), got {value!r}")
+        _check(self.end <= self.start, f"end ({self.end}) must not exceed start ({self.start})")
+        _ints(self, 1, "decay_blocks")
+
+    def epsilon(self, age_blocks: int) -> float:
+        """``start`` at age 0, ``end`` from ``decay_blocks`` on, linear between (ages < 0 are 0)."""
+        if age_blocks >= self.decay_blocks:
+            return self.end
+        fraction = max(age_blocks, 0) / self.decay_blocks
+        return max(self.end, self.start - fraction * (self.start - self.end))  # monotone in age
+
+
+@dataclass(frozen=True)
+class Competition:
+    """One competition: base, adapter limits, evaluation, reward, epsilon, weights, schedule."""
+
+    id: str
+    base: BaseModelRef
+    adapters: AdapterLimits
+    eval: EvalConfig
+    reward: RewardConfig = field(default_factory=RewardConfig)
+    epsilon: EpsilonSchedule = field(default_factory=EpsilonSchedule)
+    temperature: float = 0.05  # softmax temperature from win rates to weights
+    reward_share: float = 1.0  # relative share of the subnet's weights while active
+    start_block: int = 0
+    end_block: int | None = None  # exclusive; None: runs until removed from the schedule
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        ok = isinstance(self.id, str) and COMPETITION_ID_RE.fullmatch(self.id) is not None
+        _check(ok, f"id must be 1-32 of a-z, 0-9, '-' starting with a letter, got {self.id!r}")
+        hints = get_type_hints(Competition)
+        for name in ("base", "adapters", "eval", "reward", "epsilon"):
+            ok = isinstance(getattr(self, name), hints[name])
+            _check(ok, f"{name} must be a {hints[name].__name__}")
+        _positive(self, "temperature", "reward_share")
+        _ints(self, 0, "start_block")
+        end = self.end_block
+        ok = end is None or (_is_int(end) and end > self.start_block)
+        _check(ok, f"end_block must be after start_block ({self.start_block}), got {end!r}")
+        _check(isinstance(self.description, str), "description must be a string")
+
+    @property
+    def tokenizer(self) -> BaseModelRef:
+        """Always the base's: tokenizer files shipped with an adapter are never loaded."""
+        return self.base
+
+    def is_active(self, block: int) -> bool:
+        return self.start_block <= block and (self.end_block is None or block < self.end_block)
+
+    def is_base_pointer(self, commitment: ModelCommitment, hotkey: str, owner_hotkey: str) -> bool:
+        """Whether ``hotkey``'s commitment is our base pointer, if it follows one."""
+        return (
+            self.base.follow_pointer
+            and commitment.kind == "base"
+            and commitment.competition_id == self.id
+            and hotkey == (self.base.averager_hotkey or owner_hotkey)
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data in the file format ``load_competitions`` reads."""
+        return json.loads(json.dumps(dataclasses.asdict(self)))
+
+    def fingerprint(self) -> str:
+        """sha256 of the canonical JSON definition: validators can check they run the same one."""
+        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class CompetitionSchedule:
+    """The competitions a subnet runs: which are active at a block, and their weight shares."""
+
+    competitions: tuple[Competition, ...]
+
+    def __post_init__(self) -> None:
+        items = _as_tuple(self, "competitions", unique=False)
+        _check(all(isinstance(c, Competition) for c in items), "competitions must be Competitions")
+        ids = [c.id for c in items]
+        _check(len(set(ids)) == len(ids), f"competition ids must be unique, got {ids}")
+
+    def get(self, competition_id: str) -> Competition:
+        return get_competition(competition_id, self.competitions, builtins=False)
+
+    def active(self, block: int) -> tuple[Competition, ...]:
+        return tuple(c for c in self.competitions if c.is_active(block))
+
+    def shares(self, block: int) -> dict[str, float]:
+        """Reward shares of the competitions active at ``block``, summing to 1 (empty if none)."""
+        active = self.active(block)
+        total = sum(c.reward_share for c in active)
+        return {c.id: c.reward_share / total for c in active}
+
+
+CORTEX_TINY = Competition(
+    id="cortex-tiny",
+    description="Offline: a tiny Llama built in code, following the averager's base pointer.",
+    base=BaseModelRef(repo="cortex/tiny-llama", builtin=True, follow_pointer=True),
+    adapters=AdapterLimits(("dora", "lora"), 8, LLAMA_TARGETS, max_bytes=8 << 20),  # 8 MiB
+    eval=EvalConfig(
+        assets=("BTC", "ETH", "SOL", "NEAR"), horizons_days=(1, 7), prompts_per_round=32,
+        eval_window_days=30, eligibility_delay_blocks=5, max_new_tokens=256, batch_size=8,
+        time_budget_s=300.0,
+    ),
+    epsilon=EpsilonSchedule(start=0.01, end=0.001, decay_blocks=7_200),
+)
+
+CORTEX_70B = Competition(
+    id="cortex-70b",
+    description="Llama 3.3 70B Instruct at a pinned revision; DoRA/LoRA up to rank 64.",
+    base=BaseModelRef(
+        repo="meta-llama/Llama-3.3-70B-Instruct",
+        revision="6f6073b423013f6a7d4d9f39144961bfbfbc386b",
+    ),
+    adapters=AdapterLimits(("dora", "lora"), 64, LLAMA_TARGETS, max_bytes=2 << 30),  # 2 GiB
+    eval=EvalConfig(
+        assets=("BTC", "ETH", "SOL", "NEAR"), horizons_days=(1, 7), prompts_per_round=256,
+        eval_window_days=30, eligibility_delay_blocks=300, max_new_tokens=1024, batch_size=32,
+        time_budget_s=3600.0,
+    ),
+)
+
+BUILTIN_COMPETITIONS: dict[str, Competition] = {c.id: c for c in (CORTEX_TINY, CORTEX_70B)}
+
+
+def get_competition(
+    competition_id: str, extra: Iterable[Competition] = (), builtins: bool = True
+) -> Competition:
+    """The competition with this id among ``extra`` and (unless disabled) the built-in ones."""
+    known = {**(BUILTIN_COMPETITIONS if builtins else {}), **{c.id: c for c in extra}}
+    if competition_id not in known:
+        names = ", ".join(sorted(known)) or "none"
+        raise CompetitionError(f"unknown competition {competition_id!r}; known: {names}")
+    return known[competition_id]
+
+
+def load_competitions(path: str | Path) -> CompetitionSchedule:
+    """Read ``{"competitions": [...]}`` from a YAML or JSON file, rejecting anything unexpected."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+        data = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
+    except (OSError, UnicodeDecodeError, ValueError, yaml.YAMLError) as exc:
+        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise CompetitionError(f"{path}: cannot read competitions: {detail}") from None
+    try:
+        if not isinstance(data, dict) or set(data) != {"competitions"}:
+            raise CompetitionError("expected one top-level key 'competitions' holding a list")
+        items = data["competitions"]
+        _check(isinstance(items, list) and len(items) > 0, "competitions: expected a list")
+        built = [_build(Competition, item, f"competitions[{i}]") for i, item in enumerate(items)]
+        return CompetitionSchedule(tuple(built))
+    except CompetitionError as exc:
+        raise CompetitionError(f"{path}: {exc}") from None
+
+
+def _build(cls: type, data: object, where: str) -> Any:
+    """Construct dataclass ``cls`` from a mapping, naming the exact key of any problem."""
+    if not isinstance(data, dict):
+        raise CompetitionError(f"{where}: expected a mapping, got {type(data).__name__}")
+    if cls is Competition and isinstance(data.get("id"), str):
+        where = f"{where} ({data['id']})"  # name the competition as well as its position
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    for key in data:
+        _check(key in known, f"{where}: unknown key {key!r} (known: {', '.join(known)})")
+    for name, f in known.items():
+        required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        _check(name in data or not required, f"{where}.{name}: required key is missing")
+    hints = get_type_hints(cls)
+    kwargs = {key: _value(hints[key], value, f"{where}.{key}") for key, value in data.items()}
+    try:
+        return cls(**kwargs)
+    except (CortexError, ValueError, TypeError) as exc:  # also RewardConfig's own checks, if any
+        raise CompetitionError(f"{where}: {exc}") from None
+
+
+_EXPECTED = {
+    bool: "true or false", int: "an integer", float: "a finite number",
+    str: "a string (quote it in YAML)",
+}
+
+
+def _value(hint: Any, value: object, where: str) -> Any:
+    """Check one value against its type hint; the only conversions: int → float, list → tuple."""
+    origin, args = get_origin(hint), get_args(hint)
+    if dataclasses.is_dataclass(hint):
+        return _build(hint, value, where)
+    if origin in (Union, types.UnionType):  # X | None
+        if value is None and type(None) in args:
+            return None
+        return _value(next(a for a in args if a is not type(None)), value, where)
+    if origin is tuple:  # tuple[X, ...]
+        if not isinstance(value, list):
+            raise CompetitionError(f"{where}: expected a list, got {value!r}")
+        return tuple(_value(args[0], item, f"{where}[{i}]") for i, item in enumerate(value))
+    checks = {bool: isinstance(value, bool), int: _is_int(value), float: _is_real(value),
+              str: isinstance(value, str)}
+    _check(hint in checks, f"{where}: unsupported field type {hint!r}")
+    _check(checks[hint], f"{where}: expected {_EXPECTED[hint]}, got {value!r}")
+    return float(value) if hint is float else value  # type: ignore[arg-type]
