@@ -25,7 +25,7 @@ test-fast: install
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
 
 demo: install
-	$(VENV)/bin/cortex demo
+	$(VENV)/bin/cortex walkthrough
 
 bench: install
 	$(PY) bench/yuma.py

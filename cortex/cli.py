@@ -18,6 +18,9 @@ from cortex.errors import CortexError
 AREAS: list[tuple[str, str, str]] = [
     ("chain", "cortex.chain.cli", "the embedded chain: init, fund, advance, status"),
     ("wallet", "cortex.wallets", "offline wallets for the embedded chain"),
+    ("walkthrough", "cortex.walkthrough", "the embedded chain, store and commitments, end to end"),
+    ("data", "cortex.data.cli", "market data, prompts, teacher traces and datasets"),
+    ("eval", "cortex.eval_cli", "offline evaluation: backtest forecasts against outcomes"),
 ]
 
 

@@ -116,9 +116,9 @@ def chain_status(path: str, netuid: int) -> dict:
     for n in graph.neurons:
         neurons.append({
             "uid": n.uid, "hotkey": n.hotkey, "coldkey": n.coldkey,
-            "stake": float(n.total_stake.tao), "incentive": n.incentive, "dividends": n.dividends,
+            "stake": n.total_stake.rao / RAO, "incentive": n.incentive, "dividends": n.dividends,
             "validator_trust": (vtrust[n.uid] / 65535) if n.uid < len(vtrust) else 0.0,
-            "emission": float(n.emission.tao), "validator_permit": n.validator_permit,
+            "emission": n.emission.rao / RAO, "validator_permit": n.validator_permit,
             "commitment": n.commitment.value if n.commitment else None,
         })
     return {
