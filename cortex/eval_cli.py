@@ -1,0 +1,140 @@
+"""``cortex eval …``: offline evaluation of forecasts.
+
+``cortex eval backtest --dataset DIR --predictions FILE [--split test] [--json OUT]`` joins a JSONL
+of forecasts ({asset, cutoff, horizon_days, p_up[, return_pct]} or {asset, cutoff, horizon_days,
+completion}) to a dataset split's outcomes and prints hit rate, Brier score, calibration and a
+long/flat strategy against buy-and-hold (see ``cortex.backtest``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from cortex.errors import CortexError
+
+log = logging.getLogger(__name__)
+OUTCOME_COLUMNS = ("asset", "cutoff", "horizon_days", "outcome_return", "outcome_direction")
+
+
+def register(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="eval_command", metavar="SUBCOMMAND")
+    sub.required = True
+    bt = sub.add_parser("backtest", help="hit rate, Brier, calibration and a long/flat strategy")
+    bt.add_argument("--dataset", required=True, help="a dataset directory from `cortex data build`")
+    bt.add_argument("--predictions", required=True, help="JSONL of forecasts or completions")
+    bt.add_argument("--split", default="test", help="dataset split to score against (test)")
+    bt.add_argument("--bins", type=int, default=10, help="calibration bins (10)")
+    bt.add_argument("--json", dest="json_out", default=None, help="also write the report here")
+    bt.set_defaults(func=run_backtest)
+
+
+def read_predictions(path: str | Path) -> list[dict[str, Any]]:
+    """Every non-empty line of a JSONL file as a dict; a bad line names its number."""
+    path = Path(path)
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CortexError(f"cannot read predictions {path}: {exc}") from None
+    out = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            item = json.loads(line)
+        except ValueError:
+            raise CortexError(f"{path}:{number}: not valid JSON; write one object per line") from None
+        if not isinstance(item, dict):
+            raise CortexError(f"{path}:{number}: expected a JSON object")
+        out.append(item)
+    return out
+
+
+def read_samples(dataset: str | Path, split: str) -> tuple[list[dict[str, Any]], str | None]:
+    """The outcome columns of one split, and the dataset's source label when its card has one."""
+    try:
+        import datasets
+    except ImportError:  # pragma: no cover - a core requirement
+        raise CortexError("the `datasets` package is missing: run `make install`") from None
+    path = Path(dataset)
+    try:
+        dd = datasets.load_from_disk(str(path))
+    except (FileNotFoundError, ValueError) as exc:
+        raise CortexError(f"cannot open dataset {path}: {exc}; build one with `cortex data build`") from None
+    if isinstance(dd, datasets.DatasetDict):
+        if split not in dd:
+            raise CortexError(f"dataset {path} has no split {split!r} (it has {', '.join(dd)})")
+        ds = dd[split]
+    else:
+        ds = dd
+    missing = [c for c in OUTCOME_COLUMNS[:4] if c not in ds.column_names]
+    if missing:
+        raise CortexError(f"dataset {path} lacks outcome columns {', '.join(missing)}")
+    keep = [c for c in OUTCOME_COLUMNS if c in ds.column_names]
+    samples = ds.select_columns(keep).to_list()
+    return samples, _source_label(path)
+
+
+def _source_label(path: Path) -> str | None:
+    """Where the data came from, from the JSON card beside the dataset (best effort), with the
+    synthetic label spelled out so that no report of synthetic data passes for a real one."""
+    cards = sorted(path.glob("*.json"), key=lambda p: (p.name != "card.json", p.name))
+    for card in cards:
+        try:
+            data = json.loads(card.read_text(encoding="utf-8"))
+        except (OSError, ValueError, UnicodeDecodeError):
+            continue
+        if isinstance(data, dict) and "source" in data:
+            label = str(data["source"])[:200]
+            if isinstance(data.get("data"), str):
+                label += f" ({data['data'][:80]})"
+            if data.get("synthetic") is True and "synthetic" not in label.lower():
+                label += " [SYNTHETIC]"
+            return label
+    return None
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write a temporary file in the same folder, fsync, ``os.replace``: never a half report."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def run_backtest(args: argparse.Namespace) -> int:
+    from cortex.backtest import backtest, format_table, join
+
+    if args.bins < 1:
+        raise CortexError("--bins must be at least 1")
+    samples, source = read_samples(args.dataset, args.split)
+    predictions = read_predictions(args.predictions)
+    rows, counts = join(samples, predictions)
+    if not rows:
+        raise CortexError(
+            f"no prediction matched a sample of split {args.split!r} ({counts}); predictions are "
+            "matched on asset, cutoff day and horizon_days")
+    report = {"dataset": str(args.dataset), "split": args.split, "source": source,
+              "counts": counts, **backtest(rows, bins=args.bins)}
+    if source is not None:
+        print(f"data source: {source}")
+    print(f"split {args.split}: {counts['matched']} of {counts['samples']} samples forecast "
+          f"({counts['invalid']} invalid, {counts['unmatched']} unmatched, "
+          f"{counts['duplicates']} duplicate predictions)")
+    print(format_table(report))
+    if args.json_out:
+        write_atomic(Path(args.json_out), json.dumps(report, indent=2) + "\n")
+        log.info("wrote %s", args.json_out)
+    return 0
