@@ -11,11 +11,10 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
+from cortex.atomic import write_text
 from cortex.errors import CortexError
 
 log = logging.getLogger(__name__)
@@ -99,21 +98,6 @@ def _source_label(path: Path) -> str | None:
     return None
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Write a temporary file in the same folder, fsync, ``os.replace``: never a half report."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def run_backtest(args: argparse.Namespace) -> int:
     from cortex.backtest import backtest, format_table, join
 
@@ -135,6 +119,6 @@ def run_backtest(args: argparse.Namespace) -> int:
           f"{counts['duplicates']} duplicate predictions)")
     print(format_table(report))
     if args.json_out:
-        write_atomic(Path(args.json_out), json.dumps(report, indent=2) + "\n")
+        write_text(Path(args.json_out), json.dumps(report, indent=2) + "\n")
         log.info("wrote %s", args.json_out)
     return 0

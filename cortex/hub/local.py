@@ -27,6 +27,7 @@ import uuid
 from pathlib import Path
 from typing import Any, Collection, Iterator
 
+from cortex.atomic import fsync_dir, write_json
 from cortex.hub.store import (
     NotAllowed,
     RemoteFile,
@@ -42,29 +43,6 @@ logger = logging.getLogger(__name__)
 
 _REVISION = re.compile(r"[0-9a-f]{64}")
 _SKIP_DIRS = {".git", ".cache"}  # what huggingface_hub's upload_folder leaves out as well
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _write_json_atomic(path: Path, data: Any) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(data, handle, indent=1, sort_keys=True)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(path.parent)
 
 
 def _folder_files(folder: Path) -> list[str]:
@@ -155,7 +133,7 @@ class LocalStore:
                     logger.info("%s: revision %s already stored", repo_id, revision[:12])
                 else:
                     os.replace(stage, final)
-                    _fsync_dir(final.parent)
+                    fsync_dir(final.parent)
                     logger.info("%s: stored revision %s (%d files)", repo_id, revision[:12], len(names))
                 self._record(repo_dir, revision, private, message)
         finally:
@@ -170,14 +148,14 @@ class LocalStore:
         if not history or history[-1]["revision"] != revision:
             history.append({"revision": revision, "time": time.time(), "message": message})
         meta["private"] = private
-        _write_json_atomic(meta_path, meta)
+        write_json(meta_path, meta)
 
     def set_visibility(self, repo_id: str, private: bool) -> None:
         self._read_meta(repo_id)  # the repo must exist
         with self._locked(repo_id) as repo_dir:
             meta = self._read_meta(repo_id)
             meta["private"] = bool(private)
-            _write_json_atomic(repo_dir / "meta.json", meta)
+            write_json(repo_dir / "meta.json", meta)
 
     # -- reads -------------------------------------------------------------------------------
 
