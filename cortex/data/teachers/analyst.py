@@ -1,0 +1,152 @@
+"""``analyst``: an offline, deterministic teacher.
+
+It fits, per horizon, a logistic regression for P(up) and a ridge regression for the
+volatility-scaled return on the training split only, then writes step-by-step reasoning from
+the sample's features. Every number it cites is copied from the prompt as the prompt prints it,
+and its conclusion always agrees with the answer.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from cortex.data import features as F
+from cortex.data import prompts as P
+from cortex.data.samples import Sample
+from cortex.data.teachers import model as M
+from cortex.data.teachers.base import TeacherError
+
+
+class AnalystTeacher:
+    name = "analyst"
+
+    def __init__(self, l2: float = 10.0, max_z: float = 1.0):
+        self.l2, self.max_z = l2, max_z
+        self.models: dict[int, dict] = {}
+        self.fit_window: tuple[str, str] | None = None
+
+    def fit(self, train: Sequence[Sample]) -> None:
+        """Fit on samples with known outcomes (the training split: never validation or test)."""
+        train = [s for s in train if s.known]
+        if len(train) < 30:
+            raise TeacherError(f"analyst: {len(train)} training samples with outcomes; need at least 30")
+        self.fit_window = (min(s.cutoff for s in train), max(s.cutoff for s in train))
+        groups = {h: [s for s in train if s.horizon_days == h] for h in sorted({s.horizon_days for s in train})}
+        groups[0] = train  # pooled fallback for horizons not seen in training
+        for h, group in groups.items():
+            x = np.stack([M.inputs(s.features) for s in group])
+            std = M.Standardiser.fit(x)
+            xs = std(x)
+            up = np.array([s.outcome_direction == "up" for s in group], dtype=float)
+            z = np.array([s.outcome_return / max(s.realized_vol, 1e-6) for s in group])
+            self.models[h] = {
+                "std": std, "n": len(group), "base_rate": float(up.mean()),
+                "logit": M.fit_logistic(xs, up, self.l2), "ridge": M.fit_ridge(xs, np.clip(z, -3, 3), self.l2),
+            }  # fmt: skip
+
+    def predict(self, sample: Sample) -> tuple[float, float, np.ndarray]:
+        """(p_up, return_pct, per-input contributions to the logit) for one sample."""
+        if not self.models:
+            raise TeacherError("analyst: call fit() on the training split first")
+        m = self.models.get(sample.horizon_days, self.models[0])
+        xs = m["std"](M.inputs(sample.features)[None, :])[0]
+        contrib = m["logit"][1:] * xs[1:]
+        p_up = float(np.clip(M.sigmoid(xs @ m["logit"]), 0.02, 0.98))
+        z = float(np.clip(xs @ m["ridge"], -self.max_z, self.max_z))
+        ret = z * sample.realized_vol * 100.0
+        p_r = round(p_up, 2)
+        if (p_r >= 0.5) != (ret >= 0) and round(ret, 2) != 0:
+            ret = (2 * p_r - 1) * 0.8 * sample.realized_vol * 100.0  # agree with p_up's side
+        return p_up, ret, contrib
+
+    def complete(self, samples: Sequence[Sample], progress: bool = False) -> list[str | None]:
+        from tqdm.auto import tqdm
+
+        out = []
+        for s in tqdm(samples, desc="analyst", unit="trace", disable=not progress):
+            p_up, ret, contrib = self.predict(s)
+            answer = P.format_answer(s.asset, s.horizon_days, p_up, ret)
+            out.append(P.completion(reasoning(s, p_up, contrib), answer))
+        return out
+
+    def describe(self) -> dict:
+        return {
+            "name": self.name,
+            "model": "per-horizon L2 logistic regression (IRLS) for p_up, ridge for return/realized_vol",
+            "inputs": list(M.INPUTS),
+            "fit_window": list(self.fit_window) if self.fit_window else None,
+            "horizons": {str(h): {"n": m["n"], "base_rate": round(m["base_rate"], 4),
+                                  "logit": [round(float(w), 5) for w in m["logit"]]}
+                         for h, m in self.models.items() if h},
+        }  # fmt: skip
+
+
+def _word(x: float | None, pos: str, neg: str, flat: str, band: float) -> str:
+    if x is None or abs(x) < band:
+        return flat
+    return pos if x > 0 else neg
+
+
+VOL_WORDS = ("risk is rising, which widens the range of likely outcomes",
+             "the market is calming, which narrows the range of likely outcomes",
+             "risk is steady, so the usual range of outcomes applies")  # fmt: skip
+FLOW_WORDS = ("buyers lead the order flow", "sellers lead the order flow", "order flow is balanced")
+REL_WORDS = ("is outperforming the leader", "is lagging the leader", "tracks the leader")
+
+
+def reasoning(s: Sample, p_up: float, contrib: np.ndarray) -> str:
+    """Step-by-step reasoning from the features; numbers exactly as the prompt prints them."""
+    f, a, h = s.features, s.asset, s.horizon_days
+    pct, num = F.pct, F.num
+    vol7, vol30 = pct(f["vol_7d"]).lstrip("+"), pct(f["vol_30d"]).lstrip("+")
+    lines = [
+        f"1. Trend: {a} closed at {F.price(f['close'])} on {s.cutoff}. It moved {pct(f['ret_1d'])} in the "
+        f"last day, {pct(f['ret_7d'])} over the week and {pct(f['ret_30d'])} over the month, so "
+        f"{_momentum(f)}.",
+        f"2. Volatility: realised vol is {vol7} a day on the week against {vol30} on the month; "
+        f"{_word(f['vol_7d'] / f['vol_30d'] - 1 if f['vol_30d'] > 0 else 0.0, *VOL_WORDS, 0.15)}.",
+        f"3. Participation: volume is {pct(f['volume_chg'], 0)} against the prior month and the taker-buy "
+        f"ratio is {num(f['taker_ratio'], 2, sign=False)}, so "
+        f"{_word((f['taker_ratio'] - 0.5) * 100, *FLOW_WORDS, 1.5)}.",
+        f"4. Position: price is {pct(f['dd_30d'])} from its 30-day high and {pct(f['dd_90d'])} from its "
+        f"90-day high; {_position(f)}.",
+    ]
+    if f.get("rel_btc_7d") is not None:
+        lines.append(f"5. Relative strength: against BTC it is {num(f['rel_btc_7d'])} points on the week and "
+                     f"{num(f['rel_btc_30d'])} on the month, so it {_word(f['rel_btc_7d'], *REL_WORDS, 1.0)}.")
+    onchain = [(name, f[key]) for key, name in P.ONCHAIN_NAMES.items() if f.get(key) is not None]
+    if onchain:
+        told = ", ".join(f"{name} {pct(v, 0)}" for name, v in onchain)
+        lines.append(f"{len(lines) + 1}. On-chain: {told} against the prior month; activity is "
+                     f"{_word(onchain[0][1], 'growing', 'shrinking', 'flat', 3.0)}.")
+    top = [i for i in np.argsort(-np.abs(contrib))[:3] if abs(contrib[i]) > 1e-3]
+    if top:
+        named = [f"{M.NAMES[M.INPUTS[i]]} ({'supportive' if contrib[i] > 0 else 'a headwind'})" for i in top]
+        listed = named[0] if len(named) == 1 else ", ".join(named[:-1]) + " and " + named[-1]
+        lines.append(f"{len(lines) + 1}. Weighing: in the training history the signals that matter most "
+                     f"here are {listed}.")
+    edge = abs(p_up - 0.5)
+    strength = "a slight" if edge < 0.03 else "a modest" if edge < 0.08 else "a clear"
+    side = "up" if round(p_up, 2) >= 0.5 else "down"
+    horizon = "day" if h == 1 else f"{h} days"
+    lines.append(f"Overall I lean {side} over the next {horizon}, with {strength} edge.")
+    return "\n".join(lines)
+
+
+def _momentum(f: dict) -> str:
+    week, month = f["ret_7d"], f["ret_30d"]
+    if week > 0 and month > 0:
+        return "short and medium-term momentum both point higher"
+    if week < 0 and month < 0:
+        return "short and medium-term momentum both point lower"
+    return "momentum is mixed between the week and the month"
+
+
+def _position(f: dict) -> str:
+    if f["dd_30d"] > -3:
+        return "it trades near its recent highs, a sign of strength"
+    if f["dd_90d"] < -30:
+        return "it sits in a deep drawdown, where rebounds and further capitulation both happen"
+    return "it is in a moderate pullback from recent highs"

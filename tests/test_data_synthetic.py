@@ -1,0 +1,53 @@
+"""The synthetic market: deterministic, labelled, and with crypto's stylised facts."""
+
+import numpy as np
+import pandas as pd
+
+from cortex.data.frame import MARKET_COLUMNS, check_frame
+from cortex.data.sources import SyntheticParams, SyntheticSource, get_source
+
+
+def test_deterministic_for_a_seed_and_differs_across_seeds():
+    a = SyntheticSource(seed=7).load(["BTC", "ETH"], "2022-01-01", "2022-06-30")
+    b = SyntheticSource(seed=7).load(["BTC", "ETH"], "2022-01-01", "2022-06-30")
+    c = SyntheticSource(seed=8).load(["BTC", "ETH"], "2022-01-01", "2022-06-30")
+    pd.testing.assert_frame_equal(a["ETH"], b["ETH"])
+    assert not np.allclose(a["BTC"].close, c["BTC"].close)
+
+
+def test_windows_and_asset_subsets_are_slices_of_one_market():
+    src = SyntheticSource(seed=1)
+    wide = src.load(["BTC", "ETH", "SOL"], "2021-01-01", "2022-12-31")
+    narrow = SyntheticSource(seed=1).load(["ETH"], "2022-03-01", "2022-04-30")
+    pd.testing.assert_frame_equal(narrow["ETH"], wide["ETH"].loc["2022-03-01":"2022-04-30"])
+
+
+def test_shape_is_the_one_table_and_labelled_synthetic():
+    src = get_source("synthetic:5")
+    assert src.is_synthetic and "synthetic" in src.name and src.params.seed == 5
+    frame = src.load(["NEWCOIN"], "2024-01-01", "2024-02-29")["NEWCOIN"]
+    assert tuple(frame.columns) == MARKET_COLUMNS
+    assert check_frame(frame).ok and len(frame) == 60
+    ratio = frame.taker_buy_quote / frame.quote_volume
+    assert ratio.between(0.3, 0.7).all() and (frame.trades >= 1).all()
+
+
+def test_stylised_facts():
+    frames = SyntheticSource(seed=0).load(["BTC", "ETH", "SOL", "NEAR"], "2018-01-01", "2024-12-31")
+    rets = pd.DataFrame({a: np.log(f.close).diff() for a, f in frames.items()}).dropna()
+    for asset, r in rets.items():
+        assert r.kurt() > 1.0, f"{asset}: no fat tails"  # excess kurtosis of daily log returns
+        a = r.abs()
+        acf = [a.autocorr(lag) for lag in (1, 2, 5, 10)]
+        assert min(acf) > 0.02, f"{asset}: no volatility clustering {acf}"
+        assert abs(r.autocorr(1)) < 0.1  # returns themselves are close to unpredictable
+    corr = rets.corr().to_numpy()
+    assert corr[np.triu_indices(4, 1)].min() > 0.2  # the common market factor
+
+
+def test_regimes_switch_and_are_documented():
+    src = SyntheticSource(seed=2)
+    regimes = src.regimes("2019-01-01", "2024-12-31")
+    assert set(regimes.unique()) == set(SyntheticParams().regimes)
+    switches = int((regimes != regimes.shift()).sum()) - 1
+    assert 5 < switches < 200

@@ -1,0 +1,113 @@
+"""Teachers: the offline analyst and DeepSeek R1 through an OpenAI-compatible server on 127.0.0.1."""
+
+import json
+
+import pytest
+
+from cortex.data import build_samples, split_by_time
+from cortex.data.fakes import FakeOpenRouter, serve
+from cortex.data.sources import SyntheticSource
+from cortex.data.teachers import AnalystTeacher, TeacherError, get_teacher
+from cortex.data.teachers.openrouter import OpenRouterTeacher, compose
+from cortex.reward import score
+
+FRAMES = SyntheticSource(seed=9).load(["BTC", "ETH", "SOL"], "2021-01-01", "2023-12-31")
+SPLITS, PLAN = split_by_time(build_samples(FRAMES, ["BTC", "ETH", "SOL"], [1, 7], stride=2))
+
+
+@pytest.fixture(scope="module")
+def analyst():
+    teacher = get_teacher("analyst")
+    teacher.fit(SPLITS["train"])
+    return teacher
+
+
+def test_analyst_fits_on_the_training_window_only(analyst):
+    assert analyst.fit_window == (min(s.cutoff for s in SPLITS["train"]), max(s.cutoff for s in SPLITS["train"]))
+    assert analyst.fit_window[1] <= PLAN.ranges["train"][1]
+    described = analyst.describe()
+    assert described["fit_window"][1] < PLAN.ranges["validation"][0]
+    assert set(described["horizons"]) == {"1", "7"}
+    # refitting on a different (later) window changes the model: it really is fitted on what it sees
+    other = AnalystTeacher()
+    other.fit(SPLITS["validation"] + SPLITS["test"])
+    s = SPLITS["test"][0]
+    assert other.predict(s)[0] != analyst.predict(s)[0]
+    with pytest.raises(TeacherError, match="fit"):
+        AnalystTeacher().predict(s)
+    with pytest.raises(TeacherError, match="need at least 30"):
+        AnalystTeacher().fit(SPLITS["train"][:10])
+
+
+def test_analyst_is_deterministic_and_scores_cleanly(analyst):
+    samples = SPLITS["test"][::7]
+    first = analyst.complete(samples)
+    assert first == analyst.complete(samples)
+    for sample, text in zip(samples, first):
+        result = score(text, sample.row())
+        assert result.parse_error is None, result.parse_error
+        assert result.unsupported_numbers == 0, (result.notes, text)  # cites only prompt numbers
+        assert result.contradiction == 0 and result.repetition == 0, (result.notes, text)
+        assert result.depth == pytest.approx(0.5)  # deep enough for full credit
+        answer = json.loads(text.split("<answer>")[1].split("</answer>")[0])
+        assert answer["asset"] == sample.asset and answer["horizon_days"] == sample.horizon_days
+        assert 0.02 <= answer["p_up"] <= 0.98
+        assert (answer["direction"] == "up") == (answer["p_up"] >= 0.5)
+
+
+def test_analyst_brier_not_worse_than_a_coin(analyst):
+    test = SPLITS["test"]
+    brier = sum((analyst.predict(s)[0] - (s.outcome_direction == "up")) ** 2 for s in test) / len(test)
+    assert brier < 0.27  # a report lives in bench/teacher_baseline.py; this only catches nonsense
+
+
+def test_openrouter_needs_a_key(monkeypatch):
+    monkeypatch.delenv("OPENROUTER_API_KEY", raising=False)
+    with pytest.raises(TeacherError, match="OPENROUTER_API_KEY"):
+        get_teacher("openrouter")
+    with pytest.raises(TeacherError, match="unknown teacher"):
+        get_teacher("gpt")
+
+
+def r1_reply(messages):
+    user = messages[-1]["content"]
+    asset = user.split()[0]
+    horizon = int(user.rsplit("horizon_days ", 1)[1].rstrip(").").split()[0])
+    answer = {"asset": asset, "horizon_days": horizon, "direction": "up", "p_up": 0.6, "return_pct": 1.0}
+    return "The weekly trend is positive and flow is balanced. Overall I lean up.", (
+        f"<answer>{json.dumps(answer)}</answer>")
+
+
+def test_openrouter_reads_reasoning_retries_and_caches(tmp_path):
+    fake = FakeOpenRouter(r1_reply, fail_first=1)
+    samples = SPLITS["validation"][:3]
+    with serve(fake) as url:
+        teacher = OpenRouterTeacher(api_key="sk-test", base_url=url, cache_dir=tmp_path, backoff=0.01,
+                                    rate_limit=100)
+        out = teacher.complete(samples)
+        assert len(fake.requests) == 4  # one 429, then three answers
+        again = OpenRouterTeacher(api_key="sk-test", base_url=url, cache_dir=tmp_path, rate_limit=100)
+        assert again.complete(samples) == out and again.sent == 0  # no request paid twice
+    bodies = [r["body"] for r in fake.requests[1:]]
+    assert all(b["model"] == "deepseek/deepseek-r1" and b["include_reasoning"] is True for b in bodies)
+    sent = sorted(json.dumps(b["messages"]) for b in bodies)
+    assert sent == sorted(json.dumps([dict(m) for m in s.prompt]) for s in samples)
+    assert out[0].startswith("<think>The weekly trend is positive") and out[0].endswith("</answer>")
+    assert score(out[0], samples[0].row()).parse_error is None
+    assert len(list(tmp_path.rglob("*.json"))) == 3
+
+
+def test_openrouter_failure_is_none_not_a_crash(tmp_path):
+    with serve(FakeOpenRouter(r1_reply, fail_first=100)) as url:
+        teacher = OpenRouterTeacher(api_key="k", base_url=url, cache_dir=tmp_path, retries=2, backoff=0.01,
+                                    rate_limit=100)
+        assert teacher.complete(SPLITS["validation"][:2]) == [None, None]
+    assert len(teacher.errors) == 2 and "gave up after 3 attempts" in teacher.errors[0]
+
+
+def test_compose_fallbacks():
+    ans = '{"asset": "BTC", "horizon_days": 1, "direction": "down", "p_up": 0.4, "return_pct": -1}'
+    want = f"<think>inside</think><answer>{ans}</answer>"
+    assert compose(None, f"<think>inside</think>\n<answer>{ans}</answer>") == want
+    assert compose("r", f"Final answer: {ans}") == f"<think>r</think><answer>{ans}</answer>"
+    assert compose("r", "no answer at all") is None
