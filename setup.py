@@ -58,6 +58,10 @@ setup(
     packages=find_packages(include=["cortex*", "miner*", "validator*", "averager*", "neurons*"]),
     install_requires=INSTALL_REQUIRES,
     extras_require=EXTRAS,
-    entry_points={"console_scripts": ["cortex=cortex.cli:main"]},
+    entry_points={
+        "console_scripts": ["cortex=cortex.cli:main"],
+        # role packages add `cortex` sub-commands here, so the core never imports them
+        "cortex.commands": ["merge = averager.cli:register"],
+    },
     include_package_data=True,
 )

@@ -1,4 +1,4 @@
-"""``cortex merge``: merge adapters into a base by hand.
+"""Merge adapters into a base model by hand: an exact model, or a rank-r adapter.
 
 ``cortex merge --base DIR --adapter DIR --weight W [--adapter DIR --weight W …] --out DIR
 [--method exact|rank-r --rank R] [--dtype float32|bfloat16|float16|same]`` writes a Hugging Face

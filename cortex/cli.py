@@ -1,14 +1,19 @@
 """The `cortex` command: one entry point, one sub-command group per area.
 
 Each area owns its sub-commands in its own module and exposes
-``register(subparsers)``; this file only wires them together, importing each
-area lazily so that `cortex chain status` does not pay for importing torch.
+``register(parser)``; this file only wires them together, importing each area
+lazily so that `cortex chain status` does not pay for importing torch.
+
+The core's own areas are listed in ``AREAS``. The role packages (miner,
+validator, averager) add theirs through the ``cortex.commands`` entry-point group
+in setup.py, so that nothing in ``cortex`` imports a role package.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+from importlib.metadata import entry_points
 import logging
 import sys
 
@@ -24,22 +29,30 @@ AREAS: list[tuple[str, str, str]] = [
 ]
 
 
+def areas() -> list[tuple[str, str, str]]:
+    """The core's areas, then those the role packages register as ``cortex.commands`` entry points."""
+    plugins = [(ep.name, ep.value.split(":")[0], "") for ep in entry_points(group="cortex.commands")]
+    return AREAS + sorted(p for p in plugins if p[0] not in {a[0] for a in AREAS})
+
+
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cortex", description=__doc__.splitlines()[0])
     parser.add_argument("--logging.debug", dest="debug", action="store_true", help="verbose logs")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    for name, module, help_text in AREAS:
+    for name, module_name, help_text in areas():
         if only is not None and name != only:
             sub.add_parser(name, help=help_text)
             continue
-        importlib.import_module(module).register(sub.add_parser(name, help=help_text))
+        module = importlib.import_module(module_name)
+        help_text = help_text or (module.__doc__ or "").strip().splitlines()[0].rstrip(".")
+        module.register(sub.add_parser(name, help=help_text))
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    known = {name for name, _, _ in AREAS}
+    known = {name for name, _, _ in areas()}
     first = next((a for a in argv if not a.startswith("-")), None)
     parser = build_parser(first if first in known else None)
     args = parser.parse_args(argv)
