@@ -1,0 +1,55 @@
+"""The round's evaluation window and set: deterministic, outcomes known, eligibility by block."""
+
+from datetime import date, datetime, timezone
+
+import pytest
+
+from cortex.data import get_source
+from cortex.evalset import CalendarClock, SimulatedClock, eval_set, is_eligible, seed_of, window
+from cortex.protocol.competition import EvalConfig
+
+CFG = EvalConfig(assets=("BTC", "ETH"), horizons_days=(1, 7), prompts_per_round=12, eval_window_days=20,
+                 eligibility_delay_blocks=5)
+
+
+@pytest.fixture(scope="module")
+def frames():
+    return get_source("synthetic:7").load(["BTC", "ETH"], "2023-01-01", "2023-12-31")
+
+
+def test_simulated_clock_round_trip():
+    clock = SimulatedClock(date(2023, 6, 1), blocks_per_day=10)
+    assert clock.day(0) == date(2023, 6, 1) and clock.day(25) == date(2023, 6, 3)
+    for day in (date(2023, 6, 1), date(2023, 7, 15)):
+        assert clock.day(clock.first_block_of(day)) == day
+
+
+def test_calendar_clock_round_trip():
+    t0 = datetime(2026, 3, 10, 15, 0, tzinfo=timezone.utc).timestamp()
+    clock = CalendarClock(reference_block=1000, reference_time=t0, block_time=12.0)
+    assert clock.day(1000) == date(2026, 3, 9)  # yesterday is the newest closed day
+    first = clock.first_block_of(date(2026, 3, 10))
+    assert clock.day(first) == date(2026, 3, 10) and clock.day(first - 1) == date(2026, 3, 9)
+
+
+def test_eval_set_is_deterministic_and_resolved(frames):
+    clock = SimulatedClock(date(2023, 6, 1), blocks_per_day=10)
+    win = window(clock, sync_block=600, cfg=CFG)
+    assert win.end == date(2023, 7, 31) and win.start == date(2023, 7, 12)
+    a = eval_set(frames, CFG, win, "0xabc", "cortex-tiny")
+    b = eval_set(frames, CFG, win, "0xabc", "cortex-tiny")
+    c = eval_set(frames, CFG, win, "0xdef", "cortex-tiny")
+    assert [s.cutoff + s.asset for s in a] == [s.cutoff + s.asset for s in b] != [s.cutoff + s.asset for s in c]
+    assert len(a) == 12
+    for s in a:
+        assert win.start.isoformat() <= s.cutoff <= win.end.isoformat()
+        assert s.target_day.date() <= win.end and s.outcome_return is not None
+    assert seed_of("0xabc", "a") != seed_of("0xabc", "b")
+
+
+def test_eligibility_is_before_the_window(frames):
+    clock = SimulatedClock(date(2023, 6, 1), blocks_per_day=10)
+    win = window(clock, sync_block=600, cfg=CFG)
+    assert is_eligible(win.eligible_before_block - 1, win)
+    assert not is_eligible(win.eligible_before_block, win)
+    assert clock.day(win.eligible_before_block - 1 + CFG.eligibility_delay_blocks) < win.start
