@@ -26,6 +26,7 @@ AREAS: list[tuple[str, str, str]] = [
     ("walkthrough", "cortex.walkthrough", "the embedded chain, store and commitments, end to end"),
     ("data", "cortex.data.cli", "market data, prompts, teacher traces and datasets"),
     ("eval", "cortex.eval_cli", "offline evaluation: backtest forecasts against outcomes"),
+    ("base", "cortex.model.cli", "the tiny offline base model: bootstrap (build, pre-train, publish)"),
 ]
 
 

@@ -1,0 +1,239 @@
+"""``cortex base bootstrap``: build the ``cortex-tiny`` base from nothing, offline, in minutes.
+
+Market data (synthetic by default) → the dataset of :mod:`cortex.data` → a BPE tokenizer trained
+on its chats → a seeded tiny Llama → brief full fine-tuning on the training split's chats → a
+greedy format check on held-out prompts → a standard Hugging Face model folder, published to the
+model store as ``cortex/tiny-llama`` when ``--store`` is given. Everything published is a
+function of the seed, the source and the code; timings go to ``bootstrap.json`` only, which is
+never published, so the revision (a content hash) repeats when the build does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shutil
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cortex.errors import CortexError
+from cortex.model.tiny import TINY_REPO, TinyConfig
+
+log = logging.getLogger(__name__)
+REPORT = "bootstrap.json"  # measurements, kept beside the model but never published
+HELD_OUT = "validation"  # the split the format check draws its prompts from
+
+
+@dataclass(frozen=True)
+class BootstrapConfig:
+    out: Path
+    source: str = "synthetic"
+    seed: int = 0
+    steps: int = 320
+    batch_size: int = 4
+    learning_rate: float = 3e-3
+    stride: int = 2  # every 2nd day as a cutoff: half the data build, the same years and regimes
+    start: str | None = None  # first cutoff day (default: the source's whole history)
+    end: str | None = None
+    relabel_fraction: float = 0.5
+    vocab_size: int = 4096
+    eval_prompts: int = 20
+    max_new_tokens: int = 384
+    threads: int = 2
+    model: TinyConfig = field(default_factory=TinyConfig)
+    progress: bool = True
+
+
+def _data(cfg: BootstrapConfig) -> tuple[dict, list[list[dict]], list[dict]]:
+    """(data card, training chats, held-out rows) from a dataset built in a temporary folder.
+
+    A ``relabel_fraction`` of the training chats name another ticker (:func:`relabel_assets`)."""
+    import datasets
+
+    from cortex.data.dataset import BuildConfig, build_dataset
+    from cortex.model.pretrain import relabel_assets
+
+    with tempfile.TemporaryDirectory(prefix="cortex-base-data-") as tmp:
+        build = BuildConfig(source=cfg.source, seed=cfg.seed, stride=cfg.stride, start=cfg.start, end=cfg.end,
+                            out=f"{tmp}/data", progress=cfg.progress)  # fmt: skip
+        card = build_dataset(build)
+        splits = datasets.load_from_disk(f"{tmp}/data")
+        train = relabel_assets(splits["train"]["messages"], splits["train"]["asset"], cfg.relabel_fraction, cfg.seed)
+        held = [dict(row) for row in splits[HELD_OUT]]
+    if not train or not held:
+        raise CortexError(f"the {cfg.source} data gave {len(train)} training and {len(held)} held-out rows: "
+                          "use a source with more history")  # fmt: skip
+    return card, train, held
+
+
+def _spread(rows: list[dict], n: int) -> list[dict]:
+    """``n`` rows evenly spaced through ``rows`` (time-ordered: early and late prompts alike)."""
+    n = min(n, len(rows))
+    return [rows[(i * len(rows)) // n] for i in range(n)]
+
+
+def _data_summary(card: dict) -> dict[str, Any]:
+    keep = ("source", "synthetic", "data", "assets", "horizons", "seed", "split_plan", "teacher_pass_rate")
+    out = {k: card.get(k) for k in keep}
+    out["teacher"] = card.get("teacher", {}).get("name")
+    out["rows"] = {name: split["rows"] for name, split in card.get("splits", {}).items()}
+    return out
+
+
+def model_card(cfg: BootstrapConfig, facts: dict[str, Any]) -> str:
+    """The README: what this base is, how it was made, and what it is not."""
+    data, check, arch = facts["data"], facts["format_check"], facts["architecture"]
+    label = "SYNTHETIC market data (a seeded simulation, not real prices)" if data["synthetic"] else "real market data"
+    return f"""---
+library_name: transformers
+pipeline_tag: text-generation
+tags: [cortex, tiny, offline, synthetic-data]
+---
+
+# {TINY_REPO}: the tiny offline Cortex base
+
+A **tiny Llama-architecture model for offline use** (tests, demos, CPU-only runs of the Cortex
+subnet). It is the base of the `cortex-tiny` competition; it is **not** a capable forecaster.
+Built by `cortex base bootstrap --seed {cfg.seed} --source {cfg.source} --steps {cfg.steps}` from
+{label}, with the offline `{data['teacher']}` teacher's reasoning traces.
+
+| | |
+| --- | --- |
+| architecture | `LlamaForCausalLM`: hidden {arch['hidden_size']}, {arch['num_hidden_layers']} layers, {arch['num_attention_heads']} heads ({arch['num_key_value_heads']} KV), MLP {arch['intermediate_size']}, context {arch['max_position_embeddings']}, tied embeddings |
+| parameters | {facts['parameters']:,} |
+| tokenizer | byte-level BPE, {facts['tokenizer_size']} tokens, trained on the dataset's chats; chat template with `{{% generation %}}` markers |
+| pre-training | full fine-tuning, {cfg.steps} steps × {cfg.batch_size} chats, AdamW, peak lr {cfg.learning_rate}, loss on assistant tokens; {cfg.relabel_fraction:.0%} of the non-BTC training chats renamed to another ticker |
+| final training loss | {facts['final_loss']} |
+| data | {data['source']}: assets {', '.join(data['assets'])}, horizons {data['horizons']} days, rows {data['rows']} |
+| held-out format check | {check['prompts']} {HELD_OUT} prompts, greedy: parse rate {check['parse_rate']}, mean reward {check['mean_reward']} |
+
+Answers are `<think>…</think><answer>{{json}}</answer>`. Load with
+`AutoModelForCausalLM.from_pretrained(path)` and `AutoTokenizer.from_pretrained(path)` (no remote
+code); generate from `tokenizer.apply_chat_template(messages, add_generation_prompt=True)`.
+Real networks name a Hub base by repo and pinned revision instead (for example
+`meta-llama/Llama-3.3-70B-Instruct`).
+"""
+
+
+def bootstrap(cfg: BootstrapConfig) -> dict[str, Any]:
+    """Build, pre-train, check and save the tiny base into ``cfg.out``; returns the report."""
+    import torch
+
+    from cortex.model.loading import is_model_file
+    from cortex.model.pretrain import PretrainConfig, format_check, pretrain, token_lengths
+    from cortex.model.tiny import build_model, parameter_count
+    from cortex.model.tokenizer import chat_corpus, train_tokenizer
+    from cortex.protocol.competition import CORTEX_TINY
+    from cortex.protocol.hashing import content_hash
+
+    out = Path(cfg.out).resolve()
+    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / REPORT).exists())):
+        raise CortexError(f"{out} exists and is not a bootstrap output: choose a new or empty folder")
+    started, seconds = time.time(), {}
+    torch.set_num_threads(cfg.threads)
+    torch.use_deterministic_algorithms(True)
+
+    log.info("building the %s dataset", cfg.source)
+    card, train, held = _data(cfg)
+    seconds["data"] = time.time() - started
+    tokenizer = train_tokenizer(chat_corpus(train), cfg.vocab_size)
+    model = build_model(cfg.model, tokenizer, cfg.seed)
+    lengths = token_lengths(tokenizer, [row["messages"] for row in held])
+    log.info("tokenizer: %d tokens; model: %s parameters; held-out prompts %s tokens", len(tokenizer),
+             f"{parameter_count(model):,}", lengths["prompt"])  # fmt: skip
+    seconds["tokenizer_and_init"] = time.time() - started - sum(seconds.values())
+
+    train_cfg = PretrainConfig(steps=cfg.steps, batch_size=cfg.batch_size, learning_rate=cfg.learning_rate,
+                               warmup_steps=max(1, cfg.steps // 10), seed=cfg.seed)  # fmt: skip
+    curve = pretrain(model, tokenizer, train, train_cfg, progress=cfg.progress)
+    seconds["pretrain"] = time.time() - started - sum(seconds.values())
+    budget = CORTEX_TINY.eval.max_new_tokens
+    check = format_check(model, tokenizer, _spread(held, cfg.eval_prompts), cfg.max_new_tokens,
+                         budgets=(budget,), progress=cfg.progress)  # fmt: skip
+    seconds["format_check"] = time.time() - started - sum(seconds.values())
+
+    facts = {
+        "repo": TINY_REPO,
+        "parameters": parameter_count(model),
+        "tokenizer_size": len(tokenizer),
+        "architecture": asdict(cfg.model),
+        "final_loss": curve[-1]["loss"] if curve else None,
+        "data": _data_summary(card),
+        "format_check": check,
+    }
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        (tmp / "README.md").write_text(model_card(cfg, facts), encoding="utf-8")
+        published = sorted(p.name for p in tmp.iterdir() if p.is_file())
+        stray = [name for name in published if not is_model_file(name)]
+        if stray:  # the store's download allow-list would drop them and the revision would not load
+            raise CortexError(f"save_pretrained wrote files outside the base allow-list: {stray}")
+        revision = content_hash(tmp)
+        seconds["save"] = time.time() - started - sum(seconds.values())
+        seconds["total"] = time.time() - started
+        report = {
+            **facts, "revision": revision, "published_files": published,
+            "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()},
+            "pretrain": asdict(train_cfg), "loss_curve": curve, "token_lengths": lengths,
+            "competition_max_new_tokens": budget, "threads": cfg.threads, "deterministic_algorithms": True,
+            "seconds": {k: round(v, 1) for k, v in seconds.items()},
+        }  # fmt: skip
+        (tmp / REPORT).write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
+        if out.exists():
+            shutil.rmtree(out)
+        tmp.rename(out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return report
+
+
+def publish(folder: Path, store_spec: str, repo: str = TINY_REPO) -> str:
+    """Upload the model files of a bootstrap folder (not its report) to the store; returns the revision."""
+    from cortex.hub.store import open_store
+    from cortex.model.loading import model_files
+
+    folder = Path(folder)
+    names = model_files(p.name for p in folder.iterdir() if p.is_file())
+    store = open_store(store_spec)
+    with tempfile.TemporaryDirectory(prefix="cortex-base-upload-") as tmp:
+        for name in names:
+            shutil.copyfile(folder / name, Path(tmp) / name)
+        return store.upload(repo, Path(tmp), private=False, message="cortex base bootstrap")
+
+
+def register(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="base_command", metavar="COMMAND")
+    sub.required = True
+    b = sub.add_parser("bootstrap", help="build and pre-train the tiny offline base (cortex-tiny)")
+    b.add_argument("--out", required=True, help="folder for the Hugging Face model (replaced if a bootstrap)")
+    b.add_argument("--store", help="publish to this model store as cortex/tiny-llama: local:DIR or hf")
+    b.add_argument("--source", default="synthetic", help="synthetic[:SEED] (default) | csv:DIR")
+    b.add_argument("--seed", type=int, default=0, help="seed of the data, the initialisation and the order")
+    b.add_argument("--steps", type=int, default=BootstrapConfig.steps, help="pre-training steps")
+    b.add_argument("--eval-prompts", type=int, default=BootstrapConfig.eval_prompts,
+                   help="held-out prompts for the format check")  # fmt: skip
+    b.add_argument("--no-progress", action="store_true", help="no progress bars")
+    b.set_defaults(func=_bootstrap)
+
+
+def _bootstrap(args: argparse.Namespace) -> int:
+    if args.steps < 1 or args.eval_prompts < 1:
+        raise CortexError("--steps and --eval-prompts must be at least 1")
+    cfg = BootstrapConfig(out=Path(args.out), source=args.source, seed=args.seed, steps=args.steps,
+                          eval_prompts=args.eval_prompts, progress=not args.no_progress)  # fmt: skip
+    report = bootstrap(cfg)
+    check = report["format_check"]
+    print(f"wrote {cfg.out}: {report['parameters']:,} parameters, final loss {report['final_loss']}, "
+          f"parse rate {check['parse_rate']:.0%} on {check['prompts']} held-out prompts, "
+          f"{report['seconds']['total']:.0f}s")  # fmt: skip
+    print(f"content hash {report['revision']}")
+    if args.store:
+        revision = publish(cfg.out, args.store)
+        print(f"published {TINY_REPO}@{revision} to {args.store}")
+    return 0

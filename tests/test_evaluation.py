@@ -1,0 +1,83 @@
+"""The shared evaluation engine: one base, adapters swapped, batched greedy generation, scoring."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import torch
+from peft import LoraConfig, get_peft_model
+
+from cortex.data import build_samples, get_source
+from cortex.evaluation import Generator, evaluate
+from cortex.model.tiny import TinyConfig, build_model
+from cortex.model.tokenizer import chat_corpus, train_tokenizer
+
+TINY = TinyConfig(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                  intermediate_size=128)
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    frames = get_source("synthetic:3").load(["BTC", "ETH"], "2023-01-01", "2023-06-30")
+    samples = build_samples(frames, ["BTC", "ETH"], [1], start="2023-05-01", end="2023-05-10")
+    tokenizer = train_tokenizer(chat_corpus(s.prompt for s in samples), vocab_size=600)
+    model = build_model(TINY, tokenizer, seed=0)
+    root = tmp_path_factory.mktemp("eval")
+    adapters = {}
+    for name, dora in (("lora", False), ("dora", True)):
+        peft_model = get_peft_model(build_model(TINY, tokenizer, seed=0), LoraConfig(
+            r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "o_proj", "down_proj"], use_dora=dora))
+        with torch.no_grad():
+            for n, p in peft_model.named_parameters():
+                if "lora_B" in n:
+                    p.normal_(0, 3.0)
+        peft_model.save_pretrained(root / name)
+        adapters[name] = root / name
+    rows = [s.row() for s in samples[:5]]
+    return Generator(model, tokenizer, max_new_tokens=12, batch_size=2), adapters, rows
+
+
+def test_adapters_change_answers_and_are_unloaded(setup):
+    generator, adapters, rows = setup
+    base = evaluate(generator, rows, key="base")
+    lora = evaluate(generator, rows, key="lora", adapter=adapters["lora"])
+    dora = evaluate(generator, rows, key="dora", adapter=adapters["dora"])
+    again = evaluate(generator, rows, key="base")
+    assert base.reason is None and len(base.rewards) == len(rows) == len(base.completions)
+    assert lora.completions != base.completions and dora.completions != lora.completions
+    assert again.completions == base.completions  # adapters leave no trace on the base
+    assert generator._peft is None  # every adapter was taken out again
+    assert all(r == -1.0 for r in base.rewards)  # an untrained model cannot answer in format
+    assert base.parse_rate == 0.0 and base.new_tokens > 0
+
+
+def test_batching_does_not_change_greedy_answers(setup):
+    generator, adapters, rows = setup
+    batched = evaluate(generator, rows, key="lora", adapter=adapters["lora"])
+    generator.batch_size = 1
+    try:
+        single = evaluate(generator, rows, key="lora", adapter=adapters["lora"])
+    finally:
+        generator.batch_size = 2
+    assert batched.completions == single.completions
+
+
+def test_failures_are_reasons_not_exceptions(setup, tmp_path):
+    generator, adapters, rows = setup
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "adapter_config.json").write_text("{}")
+    result = evaluate(generator, rows, key="broken", adapter=broken)
+    assert result.rewards is None and result.reason.startswith("generation_failed")
+    mismatched = tmp_path / "mismatched"
+    mismatched.mkdir()
+    (mismatched / "adapter_config.json").write_text((adapters["lora"] / "adapter_config.json").read_text())
+    (mismatched / "adapter_model.safetensors").write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{}      ")
+    result = evaluate(generator, rows, key="mismatched", adapter=mismatched)
+    assert result.rewards is None and generator._peft is None
+    assert not any("lora" in name for name, _ in generator.model.named_modules())  # layers taken out
+    slow = evaluate(generator, rows, key="slow", adapter=adapters["dora"], time_budget=1e-9)
+    assert slow.rewards is None and slow.reason.startswith("time_budget")
+    fine = evaluate(generator, rows, key="lora", adapter=adapters["lora"])  # a clean state afterwards
+    assert fine.reason is None and generator._peft is None

@@ -1,0 +1,113 @@
+"""``cortex base bootstrap``: a loadable, deterministic Hugging Face folder, published to the store."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from cortex.cli import main
+from cortex.errors import CortexError
+from cortex.hub.local import LocalStore
+from cortex.model.cli import REPORT, BootstrapConfig, bootstrap, publish
+from cortex.model.loading import load_base
+from cortex.model.tiny import TINY_REPO, TinyConfig
+from cortex.protocol.competition import CORTEX_TINY
+from cortex.protocol.hashing import content_hash
+from cortex.reward import score
+
+SMALL = TinyConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1,
+                   intermediate_size=64, max_position_embeddings=1024)  # fmt: skip
+
+
+def small(out: Path, **kw) -> BootstrapConfig:
+    """A bootstrap in seconds: a few months of synthetic data, a tiny model, a few steps."""
+    args = dict(out=out, steps=4, batch_size=2, start="2024-06-01", stride=3, vocab_size=600, eval_prompts=2,
+                max_new_tokens=8, model=SMALL, progress=False)  # fmt: skip
+    return BootstrapConfig(**{**args, **kw})
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory) -> tuple[Path, dict]:
+    out = tmp_path_factory.mktemp("boot") / "tiny"
+    return out, bootstrap(small(out))
+
+
+def test_writes_a_standard_loadable_folder(built):
+    out, report = built
+    names = {p.name for p in out.iterdir()}
+    assert {"config.json", "generation_config.json", "model.safetensors", "tokenizer.json",
+            "tokenizer_config.json", "README.md", REPORT} <= names  # fmt: skip
+    assert not any(n.endswith((".bin", ".pt", ".pkl")) for n in names)
+    model = AutoModelForCausalLM.from_pretrained(out, trust_remote_code=False)
+    tok = AutoTokenizer.from_pretrained(out, trust_remote_code=False)
+    prompt = [{"role": "system", "content": "You are Cortex."}, {"role": "user", "content": "BTC, 7 days?"}]
+    ids = tok.apply_chat_template(prompt, add_generation_prompt=True, return_dict=True, return_tensors="pt")
+    generated = model.generate(**ids, max_new_tokens=5)
+    text = tok.decode(generated[0, ids["input_ids"].shape[1]:], skip_special_tokens=True)
+    assert isinstance(text, str) and generated.shape[1] <= ids["input_ids"].shape[1] + 5
+    card = (out / "README.md").read_text()
+    assert "offline" in card and "SYNTHETIC" in card and TINY_REPO in card
+
+
+def test_report(built):
+    out, report = built
+    on_disk = json.loads((out / REPORT).read_text())
+    assert on_disk == json.loads(json.dumps(report))
+    assert report["parameters"] > 0 and report["tokenizer_size"] <= 600
+    assert [p["step"] for p in report["loss_curve"]] == [4] and report["final_loss"] > 0
+    check = report["format_check"]
+    assert check["prompts"] == 2 and 0.0 <= check["parse_rate"] <= 1.0
+    assert f"parse_rate_within_{CORTEX_TINY.eval.max_new_tokens}_tokens" in check
+    assert report["data"]["synthetic"] and report["data"]["rows"]["train"] > 0
+    assert report["token_lengths"]["prompt"]["max"] > report["token_lengths"]["prompt"]["min"] > 0
+    assert set(report["seconds"]) >= {"data", "pretrain", "format_check", "total"}
+    assert REPORT not in report["published_files"]
+    assert report["revision"] == content_hash(out, report["published_files"])
+
+
+def test_same_seed_same_content_hash(built, tmp_path):
+    _, report = built
+    assert bootstrap(small(tmp_path / "again"))["revision"] == report["revision"]
+
+
+def test_publish_then_load_base(built, tmp_path):
+    out, report = built
+    revision = publish(out, f"local:{tmp_path / 'store'}")
+    assert revision == report["revision"]  # the local store's revision is the build's content hash
+    store = LocalStore(tmp_path / "store")
+    assert not store.is_private(TINY_REPO)
+    assert REPORT not in {f.path for f in store.list_files(TINY_REPO, revision)}
+    model, tok = load_base(CORTEX_TINY.base, store, revision=revision, cache_dir=tmp_path / "cache")
+    row = {"asset": "BTC", "horizon_days": 7, "outcome_return": 0.01, "realized_vol": 0.05,
+           "outcome_direction": "up", "prompt": [{"role": "user", "content": "BTC"}]}  # fmt: skip
+    ids = tok.apply_chat_template(row["prompt"], add_generation_prompt=True, return_dict=True, return_tensors="pt")
+    text = tok.decode(model.generate(**ids, max_new_tokens=4)[0], skip_special_tokens=True)
+    assert score(text, row).total == -1.0  # four tokens of a barely trained model do not parse
+
+
+def test_refuses_to_replace_a_foreign_folder(tmp_path):
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep me")
+    with pytest.raises(CortexError, match="not a bootstrap output"):
+        bootstrap(small(tmp_path / "mine"))
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
+
+
+@pytest.mark.slow
+def test_default_bootstrap_reports_its_parse_rate(tmp_path, capsys):
+    """The shipped default (a few minutes on two cores): answers in format on held-out prompts."""
+    out, store = tmp_path / "tiny", tmp_path / "store"
+    assert main(["base", "bootstrap", "--out", str(out), "--store", f"local:{store}", "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    report = json.loads((out / REPORT).read_text())
+    check = report["format_check"]
+    print(f"parse rate {check['parse_rate']} on {check['prompts']} prompts, mean reward {check['mean_reward']}, "
+          f"{report['seconds']['total']}s")  # fmt: skip
+    assert check["prompts"] == 20 and 0.0 <= check["parse_rate"] <= 1.0
+    assert report["loss_curve"][-1]["loss"] < report["loss_curve"][0]["loss"]
+    assert f"published {TINY_REPO}@{report['revision']}" in printed
+    model, _ = load_base(CORTEX_TINY.base, LocalStore(store), revision=report["revision"], cache_dir=tmp_path / "c")
+    assert model.config.hidden_size == TinyConfig().hidden_size
