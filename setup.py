@@ -12,6 +12,7 @@ HERE = Path(__file__).parent
 INSTALL_REQUIRES = [
     "bittensor>=11.3,<11.4",
     "numpy>=1.26",
+    "pandas>=2.0",
     "kyber-py>=1.2",  # ML-KEM-768 decapsulation for the embedded chain's MEV shield
     "pycryptodome>=3.20",  # XChaCha20-Poly1305 for the same
     "torch>=2.4",

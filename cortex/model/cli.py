@@ -133,6 +133,7 @@ def bootstrap(cfg: BootstrapConfig) -> dict[str, Any]:
     out = Path(cfg.out).resolve()
     if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / REPORT).exists())):
         raise CortexError(f"{out} exists and is not a bootstrap output: choose a new or empty folder")
+    out.parent.mkdir(parents=True, exist_ok=True)
     started, seconds = time.time(), {}
     torch.set_num_threads(cfg.threads)
     torch.use_deterministic_algorithms(True)

@@ -1,0 +1,119 @@
+"""Training backends: how the base is loaded and the adapter attached.
+
+- ``peft`` (CPU or GPU): the base in float32 on a CPU (bfloat16 on a GPU) and a ``peft``
+  ``LoraConfig`` with ``use_dora`` for DoRA; the trainers inject the layers.
+- ``qlora`` (``finetuning_type: qlora``): the base quantised to 4-bit NF4 by ``bitsandbytes``,
+  prepared for k-bit training, LoRA on top. GPU only.
+- ``unsloth``: ``FastLanguageModel`` loads the base and attaches the adapter with its fused
+  kernels. GPU only.
+
+:func:`check_backend` runs before any work (no data built, no model loaded): on a machine
+without a GPU, or without the package, it stops with a message that says what to do.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from cortex.errors import CortexError
+from miner.config import TrainConfig
+
+log = logging.getLogger(__name__)
+
+
+class BackendUnavailable(CortexError):
+    """The configured backend cannot run on this machine."""
+
+
+def has_gpu() -> bool:
+    return torch.cuda.is_available()
+
+
+def check_backend(cfg: TrainConfig) -> str:
+    """The device to train on ("cuda" or "cpu"); raises before any work if the backend cannot run."""
+    needs_gpu = [what for what, on in (("finetuning_type: qlora (4-bit bitsandbytes)", cfg.finetuning_type == "qlora"),
+                                       ("backend: unsloth", cfg.backend == "unsloth")) if on]  # fmt: skip
+    if needs_gpu and not has_gpu():
+        raise BackendUnavailable(
+            f"{' and '.join(needs_gpu)} needs an NVIDIA GPU and none is visible (torch.cuda.is_available() is False): "
+            "on this machine use finetuning_type: dora or lora with backend: peft (configs/tiny-cpu.yaml)"
+        )
+    if cfg.finetuning_type == "qlora" and importlib.util.find_spec("bitsandbytes") is None:
+        raise BackendUnavailable("finetuning_type: qlora needs bitsandbytes: pip install -e '.[gpu]'")
+    if cfg.backend == "unsloth" and importlib.util.find_spec("unsloth") is None:
+        raise BackendUnavailable("backend: unsloth needs the unsloth package: pip install -e '.[unsloth]'")
+    return "cuda" if has_gpu() else "cpu"
+
+
+def use_bf16(cfg: TrainConfig) -> bool:
+    if cfg.bf16 is not None:
+        if cfg.bf16 and not has_gpu():
+            log.warning("bf16: true on a CPU: training in float32 instead")
+        return bool(cfg.bf16) and has_gpu()
+    return has_gpu() and torch.cuda.is_bf16_supported()
+
+
+def lora_config(cfg: TrainConfig, targets: list[str]):
+    """The ``peft`` adapter configuration: DoRA is LoRA with ``use_dora``; nothing else trainable."""
+    from peft import LoraConfig
+
+    return LoraConfig(
+        r=cfg.lora_rank, lora_alpha=cfg.alpha, lora_dropout=cfg.lora_dropout, target_modules=targets,
+        use_dora=cfg.use_dora, bias="none", task_type="CAUSAL_LM",
+    )  # fmt: skip
+
+
+def load_for_training(cfg: TrainConfig, base: Path, targets: list[str]) -> tuple[Any, Any, Any]:
+    """``(model, tokenizer, peft_config)``; with unsloth the model already carries its adapter (config None)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(base, trust_remote_code=False)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    if cfg.backend == "unsloth":
+        return (*_unsloth(cfg, base, targets), None)
+    kwargs: dict[str, Any] = {"trust_remote_code": False, "use_safetensors": True}
+    if cfg.finetuning_type == "qlora":
+        from transformers import BitsAndBytesConfig
+
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=cfg.double_quantization,
+            bnb_4bit_compute_dtype=torch.bfloat16, bnb_4bit_quant_storage=torch.bfloat16,
+        )  # fmt: skip
+        kwargs["dtype"] = torch.bfloat16
+    else:
+        kwargs["dtype"] = torch.bfloat16 if use_bf16(cfg) else torch.float32
+    model = AutoModelForCausalLM.from_pretrained(base, **kwargs)
+    if cfg.finetuning_type == "qlora":
+        from peft import prepare_model_for_kbit_training
+
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=cfg.gradient_checkpointing)
+    return model, tokenizer, lora_config(cfg, targets)
+
+
+def _unsloth(cfg: TrainConfig, base: Path, targets: list[str]) -> tuple[Any, Any]:
+    from unsloth import FastLanguageModel
+
+    model, tokenizer = FastLanguageModel.from_pretrained(
+        model_name=str(base), max_seq_length=cfg.cutoff_len, dtype=None,
+        load_in_4bit=cfg.finetuning_type == "qlora", trust_remote_code=False,
+    )  # fmt: skip
+    model = FastLanguageModel.get_peft_model(
+        model, r=cfg.lora_rank, lora_alpha=cfg.alpha, lora_dropout=cfg.lora_dropout, target_modules=targets,
+        bias="none", use_dora=cfg.use_dora, use_gradient_checkpointing="unsloth" if cfg.gradient_checkpointing else False,
+        random_state=cfg.seed,
+    )  # fmt: skip
+    return model, tokenizer
+
+
+def load_adapter_for_training(cfg: TrainConfig, base: Path, adapter: Path) -> tuple[Any, Any]:
+    """The base with a trained adapter, trainable again: how GRPO and KTO continue after SFT."""
+    from peft import PeftModel
+
+    model, tokenizer, _ = load_for_training(cfg.replace(backend="peft"), base, [])
+    return PeftModel.from_pretrained(model, str(adapter), is_trainable=True), tokenizer

@@ -1,0 +1,274 @@
+"""The training configuration: one YAML file with the keys people know from LLaMA-Factory.
+
+``load_config(path)`` reads it and checks every key against :class:`TrainConfig`: an unknown key
+is named with the closest known one ("did you mean ..."), a bad value with what was expected, and
+all problems are reported at once. Keys the miner deliberately does not take (the chat template,
+other quantisation methods, ...) say why. ``configs/*.yaml`` are examples; docs/miner.md lists
+every key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+import types
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Union, get_args, get_origin, get_type_hints
+
+import yaml
+
+from cortex.errors import CortexError
+
+STAGES = ("sft", "grpo", "kto")
+FINETUNING_TYPES = ("dora", "lora", "qlora")
+BACKENDS = ("peft", "unsloth")
+SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup",
+              "inverse_sqrt", "cosine_with_min_lr", "warmup_stable_decay")  # fmt: skip
+REPORT_TO = ("wandb", "none")
+LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+# LLaMA-Factory keys that the miner does not take, and why.
+NOT_SUPPORTED = {
+    "template": "the base's own chat template is always used (validators prompt with it)",
+    "quantization_method": "qlora always uses bitsandbytes 4-bit (finetuning_type: qlora)",
+    "quantization_bit": "qlora always quantises to 4 bits (finetuning_type: qlora)",
+    "additional_target": "adapters may not carry extra trainable modules (validators reject them)",
+    "trust_remote_code": "bases are always loaded without remote code",
+    "deepspeed": "choose DeepSpeed or FSDP in the accelerate config: accelerate launch --config_file configs/accelerate/zero3.yaml",
+    "pref_loss": "the preference stage is KTO (stage: kto)",
+}  # fmt: skip
+
+
+class ConfigError(CortexError):
+    """A training configuration that does not fit the schema."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Every key a training YAML may hold; defaults fit the tiny base on a CPU."""
+
+    # stages and model
+    stage: tuple[str, ...] = ("sft",)  # sft | grpo | kto, or a list run in order: [sft, grpo]
+    finetuning_type: str = "dora"  # dora | lora | qlora (4-bit base, GPU only)
+    backend: str = "peft"  # peft | unsloth (GPU only)
+    model_name_or_path: str | None = None  # a local base folder instead of the competition's (offline)
+    adapter_name_or_path: str | None = None  # an adapter folder the first stage continues training
+    lora_rank: int = 8
+    lora_alpha: float | None = None  # None: 2 x lora_rank
+    lora_dropout: float = 0.0
+    lora_target: tuple[str, ...] = ("all",)  # "all": every module the competition allows
+    double_quantization: bool = True  # qlora: quantise the quantisation constants too
+    # data
+    source: str | None = None  # None: csv:$CORTEX_MARKET_DATA when set, else synthetic
+    dataset: str | None = None  # a dataset folder from `cortex data build` (skips the build)
+    assets: tuple[str, ...] = ("BTC", "ETH", "SOL", "NEAR")
+    horizons: tuple[int, ...] = (1, 7)
+    teacher: str = "analyst"  # analyst (offline) | openrouter (DeepSeek R1)
+    data_start: str | None = None  # first cutoff day (YYYY-MM-DD)
+    data_end: str | None = None
+    stride: int = 1  # every N-th day as a cutoff
+    min_teacher_reward: float = 1.0  # SFT keeps teacher traces scoring at least this
+    cutoff_len: int = 1024  # tokens per training sequence
+    max_samples: int | None = None  # cap on training rows (spread over the whole window)
+    eval_split: str = "validation"  # the split for validation loss and early stopping
+    val_size: float | None = None  # cap on validation rows: a count (>= 1) or a fraction (< 1)
+    heldout_split: str = "test"  # the split scored before publishing
+    heldout_samples: int = 32
+    heldout_max_new_tokens: int | None = None  # None: the competition's max_new_tokens
+    # optimisation
+    learning_rate: float = 2.0e-4
+    num_train_epochs: float = 1.0
+    max_steps: int = -1  # > 0 overrides num_train_epochs
+    per_device_train_batch_size: int = 4
+    per_device_eval_batch_size: int = 8
+    gradient_accumulation_steps: int = 1
+    lr_scheduler_type: str = "cosine"
+    warmup_ratio: float = 0.1
+    weight_decay: float = 0.01
+    max_grad_norm: float = 1.0
+    gradient_checkpointing: bool = False
+    bf16: bool | None = None  # None: on a GPU that supports it
+    early_stopping_patience: int | None = None  # evaluations without improvement before stopping
+    early_stopping_threshold: float = 0.0
+    # checkpoints and logs
+    logging_steps: int = 5
+    eval_steps: int = 20
+    save_steps: int = 20  # a multiple of eval_steps (the best checkpoint is kept)
+    save_total_limit: int = 2
+    plot_loss: bool = True
+    report_to: str = "wandb"  # wandb (offline unless WANDB_MODE says otherwise) | none
+    wandb_project: str = "cortex-miner"
+    run_name: str | None = None
+    seed: int = 42
+    # GRPO
+    num_generations: int = 4
+    grpo_prompts_per_step: int = 2  # prompts per device per step (num_generations answers each)
+    grpo_beta: float = 0.04
+    grpo_learning_rate: float = 3.0e-6  # the seeds plan 1e-6 ... 5e-6
+    grpo_max_steps: int = 20
+    grpo_temperature: float = 1.0
+    max_completion_length: int = 256
+    # KTO
+    pref_beta: float = 0.1
+    kto_learning_rate: float = 5.0e-6
+    kto_max_steps: int = 20
+    kto_reward_threshold: float = 1.0  # teacher traces at or above: desirable; below: undesirable
+    kto_chosen_weight: float = 1.0
+    kto_rejected_weight: float | None = None  # None: desirable / undesirable count (balances the classes)
+    # publishing
+    hub_model_id: str | None = None  # namespace/name in the model store (default: WALLET/COMPETITION)
+
+    def __post_init__(self) -> None:
+        problems = _check_values(self)
+        if problems:
+            raise ConfigError("; ".join(problems))
+
+    @property
+    def alpha(self) -> float:
+        return float(self.lora_alpha) if self.lora_alpha is not None else 2.0 * self.lora_rank
+
+    @property
+    def use_dora(self) -> bool:
+        return self.finetuning_type == "dora"
+
+    def targets(self, allowed: tuple[str, ...] = LORA_TARGETS) -> list[str]:
+        """The target modules: ``all`` means every module in ``allowed`` (the competition's)."""
+        if self.lora_target == ("all",):
+            return list(allowed)
+        outside = [t for t in self.lora_target if t not in allowed]
+        if outside:
+            raise ConfigError(f"lora_target: {outside} not allowed by the competition (allowed: {list(allowed)})")
+        return list(self.lora_target)
+
+    def replace(self, **changes: Any) -> TrainConfig:
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+
+
+def _check_values(c: TrainConfig) -> list[str]:
+    bad: list[str] = []
+
+    def need(ok: bool, message: str) -> None:
+        if not ok:
+            bad.append(message)
+
+    need(bool(c.stage) and all(s in STAGES for s in c.stage), f"stage: expected sft, grpo or kto (or a list), got {list(c.stage)}")
+    need(len(set(c.stage)) == len(c.stage), f"stage: a stage appears twice in {list(c.stage)}")
+    need("sft" not in c.stage or c.stage[0] == "sft", "stage: sft comes first (then grpo or kto)")
+    need(c.finetuning_type in FINETUNING_TYPES, f"finetuning_type: expected one of {', '.join(FINETUNING_TYPES)}, got {c.finetuning_type!r}")
+    need(c.backend in BACKENDS, f"backend: expected peft or unsloth, got {c.backend!r}")
+    need(c.lr_scheduler_type in SCHEDULERS, f"lr_scheduler_type: expected one of {', '.join(SCHEDULERS)}, got {c.lr_scheduler_type!r}")
+    need(c.report_to in REPORT_TO, f"report_to: expected wandb or none, got {c.report_to!r}")
+    need(c.lora_target == ("all",) or all(t in LORA_TARGETS for t in c.lora_target),
+         f"lora_target: expected 'all' or names among {', '.join(LORA_TARGETS)}, got {list(c.lora_target)}")
+    for name in ("lora_rank", "per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps",
+                 "cutoff_len", "heldout_samples", "logging_steps", "eval_steps", "save_steps", "save_total_limit",
+                 "stride", "num_generations", "grpo_prompts_per_step", "grpo_max_steps", "max_completion_length",
+                 "kto_max_steps"):  # fmt: skip
+        need(getattr(c, name) >= 1, f"{name}: expected an integer >= 1, got {getattr(c, name)}")
+    for name in ("max_samples", "heldout_max_new_tokens", "early_stopping_patience"):
+        value = getattr(c, name)
+        need(value is None or value >= 1, f"{name}: expected an integer >= 1 or null, got {value}")
+    for name in ("learning_rate", "grpo_learning_rate", "kto_learning_rate", "max_grad_norm", "grpo_temperature",
+                 "pref_beta", "kto_chosen_weight"):  # fmt: skip
+        need(getattr(c, name) > 0, f"{name}: expected a number > 0, got {getattr(c, name)}")
+    for name in ("weight_decay", "grpo_beta", "early_stopping_threshold"):
+        need(getattr(c, name) >= 0, f"{name}: expected a number >= 0, got {getattr(c, name)}")
+    need(c.kto_rejected_weight is None or c.kto_rejected_weight > 0,
+         f"kto_rejected_weight: expected a number > 0 or null, got {c.kto_rejected_weight}")
+    need(c.lora_alpha is None or c.lora_alpha > 0, f"lora_alpha: expected a number > 0 or null, got {c.lora_alpha}")
+    need(0 <= c.lora_dropout < 1, f"lora_dropout: expected a number in [0, 1), got {c.lora_dropout}")
+    need(0 <= c.warmup_ratio < 1, f"warmup_ratio: expected a number in [0, 1), got {c.warmup_ratio}")
+    need(c.num_train_epochs > 0, f"num_train_epochs: expected a number > 0, got {c.num_train_epochs}")
+    need(c.max_steps == -1 or c.max_steps >= 1, f"max_steps: expected -1 (use num_train_epochs) or >= 1, got {c.max_steps}")
+    need(c.val_size is None or c.val_size > 0, f"val_size: expected a count >= 1, a fraction in (0, 1) or null, got {c.val_size}")
+    need(c.save_steps % c.eval_steps == 0 if c.eval_steps >= 1 else True,
+         f"save_steps ({c.save_steps}) must be a multiple of eval_steps ({c.eval_steps}) to keep the best checkpoint")
+    need(c.num_generations >= 2, f"num_generations: GRPO compares at least 2 answers per prompt, got {c.num_generations}")
+    need(len(c.assets) > 0 and len(c.horizons) > 0 and all(h >= 1 for h in c.horizons),
+         "assets and horizons: expected non-empty lists (horizons in whole days >= 1)")
+    need(c.hub_model_id is None or c.hub_model_id.count("/") == 1, f"hub_model_id: expected 'namespace/name', got {c.hub_model_id!r}")
+    return bad
+
+
+_EXPECTED = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+
+
+def _convert(hint: Any, value: Any, key: str) -> Any:
+    """Check one YAML value against its type hint; lists become tuples, '1e-4' strings floats."""
+    origin, args = get_origin(hint), get_args(hint)
+    if origin in (Union, types.UnionType):
+        if value is None:
+            return None
+        return _convert(next(a for a in args if a is not type(None)), value, key)
+    if origin is tuple:
+        items = value.split(",") if isinstance(value, str) else value  # "q_proj,v_proj" as LLaMA-Factory takes it
+        if not isinstance(items, list):
+            items = [items]
+        return tuple(_convert(args[0], item.strip() if isinstance(item, str) else item, key) for item in items)
+    if hint is float and isinstance(value, str):  # YAML 1.1 reads 2e-4 (no dot) as a string
+        try:
+            value = float(value)
+        except ValueError:
+            pass
+    ok = {bool: isinstance(value, bool), str: isinstance(value, str),
+          int: isinstance(value, int) and not isinstance(value, bool),
+          float: isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)}[hint]
+    if not ok:
+        raise ConfigError(f"{key}: expected {_EXPECTED[hint]}, got {value!r}")
+    return float(value) if hint is float else value
+
+
+def from_dict(data: dict[str, Any], where: str = "config") -> TrainConfig:
+    """A :class:`TrainConfig` from plain data, with every problem named in one error."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a mapping of keys to values, got {type(data).__name__}")
+    hints = get_type_hints(TrainConfig)
+    known = [f.name for f in dataclasses.fields(TrainConfig)]
+    problems, kwargs = [], {}
+    for key, value in data.items():
+        if key in NOT_SUPPORTED:
+            problems.append(f"{key}: not supported: {NOT_SUPPORTED[key]}")
+        elif key not in hints:
+            close = difflib.get_close_matches(str(key), known, n=1, cutoff=0.6)
+            hint = f" (did you mean {close[0]!r}?)" if close else " (docs/miner.md lists the keys)"
+            problems.append(f"unknown key {key!r}{hint}")
+        else:
+            try:
+                kwargs[key] = _convert(hints[key], value, key)
+            except ConfigError as exc:
+                problems.append(str(exc))
+    if not problems:
+        try:
+            return TrainConfig(**kwargs)
+        except ConfigError as exc:
+            problems.append(str(exc))
+    raise ConfigError(f"{where}: " + "; ".join(problems))
+
+
+def load_config(path: str | Path | None) -> TrainConfig:
+    """Read a training YAML; ``None`` gives the defaults."""
+    if path is None:
+        return TrainConfig()
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except OSError as exc:
+        raise ConfigError(f"cannot read the training config {path}: {exc.strerror}; pass --config configs/tiny-cpu.yaml or another file") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {str(exc).splitlines()[0]}") from None
+    return from_dict(data, str(path))
+
+
+def schema_rows() -> list[tuple[str, str, Any]]:
+    """(key, type, default) for every key, for the docs and ``--help``."""
+    hints = get_type_hints(TrainConfig)
+    rows = []
+    for f in dataclasses.fields(TrainConfig):
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+        rows.append((f.name, str(hints[f.name]).replace("typing.", ""), default))
+    return rows
+

@@ -1,0 +1,81 @@
+"""The preference stage (an alternative to GRPO): TRL's ``KTOTrainer`` on labelled teacher traces.
+
+KTO needs no pairs: each (prompt, completion) is labelled desirable or undesirable on its own. The
+labels come from the reward each teacher trace earned against its known outcome
+(``teacher_reward`` in the dataset): at or above ``kto_reward_threshold`` it is desirable, below it
+undesirable. The dataset is built without the SFT quality filter when this stage runs, so the low
+scorers are there to learn from. ``pref_beta`` keeps the policy near the adapter-free base;
+``kto_chosen_weight`` / ``kto_rejected_weight`` balance unequal classes (by default the rejected
+weight is the ratio of desirable to undesirable traces, as TRL advises).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from cortex.errors import CortexError
+from miner.backends import load_adapter_for_training, load_for_training
+from miner.config import TrainConfig
+from miner.training import StageResult, common_args, resume_checkpoint, save_adapter
+
+log = logging.getLogger(__name__)
+
+
+def kto_rows(train, threshold: float):
+    """``prompt`` / ``completion`` / ``label`` rows from dataset rows with ``messages`` and ``teacher_reward``."""
+    def label(row: dict) -> dict:
+        return {"prompt": row["prompt"], "completion": [row["messages"][-1]],
+                "label": bool(row["teacher_reward"] >= threshold)}  # fmt: skip
+
+    rows = train.map(label, remove_columns=train.column_names)
+    good = sum(rows["label"])
+    if good == 0 or good == len(rows):
+        raise CortexError(f"KTO needs desirable and undesirable traces; with kto_reward_threshold {threshold} "
+                          f"{good} of {len(rows)} are desirable: move the threshold")  # fmt: skip
+    return rows, good
+
+
+def kto_config(cfg: TrainConfig, out: Path, report_to: str, desirable: int, undesirable: int):
+    from trl import KTOConfig
+
+    rejected = cfg.kto_rejected_weight or cfg.kto_chosen_weight * desirable / undesirable  # TRL's advice: ratio ~1
+
+    return KTOConfig(
+        **common_args(cfg, out, "kto", report_to), eval_strategy="no", save_strategy="steps",
+        learning_rate=cfg.kto_learning_rate, max_steps=cfg.kto_max_steps,
+        per_device_train_batch_size=max(2, cfg.per_device_train_batch_size),  # the KL estimate pairs rows in a batch
+        beta=cfg.pref_beta, desirable_weight=cfg.kto_chosen_weight, undesirable_weight=rejected,
+        max_length=cfg.cutoff_len, remove_unused_columns=False,
+    )  # fmt: skip
+
+
+def train_kto(cfg: TrainConfig, base: Path, train, out: Path, *, targets: list[str],
+              adapter: Path | None = None, report_to: str = "none", resume: bool = False) -> StageResult:
+    """Run KTO on labelled teacher traces; continues ``adapter`` when given."""
+    from trl import KTOTrainer
+
+    rows, good = kto_rows(train, cfg.kto_reward_threshold)
+    if adapter is not None:
+        model, tokenizer = load_adapter_for_training(cfg, base, adapter)
+        peft_config = None
+    else:
+        model, tokenizer, peft_config = load_for_training(cfg, base, targets)
+    trainer = KTOTrainer(model=model, args=kto_config(cfg, out, report_to, good, len(rows) - good), train_dataset=rows,
+                         processing_class=tokenizer, peft_config=peft_config)  # fmt: skip
+    checkpoint = resume_checkpoint(Path(trainer.args.output_dir), resume)
+    result = trainer.train(resume_from_checkpoint=checkpoint)
+    save_adapter(trainer, out / "adapter")
+    history = list(trainer.state.log_history)
+    logged = [h for h in history if "loss" in h]
+    summary = {"global_step": trainer.state.global_step, "train_runtime_s": result.metrics.get("train_runtime"),
+               "rows": len(rows), "desirable": good, "undesirable": len(rows) - good,
+               "loss_first": logged[0]["loss"] if logged else None, "loss_last": logged[-1]["loss"] if logged else None,
+               "threshold": cfg.kto_reward_threshold}  # fmt: skip
+    for key in ("rewards/chosen", "rewards/rejected", "rewards/margins", "kl"):
+        values = [h[key] for h in history if key in h]
+        if values:
+            summary[key.replace("/", "_") + "_last"] = values[-1]
+    log.info("kto: %d steps on %d traces (%d desirable), loss %s -> %s", trainer.state.global_step, len(rows), good,
+             summary["loss_first"], summary["loss_last"])  # fmt: skip
+    return StageResult("kto", history, summary)

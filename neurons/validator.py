@@ -1,0 +1,52 @@
+"""The Cortex validator: ``python neurons/validator.py --netuid N --wallet.name W --wallet.hotkey H
+--subtensor.network embedded|test|finney [--chain.path P] [--once] [--engine transformers|vllm] …``
+
+A thin entry point: parse the flags, build the parts, run the rounds (docs/validator.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+
+from cortex.errors import CortexError
+
+
+def main(argv: list[str] | None = None) -> int:
+    from cortex.flags import open_chain, open_wallet, setup_logging
+    from cortex.hub.store import open_store
+    from validator.config import add_args, from_args
+    from validator.engines import require_engine
+
+    parser = argparse.ArgumentParser(prog="validator", description=__doc__.splitlines()[0])
+    add_args(parser)
+    args = parser.parse_args(argv)
+    setup_logging(args.debug)
+    try:
+        cfg = from_args(args)
+        require_engine(cfg.engine)  # before any work: no GPU or no vllm is a one-line error
+        if cfg.threads:
+            import torch
+
+            torch.set_num_threads(cfg.threads)
+        if not cfg.wandb:
+            os.environ.setdefault("WANDB_MODE", "disabled")
+        from validator.round import Parts, Validator
+
+        parts = Parts(cfg, open_chain(args), open_wallet(args), open_store(cfg.store), cfg.schedule())
+        Validator(parts).run()
+    except CortexError as exc:
+        print(f"validator: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

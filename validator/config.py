@@ -1,0 +1,149 @@
+"""The validator's configuration: one dataclass, bittensor-style flags, and the version key.
+
+Everything two validators must agree on to set the same weights lives either on chain, in the
+competition definitions, or in the flags below that say how the market clock runs offline; the
+rest (engine, device, paths, wandb) changes how fast a validator is, never what it decides.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+from cortex.chain.connect import EMBEDDED
+from cortex.errors import CortexError
+from cortex.flags import add_neuron_args
+from cortex.protocol.competition import (
+    BUILTIN_COMPETITIONS,
+    CompetitionSchedule,
+    get_competition,
+    load_competitions,
+)
+
+# The weights version key sent with every bt.SetWeights. A subnet owner who needs to retire old
+# validators raises the subnet's WeightsVersionKey (`sudo_set_weights_version_key`) to the new
+# value; the chain refuses keys below it. 1000 * major + 10 * minor + patch of the package (0.1.0).
+# The embedded chain's subnets start at 0 (`cortex chain init --weights-version`), which accepts it.
+WEIGHTS_VERSION = 10
+
+ENGINES = ("transformers", "vllm")
+DEFAULT_START_DAY = date(2024, 1, 1)
+DEFAULT_BLOCKS_PER_DAY = 10
+
+
+@dataclass(frozen=True)
+class ValidatorConfig:
+    netuid: int
+    wallet_name: str = "default"
+    wallet_hotkey: str = "default"
+    wallet_path: str = "~/.bittensor/wallets"
+    network: str = EMBEDDED
+    chain_path: str | None = None
+    once: bool = False
+    engine: str = "transformers"
+    device: str = "auto"  # auto: cuda when available, else cpu
+    threads: int | None = None  # torch CPU threads (None: torch's default)
+    store: str = "hf"  # local:DIR offline
+    state: Path = Path("~/.cortex/validator/state.json")
+    cache: Path | None = None  # adapters and bases; default: beside the state file
+    source: str = "synthetic"  # market data: synthetic[:SEED] | csv:DIR | binance
+    competitions: tuple[str, ...] = ("cortex-tiny",)  # built-in ids, or one YAML/JSON file
+    clock: str = "simulated"  # simulated (offline replay from genesis) | calendar (live)
+    start_day: date = DEFAULT_START_DAY  # simulated: the market day genesis sees closed
+    blocks_per_day: int = DEFAULT_BLOCKS_PER_DAY  # simulated: one more day closes every N blocks
+    alpha: float = 0.5  # smoothing: the weight of the NEW round (1 keeps only this round)
+    round_blocks: int | None = None  # None: one round per tempo
+    wandb: bool = True
+    wandb_project: str = "cortex-validator"
+    wandb_mode: str = "offline"
+    max_loras: int = 8  # vllm: adapters sharing one generation pass
+    debug: bool = False
+
+    def __post_init__(self) -> None:
+        if self.engine not in ENGINES:
+            raise CortexError(f"--engine must be one of {', '.join(ENGINES)}, got {self.engine!r}")
+        if self.clock not in ("simulated", "calendar"):
+            raise CortexError(f"--clock must be simulated or calendar, got {self.clock!r}")
+        if not 0 < self.alpha <= 1:
+            raise CortexError(f"--weights.alpha must be in (0, 1] (the new round's weight), got {self.alpha}")
+        if self.blocks_per_day < 1 or (self.round_blocks is not None and self.round_blocks < 1):
+            raise CortexError("--clock.blocks-per-day and --round.blocks must be at least 1")
+
+    @property
+    def state_dir(self) -> Path:
+        return Path(self.state).expanduser().parent
+
+    @property
+    def cache_dir(self) -> Path:
+        return Path(self.cache).expanduser() if self.cache else self.state_dir / "cache"
+
+    def schedule(self) -> CompetitionSchedule:
+        """The competitions to score: one definitions file, or built-in ids."""
+        if len(self.competitions) == 1 and self.competitions[0] not in BUILTIN_COMPETITIONS:
+            path = Path(self.competitions[0]).expanduser()
+            if path.suffix.lower() in (".yaml", ".yml", ".json") or path.exists():
+                return load_competitions(path)
+        return CompetitionSchedule(tuple(get_competition(c) for c in self.competitions))
+
+
+def add_args(parser: argparse.ArgumentParser) -> None:
+    add_neuron_args(parser)
+    a = parser.add_argument
+    a("--once", action="store_true", help="run one round, set weights and exit")
+    a("--engine", choices=ENGINES, default="transformers",
+      help="transformers (CPU or GPU, peft adapters swapped on one base) or vllm (GPU, multi-LoRA batches)")
+    a("--device", default="auto", help="auto, cpu or cuda[:N] (transformers engine)")
+    a("--threads", type=int, default=None, help="torch CPU threads")
+    a("--store", default=None, help="model store: hf (default on real networks) or local:DIR (offline)")
+    a("--state", default=None, help="state file (default ~/.cortex/validator/NETUID-WALLET-HOTKEY/state.json)")
+    a("--cache", default=None, help="download cache (default: beside the state file)")
+    a("--source", default=None, help="market data: synthetic[:SEED] (offline default), csv:DIR, binance")
+    a("--competitions", nargs="+", default=None,
+      help="built-in competition ids, or one YAML/JSON file (default: cortex-tiny offline, cortex-70b live)")
+    a("--clock", choices=("simulated", "calendar"), default=None,
+      help="market clock: simulated replays the source from genesis (offline default); calendar is live")
+    a("--clock.start-day", dest="start_day", default=DEFAULT_START_DAY.isoformat(),
+      help="simulated clock: the market day genesis sees closed (YYYY-MM-DD)")
+    a("--clock.blocks-per-day", dest="blocks_per_day", type=int, default=DEFAULT_BLOCKS_PER_DAY,
+      help="simulated clock: blocks per market day")
+    a("--weights.alpha", dest="alpha", type=float, default=0.5,
+      help="smoothing over rounds: the weight of the NEW round's scores, in (0, 1]")
+    a("--round.blocks", dest="round_blocks", type=int, default=None, help="blocks per round (default: tempo)")
+    a("--wandb.off", dest="wandb_off", action="store_true", help="do not log to wandb")
+    a("--wandb.project", dest="wandb_project", default="cortex-validator")
+    a("--wandb.mode", dest="wandb_mode", choices=("offline", "online"), default="offline",
+      help="offline (default: files under the state folder, `wandb sync` later) or online")
+    a("--vllm.max-loras", dest="max_loras", type=int, default=8, help="vllm: adapters per shared batch")
+
+
+def from_args(args: argparse.Namespace) -> ValidatorConfig:
+    """The config the flags describe, with defaults that depend on the network."""
+    offline = args.network == EMBEDDED
+    state = args.state or os.path.join(
+        "~/.cortex/validator", f"{args.netuid}-{args.wallet_name}-{args.wallet_hotkey}", "state.json")
+    try:
+        start_day = date.fromisoformat(args.start_day)
+    except ValueError:
+        raise CortexError(f"--clock.start-day must be YYYY-MM-DD, got {args.start_day!r}") from None
+    return ValidatorConfig(
+        netuid=args.netuid, wallet_name=args.wallet_name, wallet_hotkey=args.wallet_hotkey,
+        wallet_path=args.wallet_path, network=args.network, chain_path=args.chain_path,
+        once=args.once, engine=args.engine, device=args.device, threads=args.threads,
+        store=args.store or ("hf" if not offline else _offline_store(args.chain_path)),
+        state=Path(state).expanduser(), cache=Path(args.cache) if args.cache else None,
+        source=args.source or ("synthetic" if offline else "binance"),
+        competitions=tuple(args.competitions or (("cortex-tiny",) if offline else ("cortex-70b",))),
+        clock=args.clock or ("simulated" if offline else "calendar"), start_day=start_day,
+        blocks_per_day=args.blocks_per_day, alpha=args.alpha, round_blocks=args.round_blocks,
+        wandb=not args.wandb_off, wandb_project=args.wandb_project, wandb_mode=args.wandb_mode,
+        max_loras=args.max_loras, debug=args.debug,
+    )
+
+
+def _offline_store(chain_path: str | None) -> str:
+    if chain_path is None:
+        raise CortexError("offline validators need --store local:DIR (the miners' model store)")
+    return f"local:{Path(chain_path).expanduser().parent / 'store'}"

@@ -1,0 +1,154 @@
+"""Fetching adapters: list first, refuse early, download the allowed files once, cache by revision.
+
+Issue 5, step 3. For each (repo, revision):
+
+1. ``list_files``: a missing repo or revision, or an unreachable store, is a rejection.
+2. Every listed file must be on the allow-list (``cortex.hub.ADAPTER_FILES``): a pickle-like name is
+   ``pickle``, anything else ``extra_files``. Their total size must fit the competition's
+   ``max_bytes`` (``too_large``). Nothing has been downloaded yet.
+3. Download only the allowed files, with the byte limit, into a staging folder; compute the
+   content hash; rename the folder into the cache with one ``os.replace``.
+
+Cached revisions are immutable: a folder is created whole by ``os.replace`` and never written again
+(``safetensors`` files are memory-mapped by whoever is reading them), so a restart, a second round
+or a second hotkey committing the same revision never downloads it again. The salted hash in a
+commitment is checked per hotkey against the cached content hash (``verify``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from cortex.atomic import write_json
+from cortex.errors import CortexError
+from cortex.hub.store import (
+    ADAPTER_FILES,
+    ModelStore,
+    NotAllowed,
+    RevisionNotFound,
+    StoreError,
+    StoreUnavailable,
+    TooLarge,
+)
+from cortex.protocol.commitment import ModelCommitment
+from cortex.protocol.competition import AdapterLimits
+from cortex.protocol.hashing import content_hash
+from validator.checks import PICKLE_SUFFIXES
+
+log = logging.getLogger(__name__)
+
+
+class FetchRejected(CortexError):
+    """A revision that is not downloaded (or not accepted for a hotkey); ``reason`` is a stable code."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(f"fetch rejected ({reason}): {message}")
+        self.reason, self.message = reason, message
+
+
+@dataclass(frozen=True)
+class Fetched:
+    repo: str
+    revision: str
+    path: Path
+    content_hash: str
+    downloaded: bool  # False when it came from the cache
+
+
+def _store_reason(exc: Exception) -> str:
+    if isinstance(exc, RevisionNotFound):
+        return "revision_not_found"
+    if isinstance(exc, TooLarge):
+        return "too_large"
+    if isinstance(exc, NotAllowed):
+        return "not_allowed"
+    if isinstance(exc, StoreUnavailable):
+        return "store_unavailable"
+    return "download_failed"
+
+
+class AdapterCache:
+    """Adapters by (repo, revision) under ``root``: ``root/REPO--NAME/REVISION/`` plus a JSON note."""
+
+    def __init__(self, store: ModelStore, root: Path) -> None:
+        self.store = store
+        self.root = Path(root).expanduser()
+
+    def folder(self, repo: str, revision: str) -> Path:
+        return self.root / repo.replace("/", "--") / revision  # '--' is not allowed in repo ids
+
+    def _note(self, repo: str, revision: str) -> Path:
+        return self.root / repo.replace("/", "--") / f"{revision}.json"
+
+    def cached(self, repo: str, revision: str) -> Fetched | None:
+        folder, note = self.folder(repo, revision), self._note(repo, revision)
+        if not folder.is_dir():
+            return None
+        try:
+            digest = json.loads(note.read_text(encoding="utf-8"))["content_hash"]
+        except (OSError, ValueError, KeyError, TypeError):
+            digest = content_hash(folder)  # the folder is whole (it appeared by rename); the note is a shortcut
+            write_json(note, {"content_hash": digest})
+        return Fetched(repo, revision, folder, digest, downloaded=False)
+
+    def fetch(self, repo: str, revision: str, limits: AdapterLimits) -> Fetched:
+        """The cached revision, downloading it first if needed; ``FetchRejected`` when refused."""
+        hit = self.cached(repo, revision)
+        if hit is not None:
+            return hit
+        where = f"{repo}@{revision[:12]}"
+        try:
+            listed = self.store.list_files(repo, revision)
+        except (StoreError, OSError) as exc:
+            raise FetchRejected(_store_reason(exc), f"{where}: {exc}") from None
+        names = [f.path for f in listed]
+        pickles = [n for n in names if n.lower().endswith(PICKLE_SUFFIXES)]
+        if pickles:
+            raise FetchRejected("pickle", f"{where} holds pickle-format files {pickles[:3]}; only safetensors are loaded")
+        extra = sorted(set(names) - ADAPTER_FILES)
+        if extra:
+            raise FetchRejected("extra_files", f"{where} holds files outside the adapter allow-list: {extra[:5]}")
+        total = sum(f.size for f in listed)
+        if total > limits.max_bytes:
+            raise FetchRejected("too_large", f"{where} lists {total} bytes, over the competition's {limits.max_bytes}")
+        return self._download(repo, revision, limits, sorted(names))
+
+    def _download(self, repo: str, revision: str, limits: AdapterLimits, names: list[str]) -> Fetched:
+        final = self.folder(repo, revision)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        stage = Path(tempfile.mkdtemp(prefix=f".{revision[:12]}-", dir=final.parent))
+        try:
+            try:
+                self.store.download(repo, revision, stage, allow=names, max_bytes=limits.max_bytes)
+            except (StoreError, OSError) as exc:
+                raise FetchRejected(_store_reason(exc), f"{repo}@{revision[:12]}: download failed: {exc}") from None
+            got = sorted(p.name for p in stage.iterdir())
+            if got != names:  # the listing promised these files; anything else is a changing repo
+                raise FetchRejected("download_failed", f"{repo}@{revision[:12]}: expected {names}, got {got}")
+            digest = content_hash(stage)
+            try:
+                os.replace(stage, final)
+            except OSError:
+                if not final.is_dir():  # otherwise another validator process finished first
+                    raise
+        finally:
+            shutil.rmtree(stage, ignore_errors=True)
+        write_json(self._note(repo, revision), {"content_hash": digest})
+        log.info("%s@%s: downloaded %d files (content hash %s)", repo, revision[:12], len(names), digest[:12])
+        return Fetched(repo, revision, final, digest, downloaded=True)
+
+
+def verify(fetched: Fetched, commitment: ModelCommitment, hotkey: str) -> None:
+    """Raise ``FetchRejected('hash_mismatch')`` unless the commitment's salted hash is this content's for ``hotkey``."""
+    if not commitment.verify(fetched.content_hash, hotkey):
+        raise FetchRejected(
+            "hash_mismatch",
+            f"{fetched.repo}@{fetched.revision[:12]}: the committed hash is not sha256(content ‖ {hotkey[:8]}…): "
+            "a copied commitment, or files that changed since the commit",
+        )
