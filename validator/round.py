@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 import bittensor as bt
-import numpy as np
 
 from cortex.atomic import write_json
 from cortex.data import get_source
@@ -35,9 +34,8 @@ from validator.checks import AdapterRejected, check_adapter
 from validator.config import WEIGHTS_VERSION, ValidatorConfig
 from validator.engines import Engine, Job, base_spec, build_engine
 from validator.fetch import AdapterCache, FetchRejected, verify
-from validator.scoring import BASE, Entry
 from validator.state import ModelResult, RoundProgress, load, save
-from validator.weights import combine, competition_weights, evaluation_summary, score_entries, set_weights, to_uids
+from validator.weights import combine, evaluation_summary, score_competition, set_weights, to_uids
 
 log = logging.getLogger(__name__)
 FINISHED = "#finished"  # progress entry written once a round's weights are decided
@@ -193,35 +191,11 @@ class Validator:
             save(self.cfg.state, state)
             log.info("%s %s: evaluated in %.1fs (%s)", comp.id, result.key, result.seconds,
                      result.reason or f"mean reward {result.mean_reward:+.3f}, parse rate {result.parse_rate:.0%}")
-        return self._score(comp, base, cands, refused, done, pkey, win, rows, sync, ignored)
-
-    def _score(self, comp, base, cands, refused, done, pkey, win, rows, sync, ignored) -> dict:
-        def rewards(model_key: str) -> tuple[np.ndarray | None, str | None, str | None]:
-            entry = done.get(pkey(model_key), {"reason": "not_evaluated", "detail": ""})
-            values = entry.get("rewards")
-            return (None if values is None else np.asarray(values)), entry.get("reason"), entry.get("detail")
-
-        entries, rows_out = [Entry(BASE, None, rewards("base")[0], rewards("base")[1])], []
-        for c in cands:
-            values, reason, detail = rewards(c.model_key)
-            if c.hotkey in refused:
-                values, (reason, detail) = None, refused[c.hotkey]
-            entries.append(Entry(c.hotkey, c.block, values, reason))
-            rows_out.append({"uid": c.uid, "hotkey": c.hotkey, "repo": c.commitment.repo_id,
-                             "revision": c.commitment.revision, "commit_block": c.block, "reason": reason,
-                             "detail": detail, "metrics": done.get(pkey(c.model_key), {}).get("metrics", {})})
-        scores = score_entries(entries, comp.epsilon, sync)
-        softmax = competition_weights({k: v["win_rate"] for k, v in scores.items()}, comp.temperature)
-        for row in rows_out:
-            row.update(scores[row["hotkey"]], softmax=softmax.get(row["hotkey"], 0.0))
-        base_entry = done.get(pkey("base"), {})
-        return {"competition": comp.id, "base": str(base), "window": [win.start.isoformat(), win.end.isoformat()],
-                "eligible_before_block": win.eligible_before_block,
-                "eval_set": [{k: r[k] for k in ("asset", "cutoff", "horizon_days")} for r in rows],
-                "base_model": {**scores[BASE], "reason": base_entry.get("reason"),
-                               "metrics": base_entry.get("metrics", {})},
-                "models": rows_out, "softmax": softmax,
-                "ignored": [asdict(i) for i in ignored]}
+        results = {key.split("@", 1)[1]: entry for key, entry in done.items() if key.startswith(f"{comp.id}@")}
+        table = score_competition(comp, cands, refused, results, rows, sync)
+        table.update(base=str(base), window=[win.start.isoformat(), win.end.isoformat()],
+                     eligible_before_block=win.eligible_before_block, ignored=[asdict(i) for i in ignored])
+        return table
 
     # --- parts that are loaded once -------------------------------------------------------
 

@@ -1,4 +1,4 @@
-"""From a round's per-prompt rewards to weights on chain (issue 5, steps 7-8).
+"""From a round's per-prompt rewards to a score table and weights on chain (issue 5, steps 7-8).
 
 Per competition: pairwise win rates with the earlier commitment's epsilon (``validator.scoring``),
 the base's win rate reported beside them; mean reward and mean GRPO group advantage per model;
@@ -21,8 +21,9 @@ import bittensor as bt
 import numpy as np
 
 from cortex.backtest import join, summarise
-from cortex.protocol.competition import EpsilonSchedule
+from cortex.protocol.competition import Competition, EpsilonSchedule
 from cortex.reward import group_advantages
+from validator.discovery import Candidate
 from validator.scoring import BASE, Entry, smooth, softmax_weights, split_by_share, win_rates
 
 if TYPE_CHECKING:
@@ -46,6 +47,39 @@ def score_entries(entries: Sequence[Entry], epsilon: EpsilonSchedule, block: int
     return {e.key: {"win_rate": rates[e.key],
                     "mean_reward": float(np.mean(e.rewards)) if e.rewards is not None and len(e.rewards) else 0.0,
                     "mean_advantage": advantages[e.key]} for e in entries}
+
+
+def score_competition(comp: Competition, cands: Sequence[Candidate], refused: Mapping[str, tuple[str, str]],
+                      results: Mapping[str, Mapping[str, Any]], rows: Sequence[Mapping], block: int) -> dict:
+    """One competition's score table: the base and one row per candidate, with its softmax weight.
+
+    ``results`` holds the round's evaluations by model key (``"base"``, ``repo@revision``): rewards
+    and metrics, or a reason. ``refused`` holds per-hotkey refusals (a salted hash that does not verify).
+    """
+    def outcome(key: str) -> tuple[np.ndarray | None, str | None, str | None]:
+        entry = results.get(key, {"reason": "not_evaluated", "detail": ""})
+        values = entry.get("rewards")
+        return (None if values is None else np.asarray(values)), entry.get("reason"), entry.get("detail")
+
+    base_rewards, base_reason, _ = outcome("base")
+    entries, models = [Entry(BASE, None, base_rewards, base_reason)], []
+    for c in cands:
+        values, reason, detail = outcome(c.model_key)
+        if c.hotkey in refused:
+            values, (reason, detail) = None, refused[c.hotkey]
+        entries.append(Entry(c.hotkey, c.block, values, reason))
+        models.append({"uid": c.uid, "hotkey": c.hotkey, "repo": c.commitment.repo_id,
+                       "revision": c.commitment.revision, "commit_block": c.block, "reason": reason, "detail": detail,
+                       "metrics": results.get(c.model_key, {}).get("metrics", {})})
+    scores = score_entries(entries, comp.epsilon, block)
+    softmax = competition_weights({k: v["win_rate"] for k, v in scores.items()}, comp.temperature)
+    for m in models:
+        m.update(scores[m["hotkey"]], softmax=softmax.get(m["hotkey"], 0.0))
+    base = results.get("base", {})
+    return {"competition": comp.id,
+            "eval_set": [{k: r[k] for k in ("asset", "cutoff", "horizon_days")} for r in rows],
+            "base_model": {**scores[BASE], "reason": base.get("reason"), "metrics": base.get("metrics", {})},
+            "models": models, "softmax": softmax}
 
 
 def competition_weights(rates: Mapping[Hashable, float], temperature: float) -> dict[Hashable, float]:
