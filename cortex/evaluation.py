@@ -2,9 +2,10 @@
 averager (the merge gate), so that all three judge a model the same way.
 
 The base model is loaded once; each adapter's low-rank layers are injected into
-it (``peft``), used for the whole prompt set in left-padded batches with greedy
-decoding, and taken out again (``unload``), rather than loading a whole model
-per adapter as the peer subnets do. A model that runs over its time budget, crashes or runs out
+it (``peft``), folded into the weights for the whole prompt set (left-padded batches, greedy
+decoding; a DoRA layer left unfolded recomputes a weight norm at every token), then the base's
+own weights are put back bit for bit and the layers taken out again (``unload``), rather than
+loading a whole model per adapter as the peer subnets do. A model that runs over its time budget, crashes or runs out
 of memory gets no score and a reason, and the next one starts on a clean state.
 """
 
@@ -63,6 +64,7 @@ class Generator:
         self.max_new_tokens = max_new_tokens
         self.batch_size = batch_size
         self._peft = None  # the PeftModel wrapper while an adapter is active
+        self._saved: list[tuple[torch.nn.Module, dict[str, torch.Tensor]]] = []  # base weights to put back
 
     @classmethod
     def from_pretrained(cls, path: str | Path, **kwargs) -> Generator:
@@ -86,10 +88,26 @@ class Generator:
         loaded = self._peft.load_adapter(str(adapter), adapter_name="default", is_trainable=False)
         if loaded.missing_keys:  # peft only warns; an adapter without its weights is not this adapter
             raise ValueError(f"adapter is missing {len(loaded.missing_keys)} weights, e.g. {loaded.missing_keys[0]}")
+        self._fold()
         return self._peft.eval()
+
+    def _fold(self) -> None:
+        """Merge the active adapter into the base weights, keeping the originals (on the CPU) to restore."""
+        from peft.tuners.tuners_utils import BaseTunerLayer
+
+        for module in self._peft.modules():
+            if isinstance(module, BaseTunerLayer):
+                base = module.get_base_layer()
+                self._saved.append((base, {k: v.detach().to("cpu", copy=True) for k, v in base.named_parameters()}))
+        self._peft.merge_adapter()
 
     def _release(self) -> None:
         """Take the adapter's layers out again: the base is exactly as it was loaded."""
+        with torch.no_grad():
+            for base, params in self._saved:
+                for name, value in params.items():
+                    getattr(base, name).copy_(value)
+        self._saved.clear()
         if self._peft is not None:
             self.model = self._peft.unload()
             self._peft = None

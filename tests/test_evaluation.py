@@ -52,6 +52,20 @@ def test_adapters_change_answers_and_are_unloaded(setup):
     assert base.parse_rate == 0.0 and base.new_tokens > 0
 
 
+@pytest.mark.parametrize("kind", ["lora", "dora"])
+def test_folded_adapter_answers_like_stock_peft_and_restores_the_base_bit_for_bit(setup, kind):
+    from peft import PeftModel
+
+    generator, adapters, rows = setup
+    before = {k: v.clone() for k, v in generator.model.state_dict().items()}
+    folded = evaluate(generator, rows, key=kind, adapter=adapters[kind])
+    after = generator.model.state_dict()
+    assert set(after) == set(before) and all(torch.equal(before[k], after[k]) for k in before)
+    stock = PeftModel.from_pretrained(build_model(TINY, generator.tokenizer, seed=0), str(adapters[kind])).eval()
+    reference = Generator(stock, generator.tokenizer, max_new_tokens=12, batch_size=2)
+    assert folded.completions == evaluate(reference, rows, key=kind).completions  # unmerged layers, same answers
+
+
 def test_batching_does_not_change_greedy_answers(setup):
     generator, adapters, rows = setup
     batched = evaluate(generator, rows, key="lora", adapter=adapters["lora"])
