@@ -33,6 +33,7 @@ INSTALL_REQUIRES = [
     "rich>=13.0",
     "fastapi>=0.110",
     "uvicorn>=0.30",
+    "jinja2>=3.1",  # the leaderboard's templates (autoescaped)
     "matplotlib>=3.8",
 ]
 
@@ -41,7 +42,7 @@ EXTRAS = {
         "pytest>=8.0",
         "pytest-timeout>=2.3",
         "hypothesis>=6.100",
-        "playwright>=1.45",
+        "playwright>=1.45",  # drives the system Chromium (apt: chromium) in the leaderboard's browser test
     ],
     "data": [],  # every data source uses the core requirements (httpx, openai)
     "gpu": ["bitsandbytes>=0.45", "vllm>=0.8"],
@@ -65,4 +66,5 @@ setup(
         "cortex.commands": ["merge = averager.cli:register"],
     },
     include_package_data=True,
+    package_data={"cortex.leaderboard": ["templates/*.html"]},
 )

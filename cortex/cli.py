@@ -27,6 +27,7 @@ AREAS: list[tuple[str, str, str]] = [
     ("data", "cortex.data.cli", "market data, prompts, teacher traces and datasets"),
     ("eval", "cortex.eval_cli", "offline evaluation: backtest forecasts against outcomes"),
     ("base", "cortex.model.cli", "the tiny offline base model: bootstrap (build, pre-train, publish)"),
+    ("leaderboard", "cortex.leaderboard.cli", "the subnet's leaderboard: serve it (FastAPI) or export a static copy"),
 ]
 
 
