@@ -2,5 +2,8 @@
 
 ``averager.merge`` holds the pure tensor math, ``averager.adapters`` reads peft adapter
 directories, ``averager.stream`` streams a merge over a safetensors model directory and
-``averager.cli`` is ``cortex merge``. See docs/merging.md.
+``averager.cli`` is ``cortex merge`` (docs/merging.md). The service (docs/averager.md):
+``averager.select`` chooses the inputs (``averager.geometry``: low-rank norms and cosines),
+``averager.gate`` scores the merge, ``averager.publish`` publishes it and commits the pointer,
+``averager.service`` runs a round, ``averager.config`` holds the flags of ``neurons/averager.py``.
 """

@@ -20,6 +20,7 @@ import os
 import shutil
 import struct
 import tempfile
+import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -44,6 +45,7 @@ DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF1
           "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8,
           "U8": torch.uint8, "BOOL": torch.bool}
 CODES = {v: k for k, v in DTYPES.items()}
+PAUSE_ENV = "CORTEX_MERGE_PAUSE_S"  # seconds to sleep before each tensor (tests kill a merge halfway)
 OUT_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16, "same": None}
 
 
@@ -246,8 +248,11 @@ def _producer(handle: Any, infos: list[TensorInfo], modules: dict[str, list[Term
               transform: BaseTransform | None, done: Callable[[], Any]) -> Callable[[str], torch.Tensor]:
     """``produce(name)`` for ``write_shard``: read, upcast to the fp32 master, transform, merge, cast."""
     by_name = {i.name: i for i in infos}
+    pause = float(os.environ.get(PAUSE_ENV) or 0)  # a test hook: time to kill a merge halfway
 
     def produce(name: str) -> torch.Tensor:
+        if pause:
+            time.sleep(pause)
         tensor = read_tensor(handle, by_name[name])
         terms = modules.get(name.removesuffix(".weight")) if name.endswith(".weight") else None
         if tensor.is_floating_point() and (target is not None or transform or terms):

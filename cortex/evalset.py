@@ -29,6 +29,10 @@ from cortex.data import Sample, draw, eval_samples
 from cortex.protocol.competition import EvalConfig
 
 
+DEFAULT_START_DAY = date(2024, 1, 1)  # the validator's defaults (validator/config.py)
+DEFAULT_BLOCKS_PER_DAY = 10
+
+
 class MarketClock(Protocol):
     def day(self, block: int) -> date:
         """The newest market day whose candle has closed at ``block``."""
@@ -66,6 +70,16 @@ class CalendarClock:
     def first_block_of(self, day: date) -> int:
         closes = datetime.combine(day + timedelta(days=1), datetime.min.time(), tzinfo=timezone.utc)
         return self.reference_block + math.ceil((closes.timestamp() - self.reference_time) / self.block_time)
+
+
+def market_clock(kind: str, sub, block: int, start_day: date = DEFAULT_START_DAY,
+                 blocks_per_day: int = DEFAULT_BLOCKS_PER_DAY) -> MarketClock:
+    """``simulated`` (offline replay from genesis) or ``calendar`` (block times of ``sub``'s chain)."""
+    if kind == "simulated":
+        return SimulatedClock(start_day, blocks_per_day)
+    if kind != "calendar":
+        raise ValueError(f"unknown market clock {kind!r}: simulated or calendar")
+    return CalendarClock(block, float(sub.chain.timestamp(block=block)["unix"]), float(sub.chain.block_time()))
 
 
 @dataclass(frozen=True)

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import logging
+from pathlib import Path
 
 import bittensor as bt
 
 from cortex.chain.connect import EMBEDDED, connect
+from cortex.errors import CortexError
 from cortex.wallets import DEFAULT_PATH, load_wallet
 
 
@@ -36,3 +38,27 @@ def open_chain(args: argparse.Namespace) -> bt.Subtensor:
 
 def open_wallet(args: argparse.Namespace) -> bt.Wallet:
     return load_wallet(args.wallet_name, args.wallet_hotkey, args.wallet_path)
+
+
+def store_spec(store: str | None, network: str, chain_path: str | None) -> str:
+    """``--store`` as given, else the Hub on a real network, else ``local:<dir of --chain.path>/store``."""
+    if store:
+        return store
+    if network != EMBEDDED:
+        return "hf"
+    if chain_path is None:
+        raise CortexError("--subtensor.network embedded needs --chain.path (or --store local:DIR)")
+    return f"local:{Path(chain_path).expanduser().resolve().parent / 'store'}"
+
+
+def add_clock_args(parser: argparse.ArgumentParser) -> None:
+    """The market clock's flags (``cortex.evalset``): simulated offline, the calendar live."""
+    from cortex.evalset import DEFAULT_BLOCKS_PER_DAY, DEFAULT_START_DAY
+
+    parser.add_argument("--clock", choices=("simulated", "calendar"), default=None,
+                        help="market clock: simulated replays the source from genesis (offline default); "
+                             "calendar is live")
+    parser.add_argument("--clock.start-day", dest="start_day", default=DEFAULT_START_DAY.isoformat(),
+                        help="simulated clock: the market day genesis sees closed (YYYY-MM-DD)")
+    parser.add_argument("--clock.blocks-per-day", dest="blocks_per_day", type=int, default=DEFAULT_BLOCKS_PER_DAY,
+                        help="simulated clock: blocks per market day")

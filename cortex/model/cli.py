@@ -1,4 +1,5 @@
-"""``cortex base bootstrap``: build the ``cortex-tiny`` base from nothing, offline, in minutes.
+"""``cortex base bootstrap``: build the ``cortex-tiny`` base from nothing, offline, in minutes;
+``cortex base history`` and ``cortex base rollback --to REVISION``: the base pointer's revisions.
 
 Market data (synthetic by default) → the dataset of :mod:`cortex.data` → a BPE tokenizer trained
 on its chats → a seeded tiny Llama → brief full fine-tuning on the training split's chats → a
@@ -219,15 +220,66 @@ def register(parser: argparse.ArgumentParser) -> None:
     b.add_argument("--steps", type=int, default=BootstrapConfig.steps, help="pre-training steps")
     b.add_argument("--eval-prompts", type=int, default=BootstrapConfig.eval_prompts,
                    help="held-out prompts for the format check")  # fmt: skip
+    b.add_argument("--threads", type=int, default=BootstrapConfig.threads,
+                   help="torch CPU threads (1 is faster on a CPU other jobs share)")
     b.add_argument("--no-progress", action="store_true", help="no progress bars")
     b.set_defaults(func=_bootstrap)
+    for name, text in (("history", "list the base repo's revisions, newest first, and the current pointer"),
+                       ("rollback", "re-point the competition's base to an earlier revision (averager hotkey)")):
+        p = sub.add_parser(name, help=text)
+        _pointer_args(p)
+        if name == "rollback":
+            p.add_argument("--to", required=True, metavar="REVISION", help="the revision to point back to")
+        p.set_defaults(func=_history if name == "history" else _rollback)
+
+
+def _pointer_args(p: argparse.ArgumentParser) -> None:
+    from cortex.flags import add_neuron_args
+
+    add_neuron_args(p)
+    p.add_argument("--competition", default="cortex-tiny", help="built-in id, or a competitions YAML/JSON file")
+    p.add_argument("--competition.id", dest="competition_id", default=None, help="the id to pick from a file")
+    p.add_argument("--store", default=None, help="hf or local:DIR (default: local:<dir of --chain.path>/store)")
+    p.add_argument("--repo", default=None, help="the base repo (default: the current pointer's)")
+
+
+def _pointer_parts(args: argparse.Namespace):
+    from cortex.flags import open_chain, store_spec
+    from cortex.hub.store import open_store
+    from cortex.protocol.competition import find_competition
+
+    comp = find_competition(args.competition, args.competition_id)
+    return open_chain(args), open_store(store_spec(args.store, args.network, args.chain_path)), comp
+
+
+def _history(args: argparse.Namespace) -> int:
+    from cortex.model.pointer import current_base, history
+
+    sub, store, comp = _pointer_parts(args)
+    current = current_base(sub, args.netuid, comp, store)
+    repo = args.repo or (current.repo if current else comp.base.repo)
+    for revision in history(store, repo):
+        mark = "  <- current base" if current and (current.repo, current.revision) == (repo, revision) else ""
+        print(f"{repo}@{revision}{mark}")
+    return 0
+
+
+def _rollback(args: argparse.Namespace) -> int:
+    from cortex.flags import open_wallet
+    from cortex.model.pointer import rollback
+
+    sub, store, comp = _pointer_parts(args)
+    commitment, block = rollback(sub, open_wallet(args), args.netuid, comp, store, args.to, args.repo)
+    print(f"{comp.id}: base pointer -> {commitment.repo_id}@{commitment.revision} at block {block}")
+    return 0
 
 
 def _bootstrap(args: argparse.Namespace) -> int:
-    if args.steps < 1 or args.eval_prompts < 1:
-        raise CortexError("--steps and --eval-prompts must be at least 1")
+    if args.steps < 1 or args.eval_prompts < 1 or args.threads < 1:
+        raise CortexError("--steps, --eval-prompts and --threads must be at least 1")
     cfg = BootstrapConfig(out=Path(args.out), source=args.source, seed=args.seed, steps=args.steps,
-                          eval_prompts=args.eval_prompts, progress=not args.no_progress)  # fmt: skip
+                          eval_prompts=args.eval_prompts, threads=args.threads,
+                          progress=not args.no_progress)  # fmt: skip
     report = bootstrap(cfg)
     check = report["format_check"]
     print(f"wrote {cfg.out}: {report['parameters']:,} parameters, final loss {report['final_loss']}, "

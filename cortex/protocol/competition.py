@@ -302,6 +302,17 @@ def get_competition(
     return known[competition_id]
 
 
+def find_competition(spec: str, competition_id: str | None = None) -> Competition:
+    """A built-in competition by id, or one from a YAML/JSON definitions file (``competition_id`` picks)."""
+    path = Path(spec).expanduser()
+    if path.suffix.lower() not in (".yaml", ".yml", ".json"):
+        return get_competition(spec)
+    schedule = load_competitions(path)
+    if competition_id is None and len(schedule.competitions) != 1:
+        raise CompetitionError(f"{path} defines several competitions: pick one with --competition.id")
+    return schedule.get(competition_id) if competition_id else schedule.competitions[0]
+
+
 def load_competitions(path: str | Path) -> CompetitionSchedule:
     """Read ``{"competitions": [...]}`` from a YAML or JSON file, rejecting anything unexpected."""
     path = Path(path)

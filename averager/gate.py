@@ -1,0 +1,98 @@
+"""The merge gate: the merged base must beat the current base and the best single adapter.
+
+All three are scored with the validators' own code (``cortex.evaluation``: greedy decoding, the
+competition's token budget and reward) on one held-out set: samples of the round's evaluation
+window drawn with the sync block's hash under a salt of its own, so the set differs from the one
+the validators ranked the adapters on, and every input was committed before its outcomes existed.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from cortex.errors import CortexError
+from cortex.evalset import EvalWindow, eval_set
+from cortex.protocol.competition import Competition
+
+log = logging.getLogger(__name__)
+HISTORY_LOOKBACK_DAYS = 130  # market history loaded before the window (prompts need 100 days)
+SALT = "averager-gate"
+
+
+@dataclass(frozen=True)
+class GateResult:
+    merged_reward: float | None
+    base_reward: float | None
+    best_single_reward: float | None
+    best_single: str | None  # repo@revision of the best input adapter
+    margin: float
+    passed: bool
+    reason: str
+    prompts: int = 0
+    singles: dict[str, float | None] | None = None
+
+    def record(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def decide(merged: float | None, base: float | None, singles: Mapping[str, float | None],
+           margin: float) -> GateResult:
+    """Pass only if ``merged`` beats ``base`` (strictly) and the best single adapter, each by ``margin``."""
+    scored = {k: v for k, v in singles.items() if v is not None}
+    best = max(scored, key=lambda k: scored[k]) if scored else None
+    best_reward = scored[best] if best is not None else None
+
+    def result(passed: bool, reason: str) -> GateResult:
+        return GateResult(merged, base, best_reward, best, margin, passed, reason, singles=dict(singles))
+
+    if merged is None:
+        return result(False, "the merged base produced no score")
+    if base is not None and not (merged > base and merged - base >= margin):
+        return result(False, f"merged {merged:+.4f} does not beat the base {base:+.4f} by {margin:g}")
+    if best_reward is not None and merged - best_reward < margin:
+        return result(False, f"merged {merged:+.4f} does not match the best single adapter {best_reward:+.4f} "
+                             f"plus {margin:g}")
+    return result(True, f"merged {merged:+.4f} ≥ base {base if base is None else round(base, 4)} and best single "
+                        f"{best_reward if best_reward is None else round(best_reward, 4)} (+{margin:g})")
+
+
+def gate_rows(competition: Competition, source: Any, win: EvalWindow, block_hash: str) -> list[dict]:
+    """The gate's held-out rows: the window's resolved samples, drawn under the gate's own salt."""
+    frames = source.load(list(competition.eval.assets), win.start - timedelta(days=HISTORY_LOOKBACK_DAYS), win.end)
+    samples = eval_set(frames, competition.eval, win, block_hash, f"{competition.id}/{SALT}",
+                       source=source.name, synthetic=source.is_synthetic)
+    if not samples:
+        raise CortexError(f"no resolved samples in the window {win.start}..{win.end} for the gate: check --source "
+                          "and the clock")
+    return [s.row() for s in samples]
+
+
+def run_gate(base_dir: Path, merged_dir: Path, adapters: Mapping[str, Path], rows: Sequence[Mapping],
+             competition: Competition, margin: float, device: str = "cpu") -> GateResult:
+    """Score the current base, every input adapter on it, and the merged base; then ``decide``."""
+    from cortex.evaluation import Generator, evaluate
+
+    ev = competition.eval
+
+    def score(generator: Generator, key: str, adapter: Path | None = None) -> float | None:
+        result = evaluate(generator, rows, key=key, adapter=adapter, config=competition.reward,
+                          time_budget=ev.time_budget_s)
+        log.info("gate: %s: %s", key, result.reason or f"mean reward {result.mean_reward:+.4f}, parse rate "
+                                                       f"{result.parse_rate:.0%}")
+        return None if result.rewards is None else result.mean_reward
+
+    current = Generator.from_pretrained(base_dir, max_new_tokens=ev.max_new_tokens, batch_size=ev.batch_size)
+    current.model.to(device)
+    base = score(current, "base")
+    singles = {key: score(current, key, path) for key, path in adapters.items()}
+    del current
+    merged_gen = Generator.from_pretrained(merged_dir, max_new_tokens=ev.max_new_tokens, batch_size=ev.batch_size)
+    merged_gen.model.to(device)
+    merged = score(merged_gen, "merged")
+    verdict = decide(merged, base, singles, margin)
+    log.info("gate %s: %s", "passed" if verdict.passed else "failed", verdict.reason)
+    return GateResult(**{**asdict(verdict), "prompts": len(rows)})

@@ -1,0 +1,284 @@
+"""One averager round end to end, and the service that runs one every K epochs.
+
+metagraph + commitments → choose (``averager.select``: incentive, the validators' tables, caps,
+clipping, duplicates, outliers) → fetch and check every input → merge into the current base
+(``averager.stream``, atomic) → gate (``averager.gate``) → publish and commit the pointer
+(``averager.publish``), or record the round as rejected and change nothing.
+
+Each round leaves one record, ``<state>/rounds/round-NNNNNN.json`` and ``<state>/rounds/latest.json``
+(written atomically; docs/averager.md lists the keys). Work happens under ``<state>/work`` and is
+removed at the end of the round and at the start of the next one, so a killed round leaves nothing
+that a restart could publish half-made: the merge is rebuilt from the inputs, the upload of the same
+content gives the same revision, and the same pointer is never committed twice.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import bittensor as bt
+
+from averager import select as S
+from averager.config import AveragerConfig
+from cortex.atomic import write_json
+from cortex.chain.commitments import OnChainCommitment, read_all
+from cortex.errors import CortexError
+from cortex.hub.store import ADAPTER_FILES, ModelStore, StoreError
+from cortex.model.pointer import BaseRef, current_base, model_hash
+from cortex.protocol.hashing import content_hash
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Parts:
+    config: AveragerConfig
+    sub: bt.Subtensor
+    wallet: bt.Wallet
+    store: ModelStore
+
+
+class Averager:
+    def __init__(self, parts: Parts) -> None:
+        self.parts, self.cfg, self.sub, self.store = parts, parts.config, parts.sub, parts.store
+        self.comp = self.cfg.competition
+        self.rounds = Path(self.cfg.state) / "rounds"
+        self.work_root = Path(self.cfg.state) / "work"
+
+    # --- the service ----------------------------------------------------------------------
+
+    def run(self) -> dict[str, Any]:
+        """One round (``--once``), or one every ``every_epochs`` tempos; a failed round is retried later."""
+        while True:
+            try:
+                record = self.run_round()
+            except CortexError:
+                if self.cfg.once:
+                    raise
+                log.exception("the round failed; retrying next epoch")
+                record = None
+            if self.cfg.once:
+                return record or {}
+            tempo = int(self.sub.subnets.metagraph(self.cfg.netuid, commitments=False).tempo) or 1
+            head = int(self.sub.block)
+            target = head - head % tempo + self.cfg.every_epochs * tempo + 1  # just after the epoch's Yuma step
+            log.info("next round at block %d (every %d epochs)", target, self.cfg.every_epochs)
+            self.sub.wait_for_block(target)
+
+    # --- one round ------------------------------------------------------------------------
+
+    def last_round(self) -> int:
+        latest = self.rounds / "latest.json"
+        return int(json.loads(latest.read_text())["round"]) if latest.is_file() else 0
+
+    def run_round(self) -> dict[str, Any]:
+        """Run one round and return its record (also written under ``<state>/rounds``)."""
+        round_no = self.last_round() + 1
+        if self.work_root.exists():
+            log.warning("removing %s left by an interrupted round: nothing of it was published", self.work_root)
+            shutil.rmtree(self.work_root)
+        work = self.work_root / f"round-{round_no:06d}"
+        work.mkdir(parents=True)
+        graph = self.sub.subnets.metagraph(self.cfg.netuid, commitments=False)
+        if graph is None:
+            raise CortexError(f"subnet {self.cfg.netuid} does not exist on this chain: check --netuid")
+        record: dict[str, Any] = {
+            "round": round_no, "block": int(graph.block), "competition": self.comp.id, "status": "skipped",
+            "reason": "", "inputs": [], "method": self.cfg.method, "energy_kept": None, "gate": None,
+            "parent": None, "published": None, "pointer_block": None}
+        try:
+            self._round(record, graph, work)
+        finally:
+            shutil.rmtree(self.work_root, ignore_errors=True)
+        self._write(record)
+        return record
+
+    def _round(self, record: dict[str, Any], graph: Any, work: Path) -> None:
+        base = current_base(self.sub, self.cfg.netuid, self.comp, self.store)
+        if base is None:
+            record["reason"] = "no base yet: no pointer, no pinned revision, no bootstrap in the store"
+            return
+        record["parent"] = str(base)
+        records = read_all(self.sub, self.cfg.netuid)
+        uids = {n.hotkey: int(n.uid) for n in graph.neurons}
+        choices = S.from_chain(records, uids, {int(n.uid): float(n.incentive) for n in graph.neurons}, self.comp.id)
+        tables = self._tables()
+        if self.cfg.scores and not tables:
+            record["reason"] = "no readable validator score table among --scores"
+            return
+        choices = S.top(self._not_merged_yet(S.cross_check(choices, tables, self.comp.id), base, work),
+                        self.cfg.select.max_inputs)
+        by_hotkey = {r.hotkey: r for r in records}
+        adapters, choices = self._fetch(choices, by_hotkey, base, work / "adapters")
+        from averager.geometry import gram
+
+        live = [c for c in choices if c.decision == S.KEPT]
+        choices = S.plan(choices, gram([adapters[c.hotkey] for c in live]), self.cfg.select)
+        record["inputs"] = [self._input(c) for c in choices]
+        chosen = S.kept(choices)
+        if not chosen:
+            record["reason"] = "no input survived the selection"
+            return
+        base_dir = self._base_dir(base)
+        merged, merge_manifest = self._merge(base_dir, [(adapters[c.hotkey], c.weight) for c in chosen], work)
+        record["energy_kept"] = merge_manifest.get("energy")
+        gate = self._gate(base_dir, merged, {c.model_key: adapters[c.hotkey].path for c in chosen}, record["block"])
+        record["gate"] = gate.record()
+        if not gate.passed:
+            record.update(status="rejected", reason=f"gate: {gate.reason}")
+            log.warning("round %d rejected: %s; the base stays %s", record["round"], gate.reason, base)
+            return
+        self._publish(record, chosen, merge_manifest, merged)
+
+    def _publish(self, record: dict[str, Any], chosen: list[S.Choice], merge_manifest: dict, merged: Path) -> None:
+        from averager.publish import finalise, manifest, publish_base
+
+        repo, hotkey = self.cfg.base_repo, self.parts.wallet.hotkey.ss58_address
+        man = manifest(self.comp, record["round"], record["parent"], chosen, merge_manifest, record["gate"], merged,
+                       hotkey)
+        finalise(merged, man, repo)
+        done = publish_base(self.sub, self.parts.wallet, self.cfg.netuid, self.store, self.comp, repo, merged)
+        record.update(status="published", reason="gate passed", published=f"{done.repo}@{done.revision}",
+                      pointer_block=done.block)
+        log.info("round %d published %s@%s; base pointer committed at block %d", record["round"], done.repo,
+                 done.revision, done.block)
+
+    # --- steps ----------------------------------------------------------------------------
+
+    def _tables(self) -> list[dict]:
+        tables = []
+        for path in self.cfg.scores:
+            try:
+                table = json.loads(Path(path).read_text())
+                if not isinstance(table, dict) or not isinstance(table.get("competitions"), dict):
+                    raise ValueError("not a validator score table")
+                tables.append(table)
+            except (OSError, ValueError) as exc:
+                log.warning("score table %s is not usable (%s); skipping it", path, exc)
+        return tables
+
+    def _not_merged_yet(self, choices: list[S.Choice], base: BaseRef, work: Path) -> list[S.Choice]:
+        """Drop inputs the current base already holds (its manifest lists them)."""
+        try:
+            folder = self.store.download(base.repo, base.revision, work / "parent", allow=["manifest.json"],
+                                         max_bytes=16 << 20)
+            merged = {i["model"] for i in json.loads((folder / "manifest.json").read_text()).get("inputs", [])}
+        except (StoreError, OSError, ValueError, KeyError, TypeError):
+            return choices  # a bootstrap or pinned base: no manifest
+        return [c.drop("already_merged", f"the current base {base.revision[:12]} already holds it")
+                if c.decision == S.KEPT and c.model_key in merged else c for c in choices]
+
+    def _fetch(self, choices: list[S.Choice], records: dict[str, OnChainCommitment], base: BaseRef,
+               root: Path) -> tuple[dict[str, Any], list[S.Choice]]:
+        """Download, verify and load each kept input; drop what fails with its reason."""
+        from averager.adapters import AdapterError, load_adapter
+
+        limits, adapters, out = self.comp.adapters, {}, []
+        for c in choices:
+            if c.decision != S.KEPT:
+                out.append(c)
+                continue
+            try:
+                path = self.store.download(c.repo, c.revision, root / f"uid-{c.uid}", allow=sorted(ADAPTER_FILES),
+                                           max_bytes=limits.max_bytes)
+                if not records[c.hotkey].commitment.verify(content_hash(path), c.hotkey):
+                    out.append(c.drop("hash_mismatch", "the files do not match the commitment's salted hash"))
+                    continue
+                adapter = load_adapter(path)
+            except StoreError as exc:
+                out.append(c.drop("fetch_failed", str(exc)))
+                continue
+            except AdapterError as exc:
+                out.append(c.drop("bad_adapter", str(exc)))
+                continue
+            problem = _over_limits(adapter, limits, base)
+            if problem is not None:
+                out.append(c.drop(*problem))
+                continue
+            adapters[c.hotkey] = adapter
+            out.append(c)
+        return adapters, out
+
+    def _base_dir(self, base: BaseRef) -> Path:
+        from cortex.model.loading import fetch_base
+
+        path = fetch_base(base.repo, base.revision, self.store, cache_dir=Path(self.cfg.state) / "cache" / "bases")
+        if base.commitment is not None and not base.commitment.verify(model_hash(path), base.hotkey or ""):
+            raise CortexError(f"the base pointer's hash does not match {base}'s files: not merging into it")
+        return path
+
+    def _merge(self, base_dir: Path, weighted: list, work: Path) -> tuple[Path, dict[str, Any]]:
+        from averager.adapters import load_adapter
+        from averager.stream import merge_exact, merge_rank_r
+
+        out, progress = work / "merged", self.cfg.progress
+        if self.cfg.method == "exact":
+            return out, merge_exact(base_dir, weighted, out, dtype=self.cfg.dtype, progress=progress)
+        delta = merge_rank_r(base_dir, weighted, work / "delta", self.cfg.rank, progress=progress)
+        folded = merge_exact(base_dir, [(load_adapter(work / "delta"), 1.0)], out, dtype=self.cfg.dtype,
+                             progress=progress)
+        return out, {**delta, "dtype": folded["dtype"]}
+
+    def _gate(self, base_dir: Path, merged: Path, adapters: dict[str, Path], block: int):
+        from averager.gate import gate_rows, run_gate
+        from cortex.data import get_source
+        from cortex.evalset import market_clock, window
+
+        tempo = int(self.sub.subnets.metagraph(self.cfg.netuid, commitments=False).tempo) or 1
+        sync = block - block % tempo
+        clock = market_clock(self.cfg.clock, self.sub, sync, self.cfg.start_day, self.cfg.blocks_per_day)
+        rows = gate_rows(self.comp, get_source(self.cfg.source), window(clock, sync, self.comp.eval),
+                         self.sub.chain.block_info(sync)["hash"])
+        return run_gate(base_dir, merged, adapters, rows, self.comp, self.cfg.margin, self.cfg.device)
+
+    @staticmethod
+    def _input(c: S.Choice) -> dict[str, Any]:
+        return {"uid": c.uid, "hotkey": c.hotkey, "repo": c.repo, "revision": c.revision,
+                "commit_block": c.commit_block, "weight": c.weight, "score": c.score, "incentive": c.incentive,
+                "norm": c.norm, "clip": c.clip, "decision": c.decision, "reason": c.reason, "detail": c.detail}
+
+    def _write(self, record: dict[str, Any]) -> None:
+        write_json(self.rounds / f"round-{record['round']:06d}.json", record)
+        write_json(self.rounds / "latest.json", record)
+        log.info("round %d: %s (%s)", record["round"], record["status"], record["reason"])
+        if self.cfg.wandb:
+            self._wandb_log(record)
+
+    def _wandb_log(self, record: dict[str, Any]) -> None:
+        """The round's numbers to wandb (offline files under the state folder); never fatal."""
+        try:
+            import wandb
+
+            if getattr(self, "_run", None) is None:
+                self._run = wandb.init(project="cortex-averager", mode="offline", dir=str(self.cfg.state),
+                                       name=f"averager-{self.parts.wallet.hotkey.ss58_address[:8]}")
+            gate = record.get("gate") or {}
+            self._run.log({"round": record["round"], "published": int(record["status"] == "published"),
+                           "inputs": sum(i["decision"] == S.KEPT for i in record["inputs"]),
+                           **{f"gate/{k}": v for k, v in gate.items() if isinstance(v, (int, float))}})
+        except Exception as exc:  # noqa: BLE001 - logging must never stop the averager
+            log.warning("wandb logging failed (%s); continuing without it", exc)
+            self.cfg = replace(self.cfg, wandb=False)
+
+
+def _over_limits(adapter: Any, limits: Any, base: BaseRef) -> tuple[str, str] | None:
+    """(reason, detail) when an adapter breaks the competition's limits or was trained on another base."""
+    kind = "dora" if adapter.use_dora else "lora"
+    if kind not in limits.types:
+        return "over_limits", f"{kind} adapters are not allowed ({', '.join(limits.types)})"
+    ranks = max(f.rank for f in adapter.modules.values())
+    if ranks > limits.max_rank:
+        return "over_limits", f"rank {ranks} is over the competition's {limits.max_rank}"
+    stray = sorted({m.rsplit(".", 1)[-1] for m in adapter.modules} - set(limits.target_modules))
+    if stray:
+        return "over_limits", f"targets {stray}, which the competition does not allow"
+    trained_on = adapter.config.get("revision")
+    if trained_on not in (None, base.revision):
+        return "stale_base", f"trained on base revision {str(trained_on)[:12]}, not the current {base.revision[:12]}"
+    return None
+

@@ -1,0 +1,53 @@
+"""The Cortex averager: merge the winning adapters into the next base, gate it, publish it, point to it.
+
+    python neurons/averager.py --netuid N --wallet.name W --wallet.hotkey H --subtensor.network embedded \\
+        --chain.path P --competition ID [--once] [--every-epochs K] [--store local:DIR|hf] [--state DIR] \\
+        [--scores PATH ...] [--source SRC] [--margin M] [--max-weight W] [--method exact|rank-r --rank R] \\
+        [--wandb.off]
+
+A thin entry point: parse the flags, build the parts, run the rounds (docs/averager.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script: make the repository importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from cortex.errors import CortexError
+
+
+def main(argv: list[str] | None = None) -> int:
+    from averager.config import add_args, from_args
+    from cortex.flags import open_chain, open_wallet, setup_logging
+    from cortex.hub.store import open_store
+
+    parser = argparse.ArgumentParser(prog="averager", description=__doc__.splitlines()[0])
+    add_args(parser)
+    args = parser.parse_args(argv)
+    setup_logging(args.debug)
+    try:
+        cfg = from_args(args)
+        if not cfg.wandb:
+            os.environ.setdefault("WANDB_MODE", "disabled")
+        from averager.service import Averager, Parts
+
+        record = Averager(Parts(cfg, open_chain(args), open_wallet(args), open_store(cfg.store))).run()
+    except CortexError as exc:
+        print(f"averager: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    if record:
+        print(f"round {record['round']}: {record['status']} ({record['reason']})"
+              + (f"; published {record['published']}" if record.get("published") else ""))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

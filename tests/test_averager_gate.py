@@ -1,0 +1,47 @@
+"""The merge gate: the decision rule, and the held-out set it is scored on."""
+
+from datetime import date
+
+import pytest
+
+from averager.gate import decide, gate_rows
+from cortex.data import get_source
+from cortex.errors import CortexError
+from cortex.evalset import SimulatedClock, eval_set, window
+from cortex.protocol.competition import CORTEX_TINY
+
+
+def test_the_merge_must_beat_the_base_and_match_the_best_single_adapter_plus_the_margin():
+    singles = {"a/x@1": 0.20, "b/y@2": 0.35, "c/z@3": None}  # c failed: not a contender
+    passed = decide(0.40, -1.0, singles, margin=0.05)
+    assert passed.passed and passed.best_single == "b/y@2" and passed.best_single_reward == 0.35
+    assert not decide(0.38, -1.0, singles, margin=0.05).passed  # beats b, but not by the margin
+    worse = decide(-0.5, 0.1, singles, margin=0.0)
+    assert not worse.passed and "does not beat the base" in worse.reason
+    assert not decide(0.1, 0.1, {}, margin=0.0).passed  # a tie with the base is no improvement
+    assert decide(0.35, 0.1, singles, margin=0.0).passed  # at margin 0 a tie with the best adapter is enough
+    assert not decide(None, 0.1, singles, margin=0.0).passed
+    assert decide(0.2, None, {}, margin=0.0).passed  # nothing to compare with (the base failed to answer)
+
+
+def test_gate_rows_are_deterministic_held_out_and_not_the_validators_draw():
+    comp = CORTEX_TINY
+    source = get_source("synthetic")
+    win = window(SimulatedClock(date(2024, 1, 1), 10), 600, comp.eval)
+    rows = gate_rows(comp, source, win, "0x" + "11" * 32)
+    assert rows == gate_rows(comp, source, win, "0x" + "11" * 32)
+    assert len(rows) == comp.eval.prompts_per_round
+    assert all(win.start.isoformat() <= r["cutoff"] <= win.end.isoformat() for r in rows)
+    frames = source.load(list(comp.eval.assets), "2023-06-01", win.end)
+    validators = [s.row() for s in eval_set(frames, comp.eval, win, "0x" + "11" * 32, comp.id, source=source.name,
+                                            synthetic=True)]
+    key = lambda r: (r["asset"], r["cutoff"], r["horizon_days"])
+    assert {key(r) for r in rows} != {key(r) for r in validators}
+    assert rows != gate_rows(comp, source, win, "0x" + "22" * 32)
+
+
+def test_gate_rows_refuse_an_empty_window():
+    comp = CORTEX_TINY
+    win = window(SimulatedClock(date(2017, 2, 10), 10), 50, comp.eval)  # too little history for a prompt
+    with pytest.raises(CortexError, match="no resolved samples"):
+        gate_rows(comp, get_source("synthetic"), win, "0x" + "11" * 32)
