@@ -29,7 +29,7 @@ from cortex.data import Sample, draw, eval_samples
 from cortex.protocol.competition import EvalConfig
 
 
-DEFAULT_START_DAY = date(2024, 1, 1)  # the validator's defaults (validator/config.py)
+DEFAULT_START_DAY = date(2024, 1, 1)  # the simulated clock's defaults (cortex.flags.add_clock_args)
 DEFAULT_BLOCKS_PER_DAY = 10
 
 

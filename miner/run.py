@@ -79,30 +79,19 @@ def sync_base(opts: Options, cfg: TrainConfig, sub=None, store=None) -> Base:
     if opts.offline:
         raise CortexError("--offline needs a local base: set model_name_or_path in the config or pass --base DIR "
                           "(the folder `cortex base bootstrap --out DIR` writes)")  # fmt: skip
-    from cortex.chain.commitments import read_all
     from cortex.model.loading import fetch_base
+    from cortex.model.pointer import current_base
 
-    repo, revision, block = comp.base.repo, comp.base.revision, None
-    if comp.base.follow_pointer:
-        graph = sub.subnets.metagraph(opts.netuid, commitments=False)
-        pointers = [r for r in read_all(sub, opts.netuid)
-                    if r.commitment is not None and comp.is_base_pointer(r.commitment, r.hotkey, str(graph.owner_hotkey))]
-        if pointers:
-            newest = max(pointers, key=lambda r: (r.block, r.hotkey))
-            repo, revision, block = newest.commitment.repo_id, newest.commitment.revision, newest.block
-            log.info("following the base pointer committed at block %d: %s@%s", block, repo, revision[:12])
-    if revision is None and comp.base.builtin:  # the genesis base, as `cortex base bootstrap --store` published it
-        from cortex.hub.store import StoreError
-
-        try:
-            revision = store.revisions(repo)[0]
-            log.warning("no base pointer on chain yet: using the newest %s in the store (%s), the bootstrap's",
-                        repo, revision[:12])  # fmt: skip
-        except (StoreError, IndexError):
-            pass
-    if revision is None:
+    ref = current_base(sub, opts.netuid, comp, store)
+    if ref is None:
         raise CortexError(f"competition {comp.id} has no base yet: no base pointer on chain and no pinned revision; "
                           "wait for the averager (or the subnet owner) to commit one, or pass --base DIR")  # fmt: skip
+    repo, revision, block = ref.repo, ref.revision, ref.block
+    if block is not None:
+        log.info("following the base pointer committed at block %d: %s@%s", block, repo, revision[:12])
+    elif comp.base.revision is None:  # the genesis base, as `cortex base bootstrap --store` published it
+        log.warning("no base pointer on chain yet: using the newest %s in the store (%s), the bootstrap's",
+                    repo, revision[:12])  # fmt: skip
     return Base(fetch_base(repo, revision, store).resolve(), repo, revision, block)
 
 

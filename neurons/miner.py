@@ -49,15 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def competition(args):
-    from cortex.protocol.competition import get_competition, load_competitions
+    from cortex.protocol.competition import find_competition
 
-    path = Path(args.competition).expanduser()
-    if path.suffix.lower() in (".yaml", ".yml", ".json"):
-        schedule = load_competitions(path)
-        if args.competition_id is None and len(schedule.competitions) != 1:
-            raise CortexError(f"{path} defines several competitions: pick one with --competition.id")
-        return schedule.get(args.competition_id) if args.competition_id else schedule.competitions[0]
-    return get_competition(args.competition)
+    return find_competition(args.competition, args.competition_id)
 
 
 def options(args):

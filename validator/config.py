@@ -15,7 +15,8 @@ from pathlib import Path
 
 from cortex.chain.connect import EMBEDDED
 from cortex.errors import CortexError
-from cortex.flags import add_neuron_args
+from cortex.evalset import DEFAULT_BLOCKS_PER_DAY, DEFAULT_START_DAY
+from cortex.flags import add_clock_args, add_neuron_args
 from cortex.protocol.competition import (
     BUILTIN_COMPETITIONS,
     CompetitionSchedule,
@@ -30,8 +31,6 @@ from cortex.protocol.competition import (
 WEIGHTS_VERSION = 10
 
 ENGINES = ("transformers", "vllm")
-DEFAULT_START_DAY = date(2024, 1, 1)
-DEFAULT_BLOCKS_PER_DAY = 10
 
 
 @dataclass(frozen=True)
@@ -91,6 +90,7 @@ class ValidatorConfig:
 
 def add_args(parser: argparse.ArgumentParser) -> None:
     add_neuron_args(parser)
+    add_clock_args(parser)  # --clock, --clock.start-day, --clock.blocks-per-day
     a = parser.add_argument
     a("--once", action="store_true", help="run one round, set weights and exit")
     a("--engine", choices=ENGINES, default="transformers",
@@ -103,12 +103,6 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     a("--source", default=None, help="market data: synthetic[:SEED] (offline default), csv:DIR, binance")
     a("--competitions", nargs="+", default=None,
       help="built-in competition ids, or one YAML/JSON file (default: cortex-tiny offline, cortex-70b live)")
-    a("--clock", choices=("simulated", "calendar"), default=None,
-      help="market clock: simulated replays the source from genesis (offline default); calendar is live")
-    a("--clock.start-day", dest="start_day", default=DEFAULT_START_DAY.isoformat(),
-      help="simulated clock: the market day genesis sees closed (YYYY-MM-DD)")
-    a("--clock.blocks-per-day", dest="blocks_per_day", type=int, default=DEFAULT_BLOCKS_PER_DAY,
-      help="simulated clock: blocks per market day")
     a("--weights.alpha", dest="alpha", type=float, default=0.5,
       help="smoothing over rounds: the weight of the NEW round's scores, in (0, 1]")
     a("--round.blocks", dest="round_blocks", type=int, default=None, help="blocks per round (default: tempo)")

@@ -17,7 +17,7 @@ import bittensor as bt
 
 from cortex.chain.commitments import OnChainCommitment, read_all
 from cortex.evalset import EvalWindow, is_eligible
-from cortex.hub.store import ModelStore, StoreError
+from cortex.hub.store import ModelStore
 from cortex.protocol.commitment import ModelCommitment
 from cortex.protocol.competition import Competition
 
@@ -119,21 +119,10 @@ def resolve_base(snap: Snapshot, competition: Competition, store: ModelStore | N
 
     A built-in genesis base (``cortex base bootstrap --store``) has no revision in the definition:
     until the first pointer, it is the newest revision of the base repo in ``store``, as miners use.
+    The choice is ``cortex.model.pointer.choose_base`` (what ``current_base`` decides), over the snapshot.
     """
-    ref = competition.base
-    if ref.follow_pointer:
-        pointers = [r for r in snap.commitments if r.commitment is not None
-                    and competition.is_base_pointer(r.commitment, r.hotkey, snap.owner_hotkey)]
-        if pointers:
-            newest = max(pointers, key=lambda r: (r.block, r.hotkey))
-            c = newest.commitment
-            assert c is not None
-            return BaseChoice(c.repo_id, c.revision, c, newest.hotkey)
-    if ref.revision is not None:
-        return BaseChoice(ref.repo, ref.revision)
-    if ref.builtin and store is not None:
-        try:
-            return BaseChoice(ref.repo, store.revisions(ref.repo)[0])
-        except (StoreError, IndexError):
-            return None
-    return None
+    # imported here: cortex.model pulls in torch, which this module's other users do not need
+    from cortex.model.pointer import choose_base
+
+    base = choose_base(snap.commitments, competition, snap.owner_hotkey, store)
+    return None if base is None else BaseChoice(base.repo, base.revision, base.commitment, base.hotkey)

@@ -25,7 +25,7 @@ import bittensor as bt
 from cortex.atomic import write_json
 from cortex.data import get_source
 from cortex.errors import CortexError
-from cortex.evalset import CalendarClock, SimulatedClock, eval_set, window
+from cortex.evalset import eval_set, market_clock, window
 from cortex.hub.store import ModelStore
 from cortex.protocol.competition import Competition, CompetitionSchedule
 from cortex.protocol.hashing import content_hash
@@ -200,9 +200,7 @@ class Validator:
     # --- parts that are loaded once -------------------------------------------------------
 
     def _clock(self, sync: int):
-        if self.cfg.clock == "simulated":
-            return SimulatedClock(self.cfg.start_day, self.cfg.blocks_per_day)
-        return CalendarClock(sync, float(self.sub.chain.timestamp(block=sync)["unix"]), float(self.sub.chain.block_time()))
+        return market_clock(self.cfg.clock, self.sub, sync, self.cfg.start_day, self.cfg.blocks_per_day)
 
     def _rows(self, comp: Competition, win, block_hash: str) -> list[dict]:
         frames = self.source.load(list(comp.eval.assets), win.start - timedelta(days=HISTORY_LOOKBACK_DAYS), win.end)

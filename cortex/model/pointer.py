@@ -53,13 +53,30 @@ def newest_pointer(records: Iterable[OnChainCommitment], competition: Competitio
 
 def current_base(sub: bt.Subtensor, netuid: int, competition: Competition,
                  store: ModelStore | None = None) -> BaseRef | None:
-    """The newest base pointer, else the pinned revision, else the newest bootstrap in ``store``."""
-    ref = competition.base
-    if ref.follow_pointer:
+    """The newest base pointer, else the pinned revision, else the newest bootstrap in ``store``.
+
+    Reads the chain only when the competition follows base pointers; :func:`choose_base` decides.
+    """
+    records: Iterable[OnChainCommitment] = ()
+    owner_hotkey = ""
+    if competition.base.follow_pointer:
         graph = sub.subnets.metagraph(netuid, commitments=False)
         if graph is None:
             raise CortexError(f"subnet {netuid} does not exist on this chain: check --netuid")
-        newest = newest_pointer(read_all(sub, netuid), competition, str(graph.owner_hotkey))
+        records, owner_hotkey = read_all(sub, netuid), str(graph.owner_hotkey)
+    return choose_base(records, competition, owner_hotkey, store)
+
+
+def choose_base(records: Iterable[OnChainCommitment], competition: Competition, owner_hotkey: str,
+                store: ModelStore | None = None) -> BaseRef | None:
+    """:func:`current_base` over commitments already read (a validator's snapshot); None while there is no base.
+
+    A built-in genesis base (``cortex base bootstrap --store``) has no revision in the definition:
+    until the first pointer, it is the newest revision of the base repo in ``store``.
+    """
+    ref = competition.base
+    if ref.follow_pointer:
+        newest = newest_pointer(records, competition, owner_hotkey)
         if newest is not None and newest.commitment is not None:
             c = newest.commitment
             return BaseRef(c.repo_id, c.revision, newest.block, newest.hotkey, c)
