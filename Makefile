@@ -24,8 +24,10 @@ test: install
 test-fast: install
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
 
+# The offline local subnet (docs/localnet.md): 4 miners, 2 validators, the averager, 3 rounds.
+# `cortex walkthrough` is the shorter chain-and-commitments tour.
 demo: install
-	$(VENV)/bin/cortex walkthrough
+	$(VENV)/bin/cortex localnet
 
 bench: install
 	$(PY) bench/yuma.py

@@ -24,6 +24,7 @@ AREAS: list[tuple[str, str, str]] = [
     ("chain", "cortex.chain.cli", "the embedded chain: init, fund, advance, status"),
     ("wallet", "cortex.wallets", "offline wallets for the embedded chain"),
     ("walkthrough", "cortex.walkthrough", "the embedded chain, store and commitments, end to end"),
+    ("localnet", "cortex.localnet.cli", "a whole subnet on this machine, offline: miners, validators, averager"),
     ("data", "cortex.data.cli", "market data, prompts, teacher traces and datasets"),
     ("eval", "cortex.eval_cli", "offline evaluation: backtest forecasts against outcomes"),
     ("base", "cortex.model.cli", "the tiny offline base model: bootstrap (build, pre-train, publish)"),

@@ -1,0 +1,103 @@
+"""The end-of-run summary, built from the leaderboard's own snapshot so both show the same numbers.
+
+``cortex.leaderboard.data.snapshot`` reads the chain (incentive, emission, validator trust, stake,
+commitments) through the SDK and the validators' and averager's state folders; the summary only
+picks and labels its fields. The local run adds what only it knows: wallet names, the bootstrap,
+each round's timings and the processes that failed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from cortex.atomic import write_json
+from cortex.chain.connect import connect
+from cortex.localnet import neurons as N
+from cortex.localnet.config import Settings
+
+
+def state_dirs(s: Settings) -> list[Path]:
+    """Every folder the leaderboard reads for this subnet: each validator's, and the averager's."""
+    return [*s.validator_state_dirs(), N.averager_dir(s)]
+
+
+def take_snapshot(s: Settings) -> dict[str, Any]:
+    from cortex.leaderboard.data import snapshot
+
+    return snapshot(connect("embedded", s.chain_path), s.netuid, state_dirs(s))
+
+
+def build(s: Settings, snap: dict[str, Any], names: dict[str, str], extra: dict[str, Any]) -> dict[str, Any]:
+    """The summary: miners, validators and the base's history, as the snapshot has them.
+
+    ``names`` maps hotkeys to wallet names; ``extra`` carries the run's own facts (timings, failures…).
+    """
+    rows = {row["hotkey"]: {**row, "competition": comp["id"]} for comp in snap["competitions"] for row in comp["rows"]}
+    miners = []
+    for hotkey, name in names.items():
+        if not name.startswith("miner"):
+            continue
+        row = rows.get(hotkey, {})
+        miners.append({"name": name, "uid": row.get("uid"), "hotkey": hotkey, "rank": row.get("rank"),
+                       "repo": row.get("repo"), "revision": row.get("revision"), "win_rate": row.get("win_rate"),
+                       "mean_reward": row.get("mean_reward"), "incentive": row.get("incentive"),
+                       "emission": row.get("emission")})
+    miners.sort(key=lambda m: (m["rank"] is None, m["rank"] or 0, m["name"]))
+    validators = [{"name": names.get(v["hotkey"], "?"), "uid": v["uid"], "hotkey": v["hotkey"], "stake": v["stake"],
+                   "validator_trust": v["validator_trust"]} for v in snap["validators"]]
+    merges = []
+    for record in snap["base_history"]:
+        gate = record.get("gate") or {}
+        merges.append({"round": record.get("round"), "status": record.get("status"), "reason": record.get("reason"),
+                       "parent": record.get("parent"), "published": record.get("published"),
+                       "inputs": sum(1 for i in record.get("inputs", []) if i.get("decision") == "kept"),
+                       "base_reward_before": gate.get("base_reward"), "merged_reward": gate.get("merged_reward"),
+                       "best_single_reward": gate.get("best_single_reward")})
+    return {"netuid": snap["netuid"], "block": snap["block"], "workdir": str(s.workdir), **extra,
+            "miners": miners, "validators": validators, "merges": merges}
+
+
+def write(s: Settings, summary: dict[str, Any], snap: dict[str, Any]) -> Path:
+    write_json(s.workdir / "snapshot.json", snap)
+    path = s.workdir / "summary.json"
+    write_json(path, summary)
+    return path
+
+
+def _num(value: float | None, fmt: str) -> str:
+    return "-" if value is None else format(value, fmt)
+
+
+def render(summary: dict[str, Any], console: Console) -> None:
+    miners = Table(title=f"miners (block {summary['block']})", title_justify="left")
+    for column in ("rank", "uid", "miner", "hotkey", "revision", "win rate", "mean reward", "incentive", "emission"):
+        miners.add_column(column, justify="right" if column not in ("miner", "hotkey", "revision") else "left")
+    for m in summary["miners"]:
+        miners.add_row(_num(m["rank"], "d"), _num(m["uid"], "d"), m["name"], m["hotkey"][:12] + "…",
+                       (m["revision"] or "-")[:12], _num(m["win_rate"], ".3f"), _num(m["mean_reward"], "+.3f"),
+                       _num(m["incentive"], ".4f"), _num(m["emission"], ".4f"))
+    validators = Table(title="validators", title_justify="left")
+    for column in ("uid", "validator", "hotkey", "stake", "validator trust"):
+        validators.add_column(column, justify="left" if column in ("validator", "hotkey") else "right")
+    for v in summary["validators"]:
+        validators.add_row(str(v["uid"]), v["name"], v["hotkey"][:12] + "…", f"{v['stake']:.1f}",
+                           f"{v['validator_trust']:.4f}")
+    merges = Table(title="base model, before and after each merge (the averager's gate)", title_justify="left")
+    for column in ("round", "inputs", "base reward before", "merged reward", "best single", "result", "base after"):
+        merges.add_column(column, justify="left" if column in ("result", "base after") else "right",
+                          max_width=48 if column == "result" else None)
+    for g in summary["merges"]:
+        after = g["published"] or g["parent"] or "-"
+        merges.add_row(str(g["round"]), str(g["inputs"]), _num(g["base_reward_before"], "+.3f"),
+                       _num(g["merged_reward"], "+.3f"), _num(g["best_single_reward"], "+.3f"),
+                       f"{g['status']}: {g['reason']}", after.split("@")[-1][:12])
+    console.print(miners)
+    console.print(validators)
+    if summary["merges"]:
+        console.print(merges)
+    for failure in summary.get("failures", []):
+        console.print(f"[red]failed[/]: {failure}")
