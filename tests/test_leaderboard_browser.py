@@ -9,6 +9,7 @@ Without a Chromium the test skips, saying how to install one, unless ``CI`` is s
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -51,24 +52,75 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture
-def served(tmp_path):
-    """The app over a fixture subnet, served in a thread; yields (base url, expected uids per competition)."""
-    world = build_world(tmp_path / "run")
-    snap = snapshot(world.chain.sub, NETUID, [world.state])
-    uids = {c["id"]: [r["uid"] for r in c["rows"]] for c in snap["competitions"]}
+def serve(load):
+    """The app over ``load`` in a uvicorn thread on a free port; returns (url, stop)."""
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(lambda: snapshot(world.chain.sub, NETUID, [world.state])),
-                                           host="127.0.0.1", port=port, log_level="warning"))
+    server = uvicorn.Server(uvicorn.Config(create_app(load), host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
     while not server.started:
         assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
         time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}", uids, snap
-    server.should_exit = True
-    thread.join(timeout=10)
+
+    def stop() -> None:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+    return f"http://127.0.0.1:{port}", stop
+
+
+def uids_of(snap: dict) -> dict[str, list[int]]:
+    return {c["id"]: [r["uid"] for r in c["rows"]] for c in snap["competitions"]}
+
+
+@pytest.fixture
+def served(tmp_path):
+    """The app over a fixture subnet; yields (base url, expected uids per competition, snapshot)."""
+    world = build_world(tmp_path / "run")
+    snap = snapshot(world.chain.sub, NETUID, [world.state])
+    url, stop = serve(lambda: snapshot(world.chain.sub, NETUID, [world.state]))
+    yield url, uids_of(snap), snap
+    stop()
+
+
+@pytest.fixture
+def served_localnet(localnet_run):
+    """The app over a real `cortex localnet` run, as `cortex leaderboard --chain.path … --state WORKDIR`."""
+    from cortex.chain.connect import connect
+
+    sub = connect("embedded", localnet_run.work / "chain.db")
+    snap = snapshot(sub, 1, [localnet_run.work])
+    url, stop = serve(lambda: snapshot(sub, 1, [localnet_run.work]))
+    yield url, uids_of(snap), snap
+    stop()
+
+
+def test_a_localnet_run_renders_with_its_uids_and_numbers(executable, served_localnet, localnet_run, tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    url, uids, snap = served_localnet
+    summary = json.loads((localnet_run.work / "summary.json").read_text())
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=executable, headless=True)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            assert page.goto(url).status == 200
+            (competition, expected), = uids.items()
+            assert len(expected) == 2  # the run's two miners
+            table = page.locator(f'table.leaderboard[data-competition="{competition}"]')
+            assert [int(t) for t in table.locator("tr.miner td:nth-child(2)").all_inner_texts()] == expected
+            for miner in summary["miners"]:  # the page shows the numbers the localnet summary printed
+                uid = miner["uid"]
+                row = table.locator(f'tr.miner[data-uid="{uid}"]').inner_text()
+                assert f"{miner['win_rate']:.3f}" in row and f"{miner['incentive']:.3f}" in row, (row, miner)
+            assert page.locator("svg#base-history").is_visible()
+            assert page.locator("svg#base-history rect.marker").count() == len(snap["base_history"]) == 2
+            page.screenshot(path=str(tmp_path / "leaderboard-localnet.png"), full_page=True)
+        finally:
+            browser.close()
+    OUTPUTS.mkdir(exist_ok=True)
+    shutil.copy(tmp_path / "leaderboard-localnet.png", OUTPUTS / "leaderboard-localnet.png")
 
 
 def test_the_leaderboard_renders_in_chromium(executable, served, tmp_path):

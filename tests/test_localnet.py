@@ -187,13 +187,8 @@ def test_sigint_stops_every_child(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_small_localnet_runs_and_its_summary_matches_the_leaderboard(tmp_path):
-    work = tmp_path / "localnet"
-    cmd = [str(ROOT / ".venv" / "bin" / "cortex") if (ROOT / ".venv" / "bin" / "cortex").exists() else "cortex",
-           "localnet", "--workdir", str(work), "--miners", "2", "--validators", "2", "--rounds", "2",
-           "--base-steps", "12", "--train-steps", "3", "--eval-prompts", "4", "--plain"]
-    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900, check=False)
-    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
+def test_a_small_localnet_runs_and_its_summary_matches_the_leaderboard(localnet_run):
+    work, stdout = localnet_run.work, localnet_run.stdout
     summary = json.loads((work / "summary.json").read_text())
     assert [v["name"] for v in summary["validators"]] == ["validator0", "validator1"]
     assert all(v["validator_trust"] > 0.9 for v in summary["validators"])
@@ -214,7 +209,7 @@ def test_a_small_localnet_runs_and_its_summary_matches_the_leaderboard(tmp_path)
             assert m[key] == row[key], key
     trust = {v["hotkey"]: v["validator_trust"] for v in snap["validators"]}
     assert {v["hotkey"]: v["validator_trust"] for v in summary["validators"]} == trust
-    assert "validator trust" in done.stdout and "win rate" in done.stdout
+    assert "validator trust" in stdout and "win rate" in stdout
     for log in ("setup/bootstrap", "round-1/miner0", "round-1/validator1", "round-2/validator0", "round-2/averager"):
         assert (work / "logs" / f"{log}.log").is_file(), log
 

@@ -1,0 +1,31 @@
+"""Shared fixtures. ``localnet_run``: one small `cortex localnet` run per test session, shared by the
+tests that look at its results (the summary, and the leaderboard in a browser)."""
+
+from __future__ import annotations
+
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass(frozen=True)
+class LocalnetRun:
+    work: Path
+    stdout: str
+
+
+@pytest.fixture(scope="session")
+def localnet_run(tmp_path_factory) -> LocalnetRun:
+    """2 miners, 2 validators, 2 rounds, a small base: the whole path through neurons/*.py."""
+    work = tmp_path_factory.mktemp("localnet") / "work"
+    venv = ROOT / ".venv" / "bin" / "cortex"
+    cmd = [str(venv) if venv.exists() else "cortex",
+           "localnet", "--workdir", str(work), "--miners", "2", "--validators", "2", "--rounds", "2",
+           "--base-steps", "12", "--train-steps", "3", "--eval-prompts", "4", "--plain"]
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900, check=False)
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
+    return LocalnetRun(work, done.stdout)
