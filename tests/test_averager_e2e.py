@@ -138,7 +138,7 @@ def test_validators_and_miners_pick_up_the_new_base_and_a_worse_merge_is_rejecte
     assert len(w.store.revisions(TINY_REPO)) == 2  # genesis and round 1: nothing new
 
 
-def test_round_3_publishes_again_and_rollback_repoints_to_an_earlier_revision(world):
+def test_round_3_publishes_again_and_rollback_repoints_to_an_earlier_revision(world, capsys):
     w = world
     with torch_threads(1):
         record = averager(w).run_round()
@@ -162,3 +162,8 @@ def test_round_3_publishes_again_and_rollback_repoints_to_an_earlier_revision(wo
     w.chain.advance(1)
     assert cortex_main([*args[:3], w.genesis, *args[4:]]) == 0  # back to the genesis base
     assert current_base(w.chain.sub, NETUID, COMPETITION16, w.store).revision == w.genesis
+    capsys.readouterr()
+    assert cortex_main(["base", "history", *args[4:]]) == 0
+    listed = capsys.readouterr().out.splitlines()  # every revision, newest first, the current one marked
+    assert [line.split("@")[1].split()[0] for line in listed] == history
+    assert [line for line in listed if "current base" in line] == [f"{TINY_REPO}@{w.genesis}  <- current base"]
