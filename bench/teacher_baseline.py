@@ -26,7 +26,7 @@ from cortex.data.teachers import AnalystTeacher  # noqa: E402
 
 def market_dir() -> Path | None:
     for candidate in (os.environ.get("CORTEX_MARKET_DATA"),
-                      Path(__file__).resolve().parents[2] / "shared" / "data" / "market"):  # fmt: skip
+                      Path(__file__).resolve().parents[2] / "shared" / "data" / "market"):
         if candidate and Path(candidate).is_dir():
             return Path(candidate)
     return None

@@ -95,7 +95,7 @@ def run_method(base_model, method: str, data, steps: int, warmup: int, rank: int
     model = copy.deepcopy(base_model).train()
     if method != "full":
         config = LoraConfig(r=rank, lora_alpha=2 * rank, target_modules=TARGETS, use_dora=method == "dora",
-                            task_type="CAUSAL_LM")  # fmt: skip
+                            task_type="CAUSAL_LM")
         model = get_peft_model(model, config)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=1e-4)

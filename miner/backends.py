@@ -37,7 +37,7 @@ def has_gpu() -> bool:
 def check_backend(cfg: TrainConfig) -> str:
     """The device to train on ("cuda" or "cpu"); raises before any work if the backend cannot run."""
     needs_gpu = [what for what, on in (("finetuning_type: qlora (4-bit bitsandbytes)", cfg.finetuning_type == "qlora"),
-                                       ("backend: unsloth", cfg.backend == "unsloth")) if on]  # fmt: skip
+                                       ("backend: unsloth", cfg.backend == "unsloth")) if on]
     if needs_gpu and not has_gpu():
         raise BackendUnavailable(
             f"{' and '.join(needs_gpu)} needs an NVIDIA GPU and none is visible (torch.cuda.is_available() is False): "
@@ -65,7 +65,7 @@ def lora_config(cfg: TrainConfig, targets: list[str]):
     return LoraConfig(
         r=cfg.lora_rank, lora_alpha=cfg.alpha, lora_dropout=cfg.lora_dropout, target_modules=targets,
         use_dora=cfg.use_dora, bias="none", task_type="CAUSAL_LM",
-    )  # fmt: skip
+    )
 
 
 def load_for_training(cfg: TrainConfig, base: Path, targets: list[str]) -> tuple[Any, Any, Any]:
@@ -84,7 +84,7 @@ def load_for_training(cfg: TrainConfig, base: Path, targets: list[str]) -> tuple
         kwargs["quantization_config"] = BitsAndBytesConfig(
             load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=cfg.double_quantization,
             bnb_4bit_compute_dtype=torch.bfloat16, bnb_4bit_quant_storage=torch.bfloat16,
-        )  # fmt: skip
+        )
         kwargs["dtype"] = torch.bfloat16
     else:
         kwargs["dtype"] = torch.bfloat16 if use_bf16(cfg) else torch.float32
@@ -102,12 +102,12 @@ def _unsloth(cfg: TrainConfig, base: Path, targets: list[str]) -> tuple[Any, Any
     model, tokenizer = FastLanguageModel.from_pretrained(
         model_name=str(base), max_seq_length=cfg.cutoff_len, dtype=None,
         load_in_4bit=cfg.finetuning_type == "qlora", trust_remote_code=False,
-    )  # fmt: skip
+    )
     model = FastLanguageModel.get_peft_model(
         model, r=cfg.lora_rank, lora_alpha=cfg.alpha, lora_dropout=cfg.lora_dropout, target_modules=targets,
         bias="none", use_dora=cfg.use_dora, use_gradient_checkpointing="unsloth" if cfg.gradient_checkpointing else False,
         random_state=cfg.seed,
-    )  # fmt: skip
+    )
     return model, tokenizer
 
 

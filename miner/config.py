@@ -25,7 +25,7 @@ STAGES = ("sft", "grpo", "kto")
 FINETUNING_TYPES = ("dora", "lora", "qlora")
 BACKENDS = ("peft", "unsloth")
 SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup",
-              "inverse_sqrt", "cosine_with_min_lr", "warmup_stable_decay")  # fmt: skip
+              "inverse_sqrt", "cosine_with_min_lr", "warmup_stable_decay")
 REPORT_TO = ("wandb", "none")
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 # LLaMA-Factory keys that the miner does not take, and why.
@@ -37,7 +37,7 @@ NOT_SUPPORTED = {
     "trust_remote_code": "bases are always loaded without remote code",
     "deepspeed": "choose DeepSpeed or FSDP in the accelerate config: accelerate launch --config_file configs/accelerate/zero3.yaml",
     "pref_loss": "the preference stage is KTO (stage: kto)",
-}  # fmt: skip
+}
 
 
 class ConfigError(CortexError):
@@ -167,13 +167,13 @@ def _check_values(c: TrainConfig) -> list[str]:
     for name in ("lora_rank", "per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps",
                  "cutoff_len", "heldout_samples", "logging_steps", "eval_steps", "save_steps", "save_total_limit",
                  "stride", "num_generations", "grpo_prompts_per_step", "grpo_max_steps", "max_completion_length",
-                 "kto_max_steps"):  # fmt: skip
+                 "kto_max_steps"):
         need(getattr(c, name) >= 1, f"{name}: expected an integer >= 1, got {getattr(c, name)}")
     for name in ("max_samples", "heldout_max_new_tokens", "early_stopping_patience"):
         value = getattr(c, name)
         need(value is None or value >= 1, f"{name}: expected an integer >= 1 or null, got {value}")
     for name in ("learning_rate", "grpo_learning_rate", "kto_learning_rate", "max_grad_norm", "grpo_temperature",
-                 "pref_beta", "kto_chosen_weight"):  # fmt: skip
+                 "pref_beta", "kto_chosen_weight"):
         need(getattr(c, name) > 0, f"{name}: expected a number > 0, got {getattr(c, name)}")
     for name in ("weight_decay", "grpo_beta", "early_stopping_threshold"):
         need(getattr(c, name) >= 0, f"{name}: expected a number >= 0, got {getattr(c, name)}")

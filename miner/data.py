@@ -37,7 +37,7 @@ def build_config(cfg: TrainConfig, source: str, out: Path, progress: bool = Fals
     min_reward = None if "kto" in cfg.stage else cfg.min_teacher_reward
     return BuildConfig(source=source, assets=cfg.assets, horizons=cfg.horizons, teacher=cfg.teacher, out=str(out),
                        start=cfg.data_start, end=cfg.data_end, seed=cfg.seed, stride=cfg.stride,
-                       min_reward=min_reward, progress=progress)  # fmt: skip
+                       min_reward=min_reward, progress=progress)
 
 
 def prepare(cfg: TrainConfig, source: str, work: Path, *, refresh: bool = False) -> tuple[Any, dict]:
@@ -105,4 +105,4 @@ def card_summary(card: dict) -> dict[str, Any]:
             "assets": card.get("assets"), "horizons": card.get("horizons"),
             "teacher": (card.get("teacher") or {}).get("name"),
             "rows": {k: v.get("rows") for k, v in (card.get("splits") or {}).items()},
-            "cutoffs": {k: v.get("cutoffs") for k, v in (card.get("splits") or {}).items()}}  # fmt: skip
+            "cutoffs": {k: v.get("cutoffs") for k, v in (card.get("splits") or {}).items()}}

@@ -33,7 +33,7 @@ def grpo_config(cfg: TrainConfig, out: Path, report_to: str):
         per_device_train_batch_size=cfg.num_generations * cfg.grpo_prompts_per_step,
         num_generations=cfg.num_generations, beta=cfg.grpo_beta, temperature=cfg.grpo_temperature,
         max_completion_length=cfg.max_completion_length, log_completions=False,
-    )  # fmt: skip
+    )
 
 
 def reward_summary(history: list[dict]) -> dict:
@@ -43,7 +43,7 @@ def reward_summary(history: list[dict]) -> dict:
         return {"reward_curve": []}
     rewards = [r for _, r in steps]
     return {"reward_curve": steps, "reward_first": rewards[0], "reward_last": rewards[-1],
-            "reward_mean": sum(rewards) / len(rewards)}  # fmt: skip
+            "reward_mean": sum(rewards) / len(rewards)}
 
 
 def train_grpo(cfg: TrainConfig, base: Path, train, competition: Competition, out: Path, *,
@@ -66,7 +66,7 @@ def train_grpo(cfg: TrainConfig, base: Path, train, competition: Competition, ou
     tokenizer.padding_side = "left"
     trainer = GRPOTrainer(model=model, reward_funcs=[make_grpo_reward(competition.reward)],
                           args=grpo_config(cfg, out, report_to), train_dataset=train,
-                          processing_class=tokenizer, peft_config=peft_config)  # fmt: skip
+                          processing_class=tokenizer, peft_config=peft_config)
     checkpoint = resume_checkpoint(Path(trainer.args.output_dir), resume)
     result = trainer.train(resume_from_checkpoint=checkpoint)
     save_adapter(trainer, out / "adapter")
@@ -74,7 +74,7 @@ def train_grpo(cfg: TrainConfig, base: Path, train, competition: Competition, ou
     summary = {**reward_summary(history), "global_step": trainer.state.global_step,
                "train_runtime_s": result.metrics.get("train_runtime"), "prompts": len(train),
                "learning_rate": cfg.grpo_learning_rate, "num_generations": cfg.num_generations,
-               "beta": cfg.grpo_beta}  # fmt: skip
+               "beta": cfg.grpo_beta}
     log.info("grpo: %d steps, mean reward %s (first %s, last %s)", trainer.state.global_step,
-             summary.get("reward_mean"), summary.get("reward_first"), summary.get("reward_last"))  # fmt: skip
+             summary.get("reward_mean"), summary.get("reward_first"), summary.get("reward_last"))
     return StageResult("grpo", history, summary)

@@ -30,7 +30,7 @@ class Decision:
 def _fields(prefix: str, s: ModelScore) -> dict[str, Any]:
     return {f"heldout_reward_{prefix}": round(s.mean_reward, 6) if s.rewards is not None else None,
             f"heldout_parse_rate_{prefix}": round(s.parse_rate, 4) if s.rewards is not None else None,
-            f"heldout_failure_{prefix}": s.reason}  # fmt: skip
+            f"heldout_failure_{prefix}": s.reason}
 
 
 def score_heldout(base: Path, models: Mapping[str, Path | None], rows: Sequence[Mapping], competition: Competition,
@@ -39,7 +39,7 @@ def score_heldout(base: Path, models: Mapping[str, Path | None], rows: Sequence[
     if not rows:
         raise ValueError("no held-out rows to score")
     generator = Generator.from_pretrained(base, max_new_tokens=max_new_tokens or competition.eval.max_new_tokens,
-                                          batch_size=competition.eval.batch_size)  # fmt: skip
+                                          batch_size=competition.eval.batch_size)
     out: dict[str, Any] = {"heldout_prompts": len(rows), "heldout_max_new_tokens": generator.max_new_tokens}
     for key, path in models.items():
         result = evaluate(generator, rows, key=key, adapter=path, config=competition.reward)
@@ -48,7 +48,7 @@ def score_heldout(base: Path, models: Mapping[str, Path | None], rows: Sequence[
         if result.completions:
             out[f"heldout_example_{key}"] = result.completions[0][:600]
         log.info("held-out %s: mean reward %s, parse rate %s%s", key, out[f"heldout_reward_{key}"],
-                 out[f"heldout_parse_rate_{key}"], f" ({result.reason})" if result.reason else "")  # fmt: skip
+                 out[f"heldout_parse_rate_{key}"], f" ({result.reason})" if result.reason else "")
     return out
 
 

@@ -26,13 +26,13 @@ def kto_rows(train, threshold: float):
     """``prompt`` / ``completion`` / ``label`` rows from dataset rows with ``messages`` and ``teacher_reward``."""
     def label(row: dict) -> dict:
         return {"prompt": row["prompt"], "completion": [row["messages"][-1]],
-                "label": bool(row["teacher_reward"] >= threshold)}  # fmt: skip
+                "label": bool(row["teacher_reward"] >= threshold)}
 
     rows = train.map(label, remove_columns=train.column_names)
     good = sum(rows["label"])
     if good == 0 or good == len(rows):
         raise CortexError(f"KTO needs desirable and undesirable traces; with kto_reward_threshold {threshold} "
-                          f"{good} of {len(rows)} are desirable: move the threshold")  # fmt: skip
+                          f"{good} of {len(rows)} are desirable: move the threshold")
     return rows, good
 
 
@@ -47,7 +47,7 @@ def kto_config(cfg: TrainConfig, out: Path, report_to: str, desirable: int, unde
         per_device_train_batch_size=max(2, cfg.per_device_train_batch_size),  # the KL estimate pairs rows in a batch
         beta=cfg.pref_beta, desirable_weight=cfg.kto_chosen_weight, undesirable_weight=rejected,
         max_length=cfg.cutoff_len, remove_unused_columns=False,
-    )  # fmt: skip
+    )
 
 
 def train_kto(cfg: TrainConfig, base: Path, train, out: Path, *, targets: list[str],
@@ -62,7 +62,7 @@ def train_kto(cfg: TrainConfig, base: Path, train, out: Path, *, targets: list[s
     else:
         model, tokenizer, peft_config = load_for_training(cfg, base, targets)
     trainer = KTOTrainer(model=model, args=kto_config(cfg, out, report_to, good, len(rows) - good), train_dataset=rows,
-                         processing_class=tokenizer, peft_config=peft_config)  # fmt: skip
+                         processing_class=tokenizer, peft_config=peft_config)
     checkpoint = resume_checkpoint(Path(trainer.args.output_dir), resume)
     result = trainer.train(resume_from_checkpoint=checkpoint)
     save_adapter(trainer, out / "adapter")
@@ -71,11 +71,11 @@ def train_kto(cfg: TrainConfig, base: Path, train, out: Path, *, targets: list[s
     summary = {"global_step": trainer.state.global_step, "train_runtime_s": result.metrics.get("train_runtime"),
                "rows": len(rows), "desirable": good, "undesirable": len(rows) - good,
                "loss_first": logged[0]["loss"] if logged else None, "loss_last": logged[-1]["loss"] if logged else None,
-               "threshold": cfg.kto_reward_threshold}  # fmt: skip
+               "threshold": cfg.kto_reward_threshold}
     for key in ("rewards/chosen", "rewards/rejected", "rewards/margins", "kl"):
         values = [h[key] for h in history if key in h]
         if values:
             summary[key.replace("/", "_") + "_last"] = values[-1]
     log.info("kto: %d steps on %d traces (%d desirable), loss %s -> %s", trainer.state.global_step, len(rows), good,
-             summary["loss_first"], summary["loss_last"])  # fmt: skip
+             summary["loss_first"], summary["loss_last"])
     return StageResult("kto", history, summary)

@@ -72,7 +72,7 @@ def plot_loss(out: Path, stages: dict[str, list[dict[str, Any]]]) -> Path | None
     for stage, history in stages.items():
         series = {"training loss": [(h["step"], h["loss"]) for h in history if "loss" in h and "step" in h],
                   "validation loss": [(h["step"], h["eval_loss"]) for h in history if "eval_loss" in h],
-                  "mean reward": [(h["step"], h["reward"]) for h in history if "reward" in h]}  # fmt: skip
+                  "mean reward": [(h["step"], h["reward"]) for h in history if "reward" in h]}
         series = {k: v for k, v in series.items() if v}
         if series:
             panels.append((stage, series))

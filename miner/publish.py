@@ -96,7 +96,7 @@ def check_limits(folder: Path, base: Path, competition: Competition) -> Any:
         return check_adapter(folder, base_spec(base), competition.adapters)
     except AdapterRejected as exc:
         raise PublishError(f"not uploading: validators would reject this adapter ({exc.reason}): {exc.message}; "
-                           f"the {competition.id} limits are {competition.adapters}") from None  # fmt: skip
+                           f"the {competition.id} limits are {competition.adapters}") from None
 
 
 def on_chain(sub, netuid: int, hotkey: str) -> ModelCommitment | None:
@@ -165,7 +165,7 @@ def fetch_previous(sub, netuid: int, hotkey: str, store: ModelStore, competition
         return None
     try:
         path = store.download(current.repo_id, current.revision, dest, allow=[CONFIG, WEIGHTS],
-                              max_bytes=competition.adapters.max_bytes)  # fmt: skip
+                              max_bytes=competition.adapters.max_bytes)
     except CortexError as exc:
         log.warning("cannot fetch the last published adapter %s@%s: %s", current.repo_id, current.revision[:12], exc)
         return None
@@ -182,7 +182,7 @@ def model_card(competition: Competition, base_repo: str, base_revision: str | No
     label = "SYNTHETIC market data (a seeded simulation, not real prices)" if data.get("synthetic") else "real market data"
     keys = ("heldout_reward_adapter", "heldout_reward_base", "heldout_parse_rate_adapter",
             "heldout_parse_rate_base", "heldout_prompts", "eval_loss_initial", "eval_loss_best", "train_loss_last",
-            "grpo_reward_mean", "grpo_reward_last", "kto_loss_last")  # fmt: skip
+            "grpo_reward_mean", "grpo_reward_last", "kto_loss_last")
     rows = "\n".join(f"| {k} | {metrics[k]} |" for k in keys if metrics.get(k) is not None)
     return f"""---
 library_name: peft

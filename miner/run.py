@@ -78,20 +78,20 @@ def sync_base(opts: Options, cfg: TrainConfig, sub=None, store=None) -> Base:
     comp = opts.competition
     if opts.offline:
         raise CortexError("--offline needs a local base: set model_name_or_path in the config or pass --base DIR "
-                          "(the folder `cortex base bootstrap --out DIR` writes)")  # fmt: skip
+                          "(the folder `cortex base bootstrap --out DIR` writes)")
     from cortex.model.loading import fetch_base
     from cortex.model.pointer import current_base
 
     ref = current_base(sub, opts.netuid, comp, store)
     if ref is None:
         raise CortexError(f"competition {comp.id} has no base yet: no base pointer on chain and no pinned revision; "
-                          "wait for the averager (or the subnet owner) to commit one, or pass --base DIR")  # fmt: skip
+                          "wait for the averager (or the subnet owner) to commit one, or pass --base DIR")
     repo, revision, block = ref.repo, ref.revision, ref.block
     if block is not None:
         log.info("following the base pointer committed at block %d: %s@%s", block, repo, revision[:12])
     elif comp.base.revision is None:  # the genesis base, as `cortex base bootstrap --store` published it
         log.warning("no base pointer on chain yet: using the newest %s in the store (%s), the bootstrap's",
-                    repo, revision[:12])  # fmt: skip
+                    repo, revision[:12])
     return Base(fetch_base(repo, revision, store).resolve(), repo, revision, block)
 
 
@@ -110,13 +110,13 @@ def train(cfg: TrainConfig, opts: Options, base: Base, dd, report_to: str) -> di
         if stage == "sft":
             train_rows, val_rows = D.sft_rows(dd, cfg)
             result = train_sft(cfg, base.path, train_rows, val_rows, out, targets=targets, adapter=adapter,
-                               report_to=report_to, resume=opts.resume)  # fmt: skip
+                               report_to=report_to, resume=opts.resume)
         elif stage == "grpo":
             result = train_grpo(cfg, base.path, D.preference_rows(dd, cfg), opts.competition, out, targets=targets,
-                                adapter=adapter, report_to=report_to, resume=opts.resume)  # fmt: skip
+                                adapter=adapter, report_to=report_to, resume=opts.resume)
         else:
             result = train_kto(cfg, base.path, D.preference_rows(dd, cfg), out, targets=targets, adapter=adapter,
-                               report_to=report_to, resume=opts.resume)  # fmt: skip
+                               report_to=report_to, resume=opts.resume)
         adapter = out / "adapter"
         histories[stage], summaries[stage] = result.log_history, result.summary
     return {"histories": histories, "summaries": summaries}
@@ -166,18 +166,18 @@ def run_round(opts: Options, cfg: TrainConfig, *, refresh_data: bool = False) ->
     adapter = _adapter_dir(opts.push_only) if opts.push_only else out / "adapter"
     reuse = metrics.get("base") == f"{base.repo}@{base.revision}" and metrics.get("heldout_reward_adapter") is not None
     metrics.update(base=f"{base.repo}@{base.revision}", base_path=str(base.path), competition=opts.competition.id,
-                   config=cfg.to_dict(), adapter=str(adapter), processes=state.num_processes)  # fmt: skip
+                   config=cfg.to_dict(), adapter=str(adapter), processes=state.num_processes)
     if not reuse:  # --push-only keeps the held-out numbers (and data summary) of its run when the base is the same
         metrics.update(data=data.summary, source=source)
         metrics.update(score_heldout(base.path, {"base": None, "adapter": adapter}, data.heldout,
-                                     opts.competition, max_new_tokens=cfg.heldout_max_new_tokens))  # fmt: skip
+                                     opts.competition, max_new_tokens=cfg.heldout_max_new_tokens))
     metrics.update(_check_and_publish(opts, cfg, base, adapter, dict(metrics), data, sub, store))
     metrics["seconds"] = round(time.time() - started, 1)
     write_metrics(out, metrics)
     finish_wandb(metrics)
     log.info("round done: adapter %s vs base %s on %s held-out prompts; %s", metrics.get("heldout_reward_adapter"),
              metrics.get("heldout_reward_base"), metrics.get("heldout_prompts"),
-             metrics.get("published") or metrics.get("publish_reason"))  # fmt: skip
+             metrics.get("published") or metrics.get("publish_reason"))
     return metrics
 
 
@@ -221,7 +221,7 @@ def _check_registered(sub, opts: Options) -> None:
     hotkey = opts.wallet.hotkey.ss58_address
     if sub.query(bt.storage.SubtensorModule.Uids, [opts.netuid, hotkey]) is None:
         raise CortexError(f"hotkey {hotkey} is not registered on subnet {opts.netuid}: register it first "
-                          "(btcli subnets register, or bt.BurnedRegister on the embedded chain), then mine")  # fmt: skip
+                          "(btcli subnets register, or bt.BurnedRegister on the embedded chain), then mine")
 
 
 def _check_and_publish(opts, cfg, base, adapter, metrics, data, sub, store) -> dict[str, Any]:
@@ -234,7 +234,7 @@ def _check_and_publish(opts, cfg, base, adapter, metrics, data, sub, store) -> d
         model_card,
         on_chain,
         publish_adapter,
-        stage_upload,  # fmt: skip
+        stage_upload,
     )
 
     comp = opts.competition
@@ -248,7 +248,7 @@ def _check_and_publish(opts, cfg, base, adapter, metrics, data, sub, store) -> d
         raise
     result: dict[str, Any] = {"adapter_check": "ok", "adapter_type": checked.adapter_type, "adapter_rank": checked.rank,
                               "adapter_bytes": checked.n_bytes, "adapter_params": checked.n_params,
-                              "upload_content_hash": checked.content_hash}  # fmt: skip
+                              "upload_content_hash": checked.content_hash}
     if sub is None:
         gate = decide(metrics, opts.force)
         return {**result, "publish_decision": False, "heldout_gate_passed": gate.publish,
@@ -261,7 +261,7 @@ def _check_and_publish(opts, cfg, base, adapter, metrics, data, sub, store) -> d
         previous = fetch_previous(sub, opts.netuid, hotkey, store, comp, base.revision, opts.output_dir / "previous")
         if previous is not None:
             metrics.update(score_heldout(base.path, {"previous": previous}, data.heldout, comp,
-                                         max_new_tokens=cfg.heldout_max_new_tokens))  # fmt: skip
+                                         max_new_tokens=cfg.heldout_max_new_tokens))
             result.update({k: v for k, v in metrics.items() if "previous" in k})
         decision = _decision(metrics, opts.force)
     result.update(decision)
@@ -270,7 +270,7 @@ def _check_and_publish(opts, cfg, base, adapter, metrics, data, sub, store) -> d
     repo_id = cfg.hub_model_id or f"{opts.wallet.name}/{comp.id}"
     published = publish_adapter(sub, opts.wallet, opts.netuid, store, repo_id, upload, comp)
     result.update(published=f"{published.repo_id}@{published.revision}", published_block=published.block,
-                  commitment=published.commitment.encode(), already_published=published.already)  # fmt: skip
+                  commitment=published.commitment.encode(), already_published=published.already)
     return result
 
 

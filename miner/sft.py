@@ -27,14 +27,14 @@ def sft_config(cfg: TrainConfig, out: Path, report_to: str, has_eval: bool):
 
     args = common_args(cfg, out, "sft", report_to)
     evals = {"eval_strategy": "steps", "eval_steps": cfg.eval_steps, "load_best_model_at_end": True,
-             "metric_for_best_model": "eval_loss", "greater_is_better": False} if has_eval else {"eval_strategy": "no"}  # fmt: skip
+             "metric_for_best_model": "eval_loss", "greater_is_better": False} if has_eval else {"eval_strategy": "no"}
     return SFTConfig(
         **args, **evals, save_strategy="steps", learning_rate=cfg.learning_rate,
         num_train_epochs=cfg.num_train_epochs, max_steps=cfg.max_steps,
         per_device_train_batch_size=cfg.per_device_train_batch_size,
         max_length=cfg.cutoff_len, assistant_only_loss=True, packing=False,
         dataset_num_proc=None, remove_unused_columns=True,
-    )  # fmt: skip
+    )
 
 
 def train_sft(cfg: TrainConfig, base: Path, train, eval_, out: Path, *, targets: list[str],
@@ -56,7 +56,7 @@ def train_sft(cfg: TrainConfig, base: Path, train, eval_, out: Path, *, targets:
         callbacks.append(EarlyStoppingCallback(cfg.early_stopping_patience, cfg.early_stopping_threshold))
     trainer = SFTTrainer(model=model, args=sft_config(cfg, out, report_to, eval_ is not None),
                          train_dataset=train, eval_dataset=eval_, processing_class=tokenizer,
-                         peft_config=peft_config, callbacks=callbacks)  # fmt: skip
+                         peft_config=peft_config, callbacks=callbacks)
     checkpoint = resume_checkpoint(Path(trainer.args.output_dir), resume)
     initial = []
     if eval_ is not None and checkpoint is None:  # step 0: the base's validation loss, the curve's first point
@@ -68,8 +68,8 @@ def train_sft(cfg: TrainConfig, base: Path, train, eval_, out: Path, *, targets:
                "global_step": trainer.state.global_step, "best_checkpoint": trainer.state.best_model_checkpoint,
                "stopped_early": bool(callbacks) and trainer.state.global_step < trainer.state.max_steps,
                "train_rows": len(train), "eval_rows": len(eval_) if eval_ is not None else 0,
-               "trainable_parameters": sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)}  # fmt: skip
+               "trainable_parameters": sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)}
     log.info("sft: %d steps, validation loss %s -> best %s", trainer.state.global_step,
-             summary.get("eval_loss_initial"), summary.get("eval_loss_best"))  # fmt: skip
+             summary.get("eval_loss_initial"), summary.get("eval_loss_best"))
     del trainer, model
     return StageResult("sft", history, summary)

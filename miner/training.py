@@ -59,7 +59,7 @@ def common_args(cfg: TrainConfig, out: Path, stage: str, report_to: str) -> dict
         "use_cpu": not has_gpu(),
         "ddp_find_unused_parameters": False,
         "disable_tqdm": os.environ.get("CORTEX_PROGRESS", "1") != "1",
-    }  # fmt: skip
+    }
 
 
 def resume_checkpoint(checkpoints: Path, resume: bool) -> str | None:
@@ -107,5 +107,5 @@ def losses(history: list[dict[str, Any]]) -> dict[str, Any]:
         out["tokens_per_second_with_evals"] = round(max(tokens) / runtime, 1)
     if evals:
         out.update(eval_loss_initial=evals[0][1], eval_loss_final=evals[-1][1],
-                   eval_loss_best=min(v for _, v in evals))  # fmt: skip
+                   eval_loss_best=min(v for _, v in evals))
     return out

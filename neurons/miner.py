@@ -73,7 +73,7 @@ def options(args):
         push_only=Path(args.push_only).expanduser() if args.push_only else None, force=args.force,
         resume=args.resume, wandb=not args.wandb_off, loop=args.loop, loop_interval_s=args.loop_interval,
         loop_rounds=args.loop_rounds,
-    )  # fmt: skip
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

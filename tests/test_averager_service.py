@@ -53,7 +53,7 @@ def test_rounds_run_every_k_epochs_and_a_failed_round_does_not_stop_the_service(
 
 
 def test_once_returns_the_round_and_raises_its_failure(tmp_path, monkeypatch):
-    chain, averager = service(tmp_path, every_epochs=1, once=True)
+    _, averager = service(tmp_path, every_epochs=1, once=True)
     monkeypatch.setattr(averager, "run_round", lambda: {"round": 1, "status": "rejected"})
     assert averager.run() == {"round": 1, "status": "rejected"}
 

@@ -16,7 +16,7 @@ from cortex.data import (
     make_prompt,
     make_sample,
     outcome,
-    realized_vol,  # fmt: skip
+    realized_vol,
 )
 from cortex.data.features import MIN_HISTORY
 from cortex.data.frame import MARKET_COLUMNS, DataError

@@ -24,7 +24,7 @@ from miner.publish import (
     model_card,
     on_chain,
     publish_adapter,
-    stage_upload,  # fmt: skip
+    stage_upload,
 )
 
 BASE_REV = "ab" * 32
@@ -35,7 +35,7 @@ def base_and_adapter(tmp_path_factory) -> tuple[Path, Path]:
     root = tmp_path_factory.mktemp("pub")
     torch.manual_seed(0)
     config = LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=64)  # fmt: skip
+                         num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=64)
     model = LlamaForCausalLM(config)
     model.save_pretrained(root / "base")
     model = LlamaForCausalLM.from_pretrained(root / "base")  # peft names the base folder, as training does
@@ -54,7 +54,7 @@ def upload_folder(tmp_path: Path, base_and_adapter, competition=CORTEX_TINY) -> 
     card = model_card(competition, "cortex/tiny-llama", BASE_REV, TrainConfig(lora_rank=4),
                       {"source": "synthetic", "synthetic": True, "assets": ["BTC"], "horizons": [7],
                        "teacher": "analyst", "rows": {"train": 10}}, {"heldout_reward_adapter": 0.3,
-                                                                       "heldout_reward_base": 0.1})  # fmt: skip
+                                                                       "heldout_reward_base": 0.1})
     return stage_upload(adapter, tmp_path / "upload", card, "cortex/tiny-llama", BASE_REV)
 
 
@@ -130,7 +130,7 @@ def test_space_limit_waits_for_the_next_epoch(tmp_path, base_and_adapter):
     miner = c.register("miner")
     store = LocalStore(tmp_path / "store")
     first = publish_adapter(c.sub, miner, NETUID, store, "miner/a", upload_folder(tmp_path / "a", base_and_adapter),
-                            CORTEX_TINY)  # fmt: skip
+                            CORTEX_TINY)
     second_folder = upload_folder(tmp_path / "b", base_and_adapter)
     (second_folder / "README.md").write_text("a retrained adapter\n")
 
@@ -162,5 +162,5 @@ def test_rate_limited_commitment_is_retried(tmp_path, base_and_adapter, monkeypa
     monkeypatch.setattr(P, "commit", flaky)
     monkeypatch.setattr(c.sub, "wait_for_block", lambda block, timeout=None: c.advance(block - c.sub.block))
     published = publish_adapter(c.sub, miner, NETUID, LocalStore(tmp_path / "store"), "miner/x",
-                                upload_folder(tmp_path, base_and_adapter), CORTEX_TINY)  # fmt: skip
+                                upload_folder(tmp_path, base_and_adapter), CORTEX_TINY)
     assert len(calls) == 2 and calls[1] >= calls[0] + 5 and published.block == calls[1]

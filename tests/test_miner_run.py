@@ -58,10 +58,10 @@ def test_base_pointer_then_store_fallback(tmp_path, monkeypatch):
     assert R.sync_base(opts, TrainConfig(), c.sub, store).revision == genesis  # the bootstrap's, from the store
     # a base pointer by someone other than the owner is ignored; the owner's is followed
     publish(c.sub, miner, NETUID, ModelCommitment.for_content("cortex-tiny", "x/fake", REV, REV,
-                                                              miner.hotkey.ss58_address, kind="base"))  # fmt: skip
+                                                              miner.hotkey.ss58_address, kind="base"))
     assert R.sync_base(opts, TrainConfig(), c.sub, store).revision == genesis
     publish(c.sub, owner, NETUID, ModelCommitment.for_content("cortex-tiny", "cortex/merged", REV, REV,
-                                                              owner.hotkey.ss58_address, kind="base"))  # fmt: skip
+                                                              owner.hotkey.ss58_address, kind="base"))
     base = R.sync_base(opts, TrainConfig(), c.sub, store)
     assert (base.repo, base.revision) == ("cortex/merged", REV) and seen[-1] == ("cortex/merged", REV)
     # a pinned competition never follows pointers

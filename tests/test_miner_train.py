@@ -36,10 +36,10 @@ sys.path.insert(0, str(ROOT))
 from neurons.miner import main
 
 SMALL = TinyConfig(hidden_size=64, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1,
-                   intermediate_size=176, max_position_embeddings=1024)  # fmt: skip
+                   intermediate_size=176, max_position_embeddings=1024)
 TRAIN = {"finetuning_type": "dora", "lora_rank": 8, "learning_rate": 3.0e-3, "max_steps": 12,
          "per_device_train_batch_size": 4, "eval_steps": 4, "save_steps": 4, "logging_steps": 2, "val_size": 12,
-         "heldout_samples": 4, "heldout_max_new_tokens": 48, "cutoff_len": 768, "seed": 1}  # fmt: skip
+         "heldout_samples": 4, "heldout_max_new_tokens": 48, "cutoff_len": 768, "seed": 1}
 
 
 @pytest.fixture(scope="module")
@@ -48,11 +48,11 @@ def env(tmp_path_factory):
     root = tmp_path_factory.mktemp("miner")
     base = root / "base"
     bootstrap(BootstrapConfig(out=base, steps=16, batch_size=8, learning_rate=1e-2, start="2024-03-01", stride=3,
-                              vocab_size=1024, eval_prompts=1, max_new_tokens=8, model=SMALL, progress=False))  # fmt: skip
+                              vocab_size=1024, eval_prompts=1, max_new_tokens=8, model=SMALL, progress=False))
     from cortex.data.dataset import BuildConfig, build_dataset
 
     build_dataset(BuildConfig(source="synthetic", start="2024-03-01", stride=3, min_reward=None,
-                              out=str(root / "data"), progress=False))  # fmt: skip
+                              out=str(root / "data"), progress=False))
     old = {k: os.environ.get(k) for k in ("CORTEX_CACHE", "CORTEX_PROGRESS")}
     os.environ.update(CORTEX_CACHE=str(root / "cache"), CORTEX_PROGRESS="0")
     yield root, base
@@ -73,12 +73,12 @@ def test_embedded_chain_end_to_end(env, tmp_path):
     store_dir = tmp_path / "store"
     revision = publish_base(base, f"local:{store_dir}")
     publish(c.sub, owner, NETUID, ModelCommitment.for_content("cortex-tiny", TINY_REPO, revision, revision,
-                                                              owner.hotkey.ss58_address, kind="base"))  # fmt: skip
+                                                              owner.hotkey.ss58_address, kind="base"))
     out = tmp_path / "run"
     args = ["--netuid", str(NETUID), "--wallet.name", "miner", "--wallet.path", str(c.wallet_path),
             "--subtensor.network", "embedded", "--chain.path", str(c.path), "--competition", "cortex-tiny",
             "--config", str(config(root, "e2e")), "--output-dir", str(out), "--store", f"local:{store_dir}",
-            "--wandb.off"]  # fmt: skip
+            "--wandb.off"]
     assert main(args) == 0
     m = json.loads((out / "metrics.json").read_text())
     assert m["base"] == f"{TINY_REPO}@{revision}"  # followed the owner's pointer
@@ -109,7 +109,7 @@ def test_embedded_chain_end_to_end(env, tmp_path):
 
     local_cfg = json.loads((out / "adapter" / "adapter_config.json").read_text())
     model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(local_cfg["base_model_name_or_path"]),
-                                      str(out / "adapter"))  # fmt: skip
+                                      str(out / "adapter"))
     assert model.peft_config["default"].use_dora
     PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base), str(fetched))
     # idempotent: pushing the same run again sends no second commitment
@@ -125,10 +125,10 @@ def test_grpo_after_sft_logs_mean_reward(env, tmp_path):
     root, base = env
     cfg = config(root, "grpo", stage=["sft", "grpo"], max_steps=4, eval_steps=4, save_steps=4, grpo_max_steps=2,
                  num_generations=2, grpo_prompts_per_step=2, max_completion_length=48, heldout_samples=2,
-                 heldout_max_new_tokens=16)  # fmt: skip
+                 heldout_max_new_tokens=16)
     out = tmp_path / "run"
     assert main(["--netuid", "1", "--offline", "--base", str(base), "--config", str(cfg), "--output-dir", str(out),
-                 "--wandb.off"]) == 0  # fmt: skip
+                 "--wandb.off"]) == 0
     m = json.loads((out / "metrics.json").read_text())
     assert m["grpo_global_step"] == 2 and len(m["grpo_reward_curve"]) >= 1
     assert -1.0 <= m["grpo_reward_mean"] <= 2.0 and m["grpo_learning_rate"] == 3e-6
@@ -140,13 +140,13 @@ def test_kto_and_resume(env, tmp_path):
     out = tmp_path / "run"
     common = ["--netuid", "1", "--offline", "--base", str(base), "--output-dir", str(out), "--wandb.off"]
     cfg = config(root, "kto", stage=["kto"], kto_max_steps=2, kto_reward_threshold=0.9, heldout_samples=1,
-                 heldout_max_new_tokens=8, save_steps=1, eval_steps=1)  # fmt: skip
+                 heldout_max_new_tokens=8, save_steps=1, eval_steps=1)
     assert main(common + ["--config", str(cfg)]) == 0
     m = json.loads((out / "metrics.json").read_text())
     assert m["kto_global_step"] == 2 and m["kto_desirable"] > 0 and m["kto_undesirable"] > 0
     # --resume continues from the newest checkpoint (step 2) up to the new max
     cfg = config(root, "kto3", stage=["kto"], kto_max_steps=3, kto_reward_threshold=0.9, heldout_samples=1,
-                 heldout_max_new_tokens=8, save_steps=1, eval_steps=1)  # fmt: skip
+                 heldout_max_new_tokens=8, save_steps=1, eval_steps=1)
     assert main(common + ["--config", str(cfg), "--resume"]) == 0
     m = json.loads((out / "metrics.json").read_text())
     assert m["kto_global_step"] == 3
@@ -160,10 +160,10 @@ def test_accelerate_two_cpu_processes(env, tmp_path):
     accelerate = Path(sys.executable).with_name("accelerate")
     cmd = [str(accelerate), "launch", "--config_file", str(ROOT / "configs/accelerate/cpu-2proc.yaml"),
            "--main_process_port", "29517", str(ROOT / "neurons/miner.py"), "--netuid", "1", "--offline",
-           "--base", str(base), "--config", str(cfg), "--output-dir", str(out), "--wandb.off"]  # fmt: skip
+           "--base", str(base), "--config", str(cfg), "--output-dir", str(out), "--wandb.off"]
     done = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert done.returncode == 0, done.stderr[-3000:]
     m = json.loads((out / "metrics.json").read_text())
     assert m["processes"] == 2 and m["sft_global_step"] == 4
     assert sorted(p.name for p in (out / "adapter").iterdir()) == ["README.md", "adapter_config.json",
-                                                                   "adapter_model.safetensors"]  # fmt: skip
+                                                                   "adapter_model.safetensors"]

@@ -19,13 +19,13 @@ from cortex.protocol.hashing import content_hash
 from cortex.reward import score
 
 SMALL = TinyConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1,
-                   intermediate_size=64, max_position_embeddings=1024)  # fmt: skip
+                   intermediate_size=64, max_position_embeddings=1024)
 
 
 def small(out: Path, **kw) -> BootstrapConfig:
     """A bootstrap in seconds: a few months of synthetic data, a tiny model, a few steps."""
     args = dict(out=out, steps=4, batch_size=2, start="2024-06-01", stride=3, vocab_size=600, eval_prompts=2,
-                max_new_tokens=8, model=SMALL, progress=False)  # fmt: skip
+                max_new_tokens=8, model=SMALL, progress=False)
     return BootstrapConfig(**{**args, **kw})
 
 
@@ -39,7 +39,7 @@ def test_writes_a_standard_loadable_folder(built):
     out, report = built
     names = {p.name for p in out.iterdir()}
     assert {"config.json", "generation_config.json", "model.safetensors", "tokenizer.json",
-            "tokenizer_config.json", "README.md", REPORT} <= names  # fmt: skip
+            "tokenizer_config.json", "README.md", REPORT} <= names
     assert not any(n.endswith((".bin", ".pt", ".pkl")) for n in names)
     model = AutoModelForCausalLM.from_pretrained(out, trust_remote_code=False)
     tok = AutoTokenizer.from_pretrained(out, trust_remote_code=False)
@@ -82,7 +82,7 @@ def test_publish_then_load_base(built, tmp_path):
     assert REPORT not in {f.path for f in store.list_files(TINY_REPO, revision)}
     model, tok = load_base(CORTEX_TINY.base, store, revision=revision, cache_dir=tmp_path / "cache")
     row = {"asset": "BTC", "horizon_days": 7, "outcome_return": 0.01, "realized_vol": 0.05,
-           "outcome_direction": "up", "prompt": [{"role": "user", "content": "BTC"}]}  # fmt: skip
+           "outcome_direction": "up", "prompt": [{"role": "user", "content": "BTC"}]}
     ids = tok.apply_chat_template(row["prompt"], add_generation_prompt=True, return_dict=True, return_tensors="pt")
     text = tok.decode(model.generate(**ids, max_new_tokens=4)[0], skip_special_tokens=True)
     assert score(text, row).total == -1.0  # four tokens of a barely trained model do not parse
@@ -105,7 +105,7 @@ def test_default_bootstrap_reports_its_parse_rate(tmp_path, capsys):
     report = json.loads((out / REPORT).read_text())
     check = report["format_check"]
     print(f"parse rate {check['parse_rate']} on {check['prompts']} prompts, mean reward {check['mean_reward']}, "
-          f"{report['seconds']['total']}s")  # fmt: skip
+          f"{report['seconds']['total']}s")
     assert check["prompts"] == 20 and 0.0 <= check["parse_rate"] <= 1.0
     assert report["loss_curve"][-1]["loss"] < report["loss_curve"][0]["loss"]
     assert f"published {TINY_REPO}@{report['revision']}" in printed

@@ -13,13 +13,13 @@ from cortex.errors import CortexError
 from cortex.hub.local import LocalStore
 from cortex.hub.store import StoreUnavailable, TooLarge
 from cortex.model.loading import (BaseModelError, check_model_dir, default_dtype, fetch_base, is_model_file,
-                                  load_base, model_files)  # fmt: skip
+                                  load_base, model_files)
 from cortex.model.tiny import TINY_REPO, TinyConfig, build_model
 from cortex.model.tokenizer import chat_corpus, train_tokenizer
 from cortex.protocol.competition import CORTEX_TINY, BaseModelRef
 
 SMALL = TinyConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1,
-                   intermediate_size=64, max_position_embeddings=128)  # fmt: skip
+                   intermediate_size=64, max_position_embeddings=128)
 CHAT = [{"role": "user", "content": "BTC 1d?"}, {"role": "assistant", "content": "<think>x</think><answer>{}</answer>"}]
 
 
@@ -46,9 +46,9 @@ def publish(store: LocalStore, folder: Path, extra: dict[str, bytes] | None = No
 
 def test_allow_list():
     assert all(map(is_model_file, ["config.json", "model.safetensors", "tokenizer.json", "chat_template.jinja",
-                                   "model-00001-of-00030.safetensors", "model.safetensors.index.json"]))  # fmt: skip
+                                   "model-00001-of-00030.safetensors", "model.safetensors.index.json"]))
     bad = ["pytorch_model.bin", "model.pt", "original/consolidated.00.pth", "modeling_llama.py",
-           "sub/config.json", "model-1-of-2.safetensors", "bootstrap.json", "tokenizer.model"]  # fmt: skip
+           "sub/config.json", "model-1-of-2.safetensors", "bootstrap.json", "tokenizer.model"]
     assert not any(map(is_model_file, bad))
     assert model_files(["b.py", "config.json", "README.md"]) == ["README.md", "config.json"]
 
@@ -75,7 +75,7 @@ def test_publish_and_load_round_trip(model_dir, tmp_path):
 def test_disallowed_files_are_never_fetched(model_dir, tmp_path):
     store = LocalStore(tmp_path / "store")
     extra = {"pytorch_model.bin": b"\x80\x04pickle", "modeling_evil.py": b"import os", "bootstrap.json": b"{}",
-             "original/consolidated.00.pth": b"\x80\x04"}  # fmt: skip
+             "original/consolidated.00.pth": b"\x80\x04"}
     revision = publish(store, model_dir, extra)
     path = fetch_base(TINY_REPO, revision, store, cache_dir=tmp_path / "cache")
     fetched = sorted(p.relative_to(path).as_posix() for p in path.rglob("*") if p.is_file())

@@ -11,12 +11,12 @@ from cortex.model.tiny import TinyConfig, build_model, llama_config, parameter_c
 from cortex.model.tokenizer import chat_corpus, train_tokenizer
 
 SMALL = TinyConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-                   intermediate_size=64, max_position_embeddings=256)  # fmt: skip
+                   intermediate_size=64, max_position_embeddings=256)
 CHATS = [
     [{"role": "user", "content": f"asset {a} horizon {h}"},
      {"role": "assistant", "content": f'<think>ok</think><answer>{{"asset": "{a}", "horizon_days": {h}}}</answer>'}]
     for a in ("BTC", "ETH", "SOL") for h in (1, 7)
-]  # fmt: skip
+]
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +57,7 @@ def test_default_size():
     """The shipped architecture: about 3.4M parameters with a ~2k vocabulary."""
     cfg = TinyConfig()
     assert (cfg.hidden_size, cfg.num_hidden_layers, cfg.num_attention_heads, cfg.num_key_value_heads,
-            cfg.intermediate_size) == (256, 4, 4, 2, 688)  # fmt: skip
+            cfg.intermediate_size) == (256, 4, 4, 2, 688)
     assert cfg.max_position_embeddings >= 1024
 
 
@@ -92,7 +92,7 @@ def test_relabel_assets_renames_consistently_and_keeps_btc():
     system = {"role": "system", "content": 'answer as {"asset": "BTC"}; SOL is an example'}
     chats = [[system, {"role": "user", "content": f"{a} daily data, vs BTC (asset {a}, horizon_days 1). SOLAR"},
               {"role": "assistant", "content": f'<think>{a} closed at 1.</think><answer>{{"asset": "{a}"}}</answer>'}]
-             for a in ("BTC", "SOL", "NEAR", "ETH") * 25]  # fmt: skip
+             for a in ("BTC", "SOL", "NEAR", "ETH") * 25]
     assets = [c[1]["content"].split()[0] for c in chats]
     out = relabel_assets(chats, assets, fraction=0.5, seed=1)
     assert out == relabel_assets(chats, assets, fraction=0.5, seed=1)

@@ -12,7 +12,7 @@ from cortex.model.pretrain import IGNORE, encode_chat, token_lengths
 from cortex.model.tokenizer import BOS, EOS, FORMAT_TOKENS, PAD, ROLE_TOKENS, chat_corpus, train_tokenizer
 
 ANSWER = '<think>BTC rose +2.4% over the week.</think><answer>{"asset": "BTC", "horizon_days": 7, ' \
-         '"direction": "up", "p_up": 0.61, "return_pct": 1.25}</answer>'  # fmt: skip
+         '"direction": "up", "p_up": 0.61, "return_pct": 1.25}</answer>'
 CHATS = [
     [
         {"role": "system", "content": "You are Cortex, a crypto market analyst."},
@@ -21,7 +21,7 @@ CHATS = [
         {"role": "assistant", "content": ANSWER.replace("2.4", f"{i % 4}.{i % 9}")},
     ]
     for i in range(60)
-]  # fmt: skip
+]
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +36,7 @@ def tok():
     "tabs\tand\r\nwindows lines\n\n  double  spaces ",
     ANSWER,
     "",
-])  # fmt: skip
+])
 def test_round_trips_any_text(tok, text):
     ids = tok(text, add_special_tokens=False)["input_ids"]
     assert tok.decode(ids) == text
@@ -114,9 +114,9 @@ def test_trl_sft_trains_on_the_assistant_tokens_only(tok, tmp_path):
     from cortex.model.tiny import TinyConfig, build_model
 
     small = TinyConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1,
-                       intermediate_size=64, max_position_embeddings=256)  # fmt: skip
+                       intermediate_size=64, max_position_embeddings=256)
     args = SFTConfig(output_dir=str(tmp_path), assistant_only_loss=True, max_steps=1, per_device_train_batch_size=2,
-                     report_to=[], use_cpu=True, save_strategy="no")  # fmt: skip
+                     report_to=[], use_cpu=True, save_strategy="no")
     rows = datasets.Dataset.from_list([{"messages": chat} for chat in CHATS[:4]])
     trainer = SFTTrainer(model=build_model(small, tok), args=args, train_dataset=rows, processing_class=tok)
     row = trainer.train_dataset[0]

@@ -16,7 +16,7 @@ from cortex.data.frame import (
                                DataError,
                                FrameReport,
                                check_frame,
-                               validate_frame,  # fmt: skip
+                               validate_frame,
 )
 from cortex.data.prompts import ANSWER_FORMAT, SYSTEM_PROMPT
 from cortex.data.samples import (
@@ -26,7 +26,7 @@ from cortex.data.samples import (
                                draw,
                                eval_samples,
                                make_prompt,
-                               make_sample,  # fmt: skip
+                               make_sample,
                                outcome,
                                realized_vol,
 )
@@ -38,4 +38,4 @@ __all__ = [
     "DataError", "FrameReport", "Sample", "Source", "SplitPlan", "build_samples", "check_frame", "draw",
     "eval_samples", "get_source", "make_prompt", "make_sample", "outcome", "parse_assets", "plan_splits",
     "realized_vol", "split_by_time", "validate_frame",
-]  # fmt: skip
+]

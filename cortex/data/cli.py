@@ -66,7 +66,7 @@ def _build(args) -> int:
                       teacher=args.teacher, out=args.out, start=args.start, end=args.end, seed=args.seed,
                       stride=args.stride, fractions=fractions,
                       min_reward=DEFAULT_MIN_REWARD if args.min_reward is None else args.min_reward,
-                      progress=not args.no_progress)  # fmt: skip
+                      progress=not args.no_progress)
     card = build_dataset(cfg)
     label = "SYNTHETIC" if card["synthetic"] else "real"
     print(f"wrote {args.out} ({label} data from {card['source']}, teacher {card['teacher']['name']}, "

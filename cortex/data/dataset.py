@@ -32,7 +32,7 @@ from cortex.data.teachers import Teacher, get_teacher
 log = logging.getLogger(__name__)
 CARD = "card.json"
 REALIZED_VOL = ("RMS of the 30 daily log returns up to and including the cutoff, times sqrt(horizon_days), "
-                "as a fraction (known at the cutoff)")  # fmt: skip
+                "as a fraction (known at the cutoff)")
 
 
 def features():
@@ -46,7 +46,7 @@ def features():
         "realized_vol": datasets.Value("float64"), "source": datasets.Value("string"),
         "synthetic": datasets.Value("bool"), "teacher": datasets.Value("string"),
         "teacher_reward": datasets.Value("float64"),
-    })  # fmt: skip
+    })
 
 
 def to_row(item: Scored, teacher: str) -> dict:
@@ -102,7 +102,7 @@ def build_dataset(cfg: BuildConfig, source: Source | None = None, teacher: Teach
     log.info("loading %s from %s%s", ",".join(assets), source.name, " (SYNTHETIC)" if source.is_synthetic else "")
     frames = load_frames(source, assets, cfg.start, cfg.end)
     samples = build_samples(frames, assets, horizons, cfg.start, cfg.end, source=source.name,
-                            synthetic=source.is_synthetic, stride=cfg.stride, progress=cfg.progress)  # fmt: skip
+                            synthetic=source.is_synthetic, stride=cfg.stride, progress=cfg.progress)
     splits, plan = split_by_time(samples, cfg.fractions)
     log.info("%d samples; splits %s", len(samples), {k: len(v) for k, v in splits.items()})
     teacher.fit(splits["train"])  # the training window only
@@ -112,12 +112,12 @@ def build_dataset(cfg: BuildConfig, source: Source | None = None, teacher: Teach
         completions = teacher.complete(splits[name], progress=cfg.progress)
         min_reward = cfg.min_reward if name == "train" else None
         kept[name], reports[name] = filter_traces(splits[name], completions, min_reward=min_reward,
-                                                  progress=cfg.progress, desc=f"filter {name}")  # fmt: skip
+                                                  progress=cfg.progress, desc=f"filter {name}")
         log.info("%s: %s", name, reports[name].summary())
     dd = datasets.DatasetDict({
         name: datasets.Dataset.from_list([to_row(k, teacher.name) for k in kept[name]], features=features())
         for name in SPLITS
-    })  # fmt: skip
+    })
     card = make_card(cfg, source, teacher, assets, horizons, plan, kept, reports, time.time() - t0)
     save(dd, card, Path(cfg.out))
     return card
@@ -136,7 +136,7 @@ def _split_card(items: list[Scored], report) -> dict:
         "assets": dict(sorted(Counter(k.sample.asset for k in items).items())),
         "horizons": {str(h): n for h, n in sorted(Counter(k.sample.horizon_days for k in items).items())},
         "filter": report.as_dict(),
-    }  # fmt: skip
+    }
 
 
 def make_card(cfg, source, teacher, assets, horizons, plan, kept, reports, seconds) -> dict:
@@ -168,7 +168,7 @@ def make_card(cfg, source, teacher, assets, horizons, plan, kept, reports, secon
                                  "max": max(lengths, default=None),
                                  "method": "words + 3-digit groups + punctuation (tokenizer-free)"},
         "build_seconds": round(seconds, 1),
-    }  # fmt: skip
+    }
 
 
 def save(dd, card: dict, out: Path) -> None:

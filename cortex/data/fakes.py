@@ -65,7 +65,7 @@ class FakeBinance(FakeService):
                 r = frame.iloc[i]
                 rows.append([int(ms[i]), f"{r.open:.8f}", f"{r.high:.8f}", f"{r.low:.8f}", f"{r.close:.8f}",
                              f"{r.volume:.8f}", int(ms[i]) + 86_399_999, f"{r.quote_volume:.8f}",
-                             int(r.trades), f"{r.taker_buy_base:.8f}", f"{r.taker_buy_quote:.8f}", "0"])  # fmt: skip
+                             int(r.trades), f"{r.taker_buy_base:.8f}", f"{r.taker_buy_quote:.8f}", "0"])
                 if len(rows) >= limit:
                     break
         return 200, {}, rows
@@ -103,7 +103,7 @@ class FakeFlipside(FakeService):
             pages = max(1, -(-len(rows) // self.page_size))
             chunk = rows[(number - 1) * self.page_size : number * self.page_size]
             result = {"columnNames": columns, "rows": chunk,
-                      "page": {"currentPageNumber": number, "totalPages": pages}}  # fmt: skip
+                      "page": {"currentPageNumber": number, "totalPages": pages}}
             return 200, {}, {"jsonrpc": "2.0", "id": 1, "result": result}
         return 200, {}, {"jsonrpc": "2.0", "id": 1, "error": {"code": -32601, "message": "method not found"}}
 
@@ -126,7 +126,7 @@ class FakeOpenRouter(FakeService):
             "id": "gen-1", "object": "chat.completion", "created": 0, "model": body["model"],
             "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
             "usage": {"prompt_tokens": 10, "completion_tokens": 20, "total_tokens": 30},
-        }  # fmt: skip
+        }
 
 
 @contextmanager

@@ -134,4 +134,4 @@ def num(x: float | None, digits: int = 1, sign: bool = True) -> str:
 
 
 __all__ = ["History", "compute", "table", "rms_vol", "price", "pct", "num", "LOOKBACK",
-           "MIN_HISTORY", "TABLE_DAYS", "VOL_WINDOW", "MARKET_COLUMNS"]  # fmt: skip
+           "MIN_HISTORY", "TABLE_DAYS", "VOL_WINDOW", "MARKET_COLUMNS"]

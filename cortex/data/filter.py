@@ -37,7 +37,7 @@ class FilterReport:
         return {"total": self.total, "kept": self.kept, "pass_rate": round(self.pass_rate, 4),
                 "dropped": {r: self.dropped.get(r, 0) for r in REASONS},
                 "mean_reward_kept": None if self.mean_reward_kept is None else round(self.mean_reward_kept, 4),
-                "examples": self.examples}  # fmt: skip
+                "examples": self.examples}
 
     def summary(self) -> str:
         why = ", ".join(f"{r} {n}" for r, n in self.dropped.most_common()) or "none dropped"
@@ -58,7 +58,7 @@ class Scored:
 def filter_traces(samples: Sequence[Sample], completions: Sequence[str | None], *,
                   min_reward: float | None = DEFAULT_MIN_REWARD, drop_duplicates: bool = True,
                   score: Callable | None = None, progress: bool = False,
-                  desc: str = "filter") -> tuple[list[Scored], FilterReport]:  # fmt: skip
+                  desc: str = "filter") -> tuple[list[Scored], FilterReport]:
     """Keep traces that parse, are not repeats of a kept trace, and score at least ``min_reward``.
 
     ``min_reward=None`` keeps every parseable trace (what the validation and test splits use, so

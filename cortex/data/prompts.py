@@ -15,7 +15,7 @@ from cortex.data import features as F
 from cortex.data.frame import iso
 
 ANSWER_FORMAT = ('<think>…</think><answer>{"asset": "BTC", "horizon_days": 7, '
-                 '"direction": "up"|"down", "p_up": 0..1, "return_pct": <percent>}</answer>')  # fmt: skip
+                 '"direction": "up"|"down", "p_up": 0..1, "return_pct": <percent>}</answer>')
 
 SYSTEM_PROMPT = (
     "You are Cortex, a crypto market analyst. Read the daily data up to the cutoff, reason step "
@@ -25,7 +25,7 @@ SYSTEM_PROMPT = (
 )
 
 ONCHAIN_NAMES = {"tx_count_chg": "tx count", "active_addresses_chg": "active addresses",
-                 "dex_volume_chg": "DEX volume", "fees_chg": "fees"}  # fmt: skip
+                 "dex_volume_chg": "DEX volume", "fees_chg": "fees"}
 
 
 def feature_lines(f: dict) -> list[str]:
@@ -71,7 +71,7 @@ def format_answer(asset: str, horizon: int, p_up: float, return_pct: float) -> s
     p_up, return_pct = round(float(p_up), 2), round(float(return_pct), 2)
     direction = "up" if p_up >= 0.5 else "down"
     body = {"asset": asset, "horizon_days": int(horizon), "direction": direction,
-            "p_up": p_up, "return_pct": return_pct}  # fmt: skip
+            "p_up": p_up, "return_pct": return_pct}
     return f"<answer>{json.dumps(body)}</answer>"
 
 

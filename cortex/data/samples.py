@@ -24,7 +24,7 @@ from cortex.data import prompts as P
 from cortex.data.frame import DataError, iso, to_day, validate_frame
 
 OUTCOME_COLUMNS = ("asset", "cutoff", "horizon_days", "outcome_return", "outcome_direction",
-                   "realized_vol", "source", "synthetic")  # fmt: skip
+                   "realized_vol", "source", "synthetic")
 
 
 @dataclass(frozen=True)
@@ -99,7 +99,7 @@ def make_prompt(frames: Mapping[str, pd.DataFrame], asset: str, cutoff, horizon:
 
 
 def make_sample(frames: Mapping[str, pd.DataFrame], asset: str, cutoff, horizon: int,
-                source: str = "", synthetic: bool = False) -> Sample:  # fmt: skip
+                source: str = "", synthetic: bool = False) -> Sample:
     """A sample with its prompt and, if day t+h is in the frame, its outcome."""
     hist, btc = _history(frames, asset, cutoff)
     return _sample(hist, btc, horizon, frames[asset], source, synthetic)
@@ -116,12 +116,12 @@ def _sample(hist, btc, horizon, frame, source, synthetic, feats=None, rows=None,
         realized_vol=horizon_vol(F.rms_vol(hist.cols["close"]), horizon),
         outcome_return=known[0] if known else None, outcome_direction=known[1] if known else None,
         source=source, synthetic=bool(synthetic),
-    )  # fmt: skip
+    )
 
 
 def build_samples(frames: Mapping[str, pd.DataFrame], assets: Sequence[str], horizons: Sequence[int],
                   start=None, end=None, *, source: str = "", synthetic: bool = False,
-                  stride: int = 1, require_outcome: bool = True, progress: bool = False) -> list[Sample]:  # fmt: skip
+                  stride: int = 1, require_outcome: bool = True, progress: bool = False) -> list[Sample]:
     """Every sample with a cutoff in [start, end] (every ``stride``-th day) that has
     :data:`features.MIN_HISTORY` days of history and, if ``require_outcome``, a known outcome.
     Sorted by (cutoff, asset, horizon)."""
@@ -178,7 +178,7 @@ class _Series:
 
 
 def eval_samples(frames: Mapping[str, pd.DataFrame], assets: Sequence[str], horizons: Sequence[int],
-                 window_start, window_end=None, as_of=None, **kwargs) -> list[Sample]:  # fmt: skip
+                 window_start, window_end=None, as_of=None, **kwargs) -> list[Sample]:
     """Samples whose cutoff is in [window_start, window_end] and whose outcome is known by
     ``as_of`` (default: the last day in the frames), as validators draw evaluation sets."""
     samples = build_samples(frames, assets, horizons, window_start, window_end, **kwargs)

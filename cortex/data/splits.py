@@ -57,12 +57,12 @@ def plan_splits(first, last, gap_days: int, fractions: Sequence[float] = (0.8, 0
     val_end = val_start + (n_val - 1) * day
     test_start = val_end + (gap_days + 1) * day
     ranges = {"train": (iso(first), iso(train_end)), "validation": (iso(val_start), iso(val_end)),
-              "test": (iso(test_start), iso(last))}  # fmt: skip
+              "test": (iso(test_start), iso(last))}
     return SplitPlan(ranges, gap_days)
 
 
 def split_by_time(samples: Sequence[Sample], fractions: Sequence[float] = (0.8, 0.1, 0.1),
-                  gap_days: int | None = None) -> tuple[dict[str, list[Sample]], SplitPlan]:  # fmt: skip
+                  gap_days: int | None = None) -> tuple[dict[str, list[Sample]], SplitPlan]:
     """Samples per split (cutoffs in the gaps are dropped) and the plan that cut them.
 
     ``gap_days`` defaults to the longest horizon among the samples and may not be shorter.

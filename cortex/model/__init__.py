@@ -11,7 +11,7 @@ The API the rest of the project uses::
 """
 
 from cortex.model.loading import (MODEL_FILES, BaseModelError, check_model_dir, default_dtype, fetch_base,
-                                  is_model_file, load_base, model_files)  # fmt: skip
+                                  is_model_file, load_base, model_files)
 from cortex.model.tiny import TINY_REPO, TinyConfig, build_model, generation_config, llama_config, parameter_count
 from cortex.model.tokenizer import CHAT_TEMPLATE, chat_corpus, train_tokenizer
 
@@ -19,4 +19,4 @@ __all__ = [
     "CHAT_TEMPLATE", "MODEL_FILES", "TINY_REPO", "BaseModelError", "TinyConfig", "build_model", "chat_corpus",
     "check_model_dir", "default_dtype", "fetch_base", "generation_config", "is_model_file", "llama_config",
     "load_base", "model_files", "parameter_count", "train_tokenizer",
-]  # fmt: skip
+]

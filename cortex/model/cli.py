@@ -60,14 +60,14 @@ def _data(cfg: BootstrapConfig) -> tuple[dict, list[list[dict]], list[dict]]:
 
     with tempfile.TemporaryDirectory(prefix="cortex-base-data-") as tmp:
         build = BuildConfig(source=cfg.source, seed=cfg.seed, stride=cfg.stride, start=cfg.start, end=cfg.end,
-                            out=f"{tmp}/data", progress=cfg.progress)  # fmt: skip
+                            out=f"{tmp}/data", progress=cfg.progress)
         card = build_dataset(build)
         splits = datasets.load_from_disk(f"{tmp}/data")
         train = relabel_assets(splits["train"]["messages"], splits["train"]["asset"], cfg.relabel_fraction, cfg.seed)
         held = [dict(row) for row in splits[HELD_OUT]]
     if not train or not held:
         raise CortexError(f"the {cfg.source} data gave {len(train)} training and {len(held)} held-out rows: "
-                          "use a source with more history")  # fmt: skip
+                          "use a source with more history")
     return card, train, held
 
 
@@ -146,16 +146,16 @@ def bootstrap(cfg: BootstrapConfig) -> dict[str, Any]:
     model = build_model(cfg.model, tokenizer, cfg.seed)
     lengths = token_lengths(tokenizer, [row["messages"] for row in held])
     log.info("tokenizer: %d tokens; model: %s parameters; held-out prompts %s tokens", len(tokenizer),
-             f"{parameter_count(model):,}", lengths["prompt"])  # fmt: skip
+             f"{parameter_count(model):,}", lengths["prompt"])
     seconds["tokenizer_and_init"] = time.time() - started - sum(seconds.values())
 
     train_cfg = PretrainConfig(steps=cfg.steps, batch_size=cfg.batch_size, learning_rate=cfg.learning_rate,
-                               warmup_steps=max(1, cfg.steps // 10), seed=cfg.seed)  # fmt: skip
+                               warmup_steps=max(1, cfg.steps // 10), seed=cfg.seed)
     curve = pretrain(model, tokenizer, train, train_cfg, progress=cfg.progress)
     seconds["pretrain"] = time.time() - started - sum(seconds.values())
     budget = CORTEX_TINY.eval.max_new_tokens
     check = format_check(model, tokenizer, _spread(held, cfg.eval_prompts), cfg.max_new_tokens,
-                         budgets=(budget,), progress=cfg.progress)  # fmt: skip
+                         budgets=(budget,), progress=cfg.progress)
     seconds["format_check"] = time.time() - started - sum(seconds.values())
 
     facts = {
@@ -185,7 +185,7 @@ def bootstrap(cfg: BootstrapConfig) -> dict[str, Any]:
             "pretrain": asdict(train_cfg), "loss_curve": curve, "token_lengths": lengths,
             "competition_max_new_tokens": budget, "threads": cfg.threads, "deterministic_algorithms": True,
             "seconds": {k: round(v, 1) for k, v in seconds.items()},
-        }  # fmt: skip
+        }
         (tmp / REPORT).write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
         if out.exists():
             shutil.rmtree(out)
@@ -219,7 +219,7 @@ def register(parser: argparse.ArgumentParser) -> None:
     b.add_argument("--seed", type=int, default=0, help="seed of the data, the initialisation and the order")
     b.add_argument("--steps", type=int, default=BootstrapConfig.steps, help="pre-training steps")
     b.add_argument("--eval-prompts", type=int, default=BootstrapConfig.eval_prompts,
-                   help="held-out prompts for the format check")  # fmt: skip
+                   help="held-out prompts for the format check")
     b.add_argument("--threads", type=int, default=BootstrapConfig.threads,
                    help="torch CPU threads (1 is faster on a CPU other jobs share)")
     b.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -279,12 +279,12 @@ def _bootstrap(args: argparse.Namespace) -> int:
         raise CortexError("--steps, --eval-prompts and --threads must be at least 1")
     cfg = BootstrapConfig(out=Path(args.out), source=args.source, seed=args.seed, steps=args.steps,
                           eval_prompts=args.eval_prompts, threads=args.threads,
-                          progress=not args.no_progress)  # fmt: skip
+                          progress=not args.no_progress)
     report = bootstrap(cfg)
     check = report["format_check"]
     print(f"wrote {cfg.out}: {report['parameters']:,} parameters, final loss {report['final_loss']}, "
           f"parse rate {check['parse_rate']:.0%} on {check['prompts']} held-out prompts, "
-          f"{report['seconds']['total']:.0f}s")  # fmt: skip
+          f"{report['seconds']['total']:.0f}s")
     print(f"content hash {report['revision']}")
     if args.store:
         revision = publish(cfg.out, args.store)

@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 MODEL_FILES = frozenset({
     "config.json", "generation_config.json", "model.safetensors", "model.safetensors.index.json",
     "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja", "README.md",
-})  # fmt: skip
+})
 SHARD = re.compile(r"model-\d{5}-of-\d{5}\.safetensors")
 DEFAULT_MAX_BYTES = 200 << 30  # a 70B base in bf16 takes about 141 GB
 _CONTENT_HASH = re.compile(r"[0-9a-f]{64}")
@@ -124,7 +124,7 @@ def _download(repo: str, revision: str, store: ModelStore, dest: Path, max_bytes
 
 
 def fetch_base(repo: str, revision: str | None, store: ModelStore | None = None, *,
-               cache_dir: Path | None = None, max_bytes: int = DEFAULT_MAX_BYTES) -> Path:  # fmt: skip
+               cache_dir: Path | None = None, max_bytes: int = DEFAULT_MAX_BYTES) -> Path:
     """The local folder of ``repo@revision``, downloaded into the cache on first use."""
     if not is_repo_id(repo):
         raise BaseModelError(f"base repo must be 'namespace/name', got {repo!r}")
@@ -158,7 +158,7 @@ def default_dtype(device: str | torch.device) -> torch.dtype:
 def load_base(ref: BaseModelRef | str | Path, store: ModelStore | None = None, *,
               revision: str | None = None, cache_dir: Path | None = None,
               max_bytes: int = DEFAULT_MAX_BYTES, device: str | torch.device = "cpu",
-              dtype: torch.dtype | None = None) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:  # fmt: skip
+              dtype: torch.dtype | None = None) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """``(model, tokenizer)`` of a base, in eval mode on ``device``.
 
     ``ref`` is a competition's :class:`BaseModelRef` (its pinned revision, or ``revision`` when

@@ -49,7 +49,7 @@ class PretrainConfig:
 
 
 def relabel_assets(conversations: Sequence[list[dict[str, str]]], assets: Sequence[str], fraction: float,
-                   seed: int, tickers: Sequence[str] = TICKERS) -> list[list[dict[str, str]]]:  # fmt: skip
+                   seed: int, tickers: Sequence[str] = TICKERS) -> list[list[dict[str, str]]]:
     """Copies of the chats where a ``fraction`` of the non-BTC ones name another ticker throughout.
 
     Prices identify an asset only by accident (the synthetic SOL and NEAR trade in the same range),
@@ -70,7 +70,7 @@ def relabel_assets(conversations: Sequence[list[dict[str, str]]], assets: Sequen
 
 
 def encode_chat(tokenizer: PreTrainedTokenizerBase, messages: list[dict[str, str]],
-                max_length: int) -> tuple[list[int], list[int]]:  # fmt: skip
+                max_length: int) -> tuple[list[int], list[int]]:
     """(input ids, labels): labels are the ids on assistant tokens and ``IGNORE`` elsewhere."""
     out = tokenizer.apply_chat_template(
         messages, tokenize=True, return_dict=True, return_assistant_tokens_mask=True
@@ -145,7 +145,7 @@ def _optimizer(model: torch.nn.Module, cfg: PretrainConfig) -> torch.optim.Optim
 
 def pretrain(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
              conversations: Sequence[list[dict[str, str]]], cfg: PretrainConfig,
-             progress: bool = True) -> list[dict[str, float]]:  # fmt: skip
+             progress: bool = True) -> list[dict[str, float]]:
     """Train ``model`` in place on ``conversations``; returns the loss curve (step, loss, lr)."""
     if not conversations:
         raise ValueError("no training conversations")
@@ -159,7 +159,7 @@ def pretrain(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
     for step in bar:
         context = context_length(step, cfg)
         batch = [tail(encode_chat(tokenizer, conversations[next(order)], cfg.max_length), context)
-                 for _ in range(cfg.batch_size)]  # fmt: skip
+                 for _ in range(cfg.batch_size)]
         lr = learning_rate(step, cfg)
         for group in optimizer.param_groups:
             group["lr"] = lr
@@ -183,7 +183,7 @@ def pretrain(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
 
 @torch.no_grad()
 def generate(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts: Sequence[list[dict[str, str]]],
-             max_new_tokens: int, batch_size: int = 10, progress: bool = False) -> list[list[int]]:  # fmt: skip
+             max_new_tokens: int, batch_size: int = 10, progress: bool = False) -> list[list[int]]:
     """Greedy completions (new token ids, up to and including the stop token) of chat prompts."""
     model.eval()
     side, tokenizer.padding_side = tokenizer.padding_side, "left"
@@ -194,9 +194,9 @@ def generate(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts
             enc = tokenizer.apply_chat_template(
                 list(prompts[start : start + batch_size]), add_generation_prompt=True, tokenize=True,
                 return_dict=True, padding=True, return_tensors="pt",
-            )  # fmt: skip
+            )
             ids = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False,
-                                 pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)  # fmt: skip
+                                 pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
             for row in ids[:, enc["input_ids"].shape[1] :].tolist():
                 end = row.index(tokenizer.eos_token_id) + 1 if tokenizer.eos_token_id in row else len(row)
                 out.append(row[:end])
@@ -206,7 +206,7 @@ def generate(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts
 
 
 def format_check(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, rows: Sequence[Mapping[str, Any]],
-                 max_new_tokens: int, budgets: Sequence[int] = (), progress: bool = False) -> dict[str, Any]:  # fmt: skip
+                 max_new_tokens: int, budgets: Sequence[int] = (), progress: bool = False) -> dict[str, Any]:
     """Generate greedily for held-out rows and score each with ``cortex.reward.score``.
 
     ``budgets`` adds the parse rate had generation stopped after that many new tokens (for a
@@ -228,12 +228,12 @@ def format_check(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, row
         "stopped": sum(1 for ids in generated if ids and ids[-1] == tokenizer.eos_token_id),
         "parse_errors": dict(errors.most_common(5)),
         "example": texts[0] if texts else None,
-    }  # fmt: skip
+    }
     for budget in budgets:
         ok = sum(
             1 for ids, row in zip(generated, rows)
             if len(ids) <= budget and score(tokenizer.decode(ids, skip_special_tokens=True), row).parsed
-        )  # fmt: skip
+        )
         report[f"parse_rate_within_{budget}_tokens"] = round(ok / len(rows), 4) if rows else None
     return report
 
@@ -244,7 +244,7 @@ def token_lengths(tokenizer: PreTrainedTokenizerBase, conversations: Sequence[li
     for messages in conversations:
         _, labels = encode_chat(tokenizer, messages, max_length=1 << 30)
         prompt = tokenizer.apply_chat_template(messages[:-1], add_generation_prompt=True, tokenize=True,
-                                               return_dict=True)["input_ids"]  # fmt: skip
+                                               return_dict=True)["input_ids"]
         prompts.append(len(prompt))
         answers.append(sum(1 for label in labels if label != IGNORE))
 
@@ -255,4 +255,4 @@ def token_lengths(tokenizer: PreTrainedTokenizerBase, conversations: Sequence[li
         return {"min": ordered[0] if ordered else 0, "mean": mean, "p95": p95, "max": ordered[-1] if ordered else 0}
 
     return {"conversations": len(conversations), "prompt": stats(prompts), "completion": stats(answers),
-            "total": stats([p + a for p, a in zip(prompts, answers)])}  # fmt: skip
+            "total": stats([p + a for p, a in zip(prompts, answers)])}

@@ -27,7 +27,7 @@ from cortex.data.sources.synthetic import SyntheticParams, SyntheticSource
 DEFAULT_SPEC = "synthetic"
 
 __all__ = ["Source", "CombinedSource", "BinanceSource", "CsvSource", "FlipsideSource",
-           "SyntheticSource", "SyntheticParams", "get_source", "parse_assets", "cache_root"]  # fmt: skip
+           "SyntheticSource", "SyntheticParams", "get_source", "parse_assets", "cache_root"]
 
 
 class CombinedSource:

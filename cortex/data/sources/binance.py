@@ -29,7 +29,7 @@ URL_ENV = "CORTEX_BINANCE_URL"
 DAY_MS = 86_400_000
 DEFAULT_START = "2018-01-01"
 KLINE_FIELDS = ("open_time", "open", "high", "low", "close", "volume", "close_time",
-                "quote_volume", "trades", "taker_buy_base", "taker_buy_quote")  # fmt: skip
+                "quote_volume", "trades", "taker_buy_base", "taker_buy_quote")
 
 
 def _ms(day: pd.Timestamp) -> int:
@@ -82,7 +82,7 @@ class BinanceSource:
 
     def __init__(self, base_url: str | None = None, cache_dir: str | Path | None = None,
                  quote: str = "USDT", rate_limit: float = 10.0, page_limit: int = 1000,
-                 policy: RetryPolicy | None = None, timeout: float = 30.0):  # fmt: skip
+                 policy: RetryPolicy | None = None, timeout: float = 30.0):
         self.base_url = (base_url or os.environ.get(URL_ENV) or DEFAULT_URL).rstrip("/")
         self.cache_dir = Path(cache_dir) if cache_dir else cache_root() / "binance"
         self.quote = quote
@@ -128,7 +128,7 @@ class BinanceSource:
             absent.update(d for d in pd.date_range(first, last, freq="D") if d not in days)
         if fetched:
             new = pd.DataFrame([r[:6] + r[7:11] for r in fetched],
-                               columns=list(KLINE_FIELDS[:6]) + list(KLINE_FIELDS[7:]))  # fmt: skip
+                               columns=list(KLINE_FIELDS[:6]) + list(KLINE_FIELDS[7:]))
             rows = pd.concat([rows, new], ignore_index=True) if len(rows) else new
         if missing:
             cache.save(rows, absent)
@@ -143,10 +143,10 @@ class BinanceSource:
         now_ms = int(time.time() * 1000)
         while begin <= stop:
             params = {"symbol": symbol, "interval": "1d", "startTime": begin, "endTime": stop,
-                      "limit": self.page_limit}  # fmt: skip
+                      "limit": self.page_limit}
             self.requests += 1
             resp = await request(client, throttler, "GET", "/api/v3/klines", self.policy,
-                                 f"binance klines {symbol}", params=params)  # fmt: skip
+                                 f"binance klines {symbol}", params=params)
             page = resp.json()
             if not isinstance(page, list):
                 raise DataError(f"binance klines {symbol}: unexpected answer {str(page)[:120]}")
@@ -155,4 +155,4 @@ class BinanceSource:
                 break
             begin = int(page[-1][0]) + DAY_MS
         return [[int(r[0])] + [float(x) for x in r[1:6]] + [int(r[6])] + [float(x) for x in r[7:11]]
-                for r in out]  # fmt: skip
+                for r in out]

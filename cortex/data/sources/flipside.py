@@ -77,7 +77,7 @@ def queries(asset: str, start, end) -> list[str]:
     if chain is None:
         raise DataError(f"flipside: no chain known for {asset} (known: {', '.join(sorted(CHAINS))})")
     span = {"schema": chain.schema, "start": to_day(start).strftime("%Y-%m-%d"),
-            "stop": (to_day(end) + pd.Timedelta(days=1)).strftime("%Y-%m-%d")}  # fmt: skip
+            "stop": (to_day(end) + pd.Timedelta(days=1)).strftime("%Y-%m-%d")}
     active = f"COUNT(DISTINCT {chain.sender})" if chain.sender else "NULL"
     out = [TX_SQL.format(active=active, fee=chain.fee, **span)]
     if chain.dex_usd:
@@ -105,7 +105,7 @@ class FlipsideSource:
     def __init__(self, api_key: str | None = None, base_url: str | None = None,
                  cache_dir: str | Path | None = None, rate_limit: float = 2.0,
                  poll_interval: float = 2.0, max_wait: float = 900.0,
-                 policy: RetryPolicy | None = None):  # fmt: skip
+                 policy: RetryPolicy | None = None):
         self.api_key = api_key or os.environ.get(KEY_ENV)
         self.base_url = (base_url or os.environ.get(URL_ENV) or DEFAULT_URL).rstrip("/")
         self.cache_dir = Path(cache_dir) if cache_dir else cache_root() / "flipside"
@@ -166,7 +166,7 @@ class FlipsideSource:
         self.runs += 1
         created = await self._rpc(client, throttler, "createQueryRun", {
             "resultTTLHours": 1, "maxAgeMinutes": 0, "sql": sql, "tags": {"source": "cortex"},
-            "dataSource": "snowflake-default", "dataProvider": "flipside"})  # fmt: skip
+            "dataSource": "snowflake-default", "dataProvider": "flipside"})
         run_id = created["queryRun"]["id"]
         waited = 0.0
         while True:
@@ -182,7 +182,7 @@ class FlipsideSource:
         columns, rows, page = [], [], 1
         while True:
             result = await self._rpc(client, throttler, "getQueryRunResults", {
-                "queryRunId": run_id, "format": "json", "page": {"number": page, "size": 10000}})  # fmt: skip
+                "queryRunId": run_id, "format": "json", "page": {"number": page, "size": 10000}})
             columns = result.get("columnNames") or columns
             rows.extend(result.get("rows") or [])
             if page >= int((result.get("page") or {}).get("totalPages") or 1):

@@ -30,7 +30,7 @@ from cortex.data.sources.base import finish
 
 DEFAULT_START, DEFAULT_END = "2020-01-01", "2024-12-31"
 TYPICAL = {"BTC": (9_000.0, 1.0, 2e9), "ETH": (700.0, 1.2, 1e9), "SOL": (2.0, 1.5, 2e8),
-           "NEAR": (1.5, 1.4, 5e7), "BNB": (15.0, 1.1, 1.5e8), "XRP": (0.3, 1.2, 2e8)}  # fmt: skip
+           "NEAR": (1.5, 1.4, 5e7), "BNB": (15.0, 1.1, 1.5e8), "XRP": (0.3, 1.2, 2e8)}
 
 
 @dataclass(frozen=True)

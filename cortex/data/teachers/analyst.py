@@ -44,7 +44,7 @@ class AnalystTeacher:
             self.models[h] = {
                 "std": std, "n": len(group), "base_rate": float(up.mean()),
                 "logit": M.fit_logistic(xs, up, self.l2), "ridge": M.fit_ridge(xs, np.clip(z, -3, 3), self.l2),
-            }  # fmt: skip
+            }
 
     def predict(self, sample: Sample) -> tuple[float, float, np.ndarray]:
         """(p_up, return_pct, per-input contributions to the logit) for one sample."""
@@ -80,7 +80,7 @@ class AnalystTeacher:
             "horizons": {str(h): {"n": m["n"], "base_rate": round(m["base_rate"], 4),
                                   "logit": [round(float(w), 5) for w in m["logit"]]}
                          for h, m in self.models.items() if h},
-        }  # fmt: skip
+        }
 
 
 def _word(x: float | None, pos: str, neg: str, flat: str, band: float) -> str:
@@ -91,7 +91,7 @@ def _word(x: float | None, pos: str, neg: str, flat: str, band: float) -> str:
 
 VOL_WORDS = ("risk is rising, which widens the range of likely outcomes",
              "the market is calming, which narrows the range of likely outcomes",
-             "risk is steady, so the usual range of outcomes applies")  # fmt: skip
+             "risk is steady, so the usual range of outcomes applies")
 FLOW_WORDS = ("buyers lead the order flow", "sellers lead the order flow", "order flow is balanced")
 REL_WORDS = ("is outperforming the leader", "is lagging the leader", "tracks the leader")
 

@@ -11,7 +11,7 @@ import numpy as np
 INPUTS: tuple[str, ...] = (
     "ret_1d", "ret_3d", "ret_7d", "ret_14d", "ret_30d", "vol_ratio", "volume_chg",
     "taker_ratio", "dd_30d", "dd_90d", "rel_btc_7d", "rel_btc_30d",
-)  # fmt: skip
+)
 NAMES = {
     "ret_1d": "the 1-day return", "ret_3d": "the 3-day return", "ret_7d": "the 7-day return",
     "ret_14d": "the 14-day return", "ret_30d": "the 30-day return",
@@ -19,7 +19,7 @@ NAMES = {
     "taker_ratio": "the taker-buy ratio", "dd_30d": "the distance from the 30-day high",
     "dd_90d": "the distance from the 90-day high", "rel_btc_7d": "weekly strength against BTC",
     "rel_btc_30d": "monthly strength against BTC",
-}  # fmt: skip
+}
 
 
 def inputs(f: dict) -> np.ndarray:

@@ -60,11 +60,11 @@ class OpenRouterTeacher:
     def __init__(self, model: str = DEFAULT_MODEL, api_key: str | None = None, base_url: str | None = None,
                  cache_dir: str | Path | None = None, rate_limit: float = 2.0, concurrency: int = 8,
                  retries: int = 5, backoff: float = 1.0, temperature: float = 0.6,
-                 max_tokens: int = 4096, timeout: float = 300.0):  # fmt: skip
+                 max_tokens: int = 4096, timeout: float = 300.0):
         self.api_key = api_key or os.environ.get(KEY_ENV)
         if not self.api_key:
             raise TeacherError(f"the openrouter teacher needs {KEY_ENV} (an OpenRouter API key); "
-                               "or use --teacher analyst offline")  # fmt: skip
+                               "or use --teacher analyst offline")
         self.model = model
         self.base_url = (base_url or os.environ.get(URL_ENV) or DEFAULT_URL).rstrip("/")
         self.cache_dir = Path(cache_dir) if cache_dir else cache_root() / "openrouter"
@@ -79,7 +79,7 @@ class OpenRouterTeacher:
 
     def request(self, sample: Sample) -> dict:
         return {"model": self.model, "messages": sample.prompt, "temperature": self.temperature,
-                "max_tokens": self.max_tokens}  # fmt: skip
+                "max_tokens": self.max_tokens}
 
     def cache_path(self, request: dict) -> Path:
         key = hashlib.sha256(json.dumps(request, sort_keys=True).encode()).hexdigest()
@@ -133,7 +133,7 @@ class OpenRouterTeacher:
                 reasoning = getattr(message, "reasoning", None) or extra.get("reasoning") or extra.get(
                     "reasoning_content")
                 reply = {"reasoning": reasoning, "content": message.content, "model": resp.model,
-                         "usage": resp.usage.model_dump() if resp.usage else None}  # fmt: skip
+                         "usage": resp.usage.model_dump() if resp.usage else None}
                 write_text(path, json.dumps({"request": request, **reply}))
                 return reply
             except (openai.RateLimitError, openai.InternalServerError, openai.APIConnectionError) as exc:
@@ -151,4 +151,4 @@ class OpenRouterTeacher:
     def describe(self) -> dict:
         return {"name": self.name, "model": self.model, "base_url": self.base_url,
                 "temperature": self.temperature, "max_tokens": self.max_tokens,
-                "requests_sent": self.sent, "errors": len(self.errors)}  # fmt: skip
+                "requests_sent": self.sent, "errors": len(self.errors)}
