@@ -17,7 +17,7 @@ from importlib.metadata import entry_points
 import logging
 import sys
 
-from cortex.errors import CortexError
+from cortex.errors import run_command
 
 # (command, module with `register(subparsers)`, one-line help)
 AREAS: list[tuple[str, str, str]] = [
@@ -63,14 +63,7 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if args.debug else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    try:
-        return int(args.func(args) or 0)
-    except CortexError as exc:
-        print(f"cortex {args.command}: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+    return run_command(f"cortex {args.command}", lambda: args.func(args))
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from cortex.errors import CortexError
+from cortex.errors import run_command
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -30,23 +30,19 @@ def main(argv: list[str] | None = None) -> int:
     add_args(parser)
     args = parser.parse_args(argv)
     setup_logging(args.debug)
-    try:
+
+    def body() -> None:
         cfg = from_args(args)
         if not cfg.wandb:
             os.environ.setdefault("WANDB_MODE", "disabled")
         from averager.service import Averager, Parts
 
         record = Averager(Parts(cfg, open_chain(args), open_wallet(args), open_store(cfg.store))).run()
-    except CortexError as exc:
-        print(f"averager: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    if record:
-        print(f"round {record['round']}: {record['status']} ({record['reason']})"
-              + (f"; published {record['published']}" if record.get("published") else ""))
-    return 0
+        if record:
+            print(f"round {record['round']}: {record['status']} ({record['reason']})"
+                  + (f"; published {record['published']}" if record.get("published") else ""))
+
+    return run_command("averager", body)
 
 
 if __name__ == "__main__":

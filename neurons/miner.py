@@ -19,7 +19,7 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from cortex.chain.connect import EMBEDDED
-from cortex.errors import CortexError
+from cortex.errors import CortexError, run_command
 from cortex.flags import add_neuron_args, open_wallet, setup_logging
 
 log = logging.getLogger("cortex.miner")
@@ -79,24 +79,21 @@ def options(args):
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args.debug)
-    try:
+
+    def body() -> None:
         from miner.config import load_config
         from miner.run import run
 
         if args.offline and args.push_only:
             raise CortexError("--push-only publishes, --offline never does: pick one")
-        cfg = load_config(args.config)
-        metrics = run(options(args), cfg)
-    except CortexError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    if metrics:
+        metrics = run(options(args), load_config(args.config))
         keys = ("eval_loss_initial", "eval_loss_best", "grpo_reward_mean", "heldout_reward_base",
                 "heldout_reward_adapter", "publish_reason", "published")
         for key in keys:
-            if key in metrics:
+            if key in (metrics or {}):
                 print(f"{key}: {metrics[key]}")
-    return 0
+
+    return run_command("miner", body)
 
 
 if __name__ == "__main__":

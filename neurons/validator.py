@@ -13,7 +13,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from cortex.errors import CortexError
+from cortex.errors import run_command
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -26,7 +26,8 @@ def main(argv: list[str] | None = None) -> int:
     add_args(parser)
     args = parser.parse_args(argv)
     setup_logging(args.debug)
-    try:
+
+    def body() -> None:
         cfg = from_args(args)
         require_engine(cfg.engine)  # before any work: no GPU or no vllm is a one-line error
         if cfg.threads:
@@ -39,13 +40,8 @@ def main(argv: list[str] | None = None) -> int:
 
         parts = Parts(cfg, open_chain(args), open_wallet(args), open_store(cfg.store), cfg.schedule())
         Validator(parts).run()
-    except CortexError as exc:
-        print(f"validator: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    return 0
+
+    return run_command("validator", body)
 
 
 if __name__ == "__main__":
