@@ -67,33 +67,12 @@ def stage_upload(adapter: Path, dest: Path, card: str, base_repo: str, base_revi
     return dest
 
 
-def base_spec(base: Path):
-    """The base's module shapes and weight norms, read from its safetensors (no model is built)."""
-    import torch
-    from safetensors import safe_open
-    from transformers import AutoConfig
-
-    from validator.checks import LLAMA_MODULES, BaseSpec
-
-    spec = BaseSpec.from_config(AutoConfig.from_pretrained(base, trust_remote_code=False, local_files_only=True))
-    index = base / "model.safetensors.index.json"
-    where = json.loads(index.read_text())["weight_map"] if index.is_file() else None
-    norms = {}
-    for i in range(spec.num_layers):
-        for name in spec.modules:
-            tensor = f"model.layers.{i}.{LLAMA_MODULES[name]}.{name}.weight"
-            with safe_open(str(base / (where[tensor] if where else "model.safetensors")), framework="pt") as f:
-                w = f.get_tensor(tensor).to(torch.float64)
-            norms[f"layers.{i}.{name}"] = (float(w.norm()), float(w.norm(dim=1).max()))
-    return BaseSpec(spec.num_layers, spec.modules, norms)
-
-
 def check_limits(folder: Path, base: Path, competition: Competition) -> Any:
     """Run the validators' checks on ``folder``; a rejection stops the publish before any upload."""
-    from validator.checks import AdapterRejected, check_adapter
+    from validator.checks import AdapterRejected, BaseSpec, check_adapter
 
     try:
-        return check_adapter(folder, base_spec(base), competition.adapters)
+        return check_adapter(folder, BaseSpec.from_files(base), competition.adapters)
     except AdapterRejected as exc:
         raise PublishError(f"not uploading: validators would reject this adapter ({exc.reason}): {exc.message}; "
                            f"the {competition.id} limits are {competition.adapters}") from None

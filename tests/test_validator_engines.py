@@ -10,7 +10,7 @@ import torch
 from cortex.errors import CortexError
 from validator.checks import BaseSpec
 from validator.config import ValidatorConfig, add_args, from_args
-from validator.engines import base_spec, require_engine
+from validator.engines import require_engine
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -43,7 +43,7 @@ def test_base_spec_from_files_matches_the_loaded_model(tmp_path):
     model = LlamaForCausalLM(LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=48, num_hidden_layers=2,
                                          num_attention_heads=4, num_key_value_heads=2))
     model.save_pretrained(tmp_path)
-    from_files, from_model = base_spec(tmp_path), BaseSpec.from_model(model)
+    from_files, from_model = BaseSpec.from_files(tmp_path), BaseSpec.from_model(model)
     assert from_files.modules == from_model.modules and from_files.num_layers == 2
     assert from_files.weight_norms.keys() == from_model.weight_norms.keys()
     for key, (frob, row) in from_model.weight_norms.items():

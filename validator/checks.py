@@ -86,6 +86,32 @@ class BaseSpec:
                     norms[f"layers.{i}.{name}"] = (float(w.norm()), float(w.norm(dim=1).max()))
         return cls(spec.num_layers, spec.modules, norms)
 
+    @classmethod
+    def from_files(cls, base_dir: Path) -> BaseSpec:
+        """The same as :meth:`from_model`, read from a model folder's config and safetensors (each shard
+        opened once, one tensor at a time) without building the model."""
+        import json
+
+        import torch
+        from safetensors import safe_open
+        from transformers import AutoConfig
+
+        spec = cls.from_config(AutoConfig.from_pretrained(base_dir, trust_remote_code=False, local_files_only=True))
+        names = {f"layers.{i}.{name}": f"model.layers.{i}.{parent}.{name}.weight"
+                 for i in range(spec.num_layers) for name, (parent, _, _) in spec.modules.items()}
+        index = base_dir / "model.safetensors.index.json"
+        where = json.loads(index.read_text())["weight_map"] if index.is_file() else {}
+        by_shard: dict[str, list[str]] = {}
+        for key, tensor in names.items():
+            by_shard.setdefault(where.get(tensor, "model.safetensors"), []).append(key)
+        norms = {}
+        for shard, keys in by_shard.items():
+            with safe_open(str(base_dir / shard), framework="pt") as f:
+                for key in keys:
+                    w = f.get_tensor(names[key]).to(torch.float64)
+                    norms[key] = (float(w.norm()), float(w.norm(dim=1).max()))
+        return cls(spec.num_layers, spec.modules, {key: norms[key] for key in names})
+
 
 @dataclass(frozen=True)
 class NormBounds:

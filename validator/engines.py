@@ -27,7 +27,6 @@ from typing import Protocol
 from cortex.errors import CortexError
 from cortex.evaluation import ModelScore
 from cortex.reward import RewardConfig
-from validator.checks import LLAMA_MODULES, BaseSpec
 
 log = logging.getLogger(__name__)
 
@@ -67,30 +66,6 @@ def require_engine(name: str) -> None:
     except ImportError:
         raise CortexError("--engine vllm needs the vllm package: pip install -e '.[gpu]', "
                           "or use --engine transformers") from None
-
-
-def base_spec(base_dir: Path) -> BaseSpec:
-    """What adapters must fit, with the base weights' norms, read from the folder's safetensors.
-
-    The same numbers as ``BaseSpec.from_model`` without building the model, so both engines run
-    the same checks.
-    """
-    import torch
-    from safetensors import safe_open
-    from transformers import AutoConfig
-
-    spec = BaseSpec.from_config(AutoConfig.from_pretrained(base_dir, trust_remote_code=False, local_files_only=True))
-    index = base_dir / "model.safetensors.index.json"
-    where = json.loads(index.read_text())["weight_map"] if index.is_file() else None
-    norms = {}
-    for i in range(spec.num_layers):
-        for name in spec.modules:
-            tensor = f"model.layers.{i}.{LLAMA_MODULES[name]}.{name}.weight"
-            path = base_dir / (where[tensor] if where else "model.safetensors")
-            with safe_open(str(path), framework="pt") as f:
-                w = f.get_tensor(tensor).to(torch.float64)
-            norms[f"layers.{i}.{name}"] = (float(w.norm()), float(w.norm(dim=1).max()))
-    return BaseSpec(spec.num_layers, spec.modules, norms)
 
 
 class TransformersEngine:

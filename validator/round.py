@@ -30,9 +30,9 @@ from cortex.hub.store import ModelStore
 from cortex.protocol.competition import Competition, CompetitionSchedule
 from cortex.protocol.hashing import content_hash
 from validator import discovery
-from validator.checks import AdapterRejected, check_adapter
+from validator.checks import AdapterRejected, BaseSpec, check_adapter
 from validator.config import WEIGHTS_VERSION, ValidatorConfig
-from validator.engines import Engine, Job, base_spec, build_engine
+from validator.engines import Engine, Job, build_engine
 from validator.fetch import AdapterCache, FetchRejected, verify
 from validator.state import ModelResult, RoundProgress, load, save
 from validator.weights import combine, evaluation_summary, score_competition, set_weights, to_uids
@@ -224,7 +224,7 @@ class Validator:
     def _spec(self, base_dir: Path):
         key = f"spec:{base_dir}"
         if key not in self._bases:
-            self._bases[key] = base_spec(base_dir)
+            self._bases[key] = BaseSpec.from_files(base_dir)
         return self._bases[key]
 
     def _engine(self, comp: Competition, base_dir: Path) -> Engine:
