@@ -34,6 +34,7 @@ INSTALL_REQUIRES = [
     "fastapi>=0.110",
     "uvicorn>=0.30",
     "jinja2>=3.1",  # the leaderboard's templates (autoescaped)
+    "markupsafe>=2.1",  # Markup for the leaderboard's pre-escaped HTML (charts, deltas)
     "matplotlib>=3.8",
 ]
 
