@@ -16,7 +16,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from cortex.chain.yuma import U16_MAX, YumaParams, epoch, weighted_median_col  # noqa: E402
+from cortex.localchain.yuma import U16_MAX, YumaParams, epoch, weighted_median_col  # noqa: E402
 
 N, VALIDATORS, REPEATS = 256, 64, 50
 

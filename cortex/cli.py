@@ -21,7 +21,7 @@ from cortex.errors import run_command
 
 # (command, module with `register(subparsers)`, one-line help)
 AREAS: list[tuple[str, str, str]] = [
-    ("chain", "cortex.chain.cli", "the embedded chain: init, fund, advance, status"),
+    ("chain", "cortex.localchain.cli", "the embedded chain: init, fund, advance, status"),
     ("wallet", "cortex.wallets", "offline wallets for the embedded chain"),
     ("walkthrough", "cortex.walkthrough", "the embedded chain, store and commitments, end to end"),
     ("localnet", "cortex.localnet.cli", "a whole subnet on this machine, offline: miners, validators, averager"),

@@ -22,14 +22,14 @@ import bittensor as bt
 import numpy as np
 from safetensors.numpy import save_file
 
-from cortex.chain.cli import chain_status
-from cortex.chain.backend import EmbeddedSubstrate
+from cortex.localchain.cli import chain_status
+from cortex.localchain.backend import EmbeddedSubstrate
 from cortex.chain.commitments import publish, read_all
 from cortex.chain.connect import connect
-from cortex.chain.genesis import GenesisConfig, init_chain
-from cortex.chain.pallets import credit
-from cortex.chain.store import ChainFile
-from cortex.chain.subnet import RAO, SubnetParams
+from cortex.localchain.genesis import GenesisConfig, init_chain
+from cortex.localchain.pallets import credit
+from cortex.localchain.store import ChainFile
+from cortex.localchain.subnet import RAO, SubnetParams
 from cortex.hub.local import LocalStore
 from cortex.protocol.commitment import ModelCommitment
 from cortex.protocol.hashing import content_hash

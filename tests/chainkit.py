@@ -7,12 +7,12 @@ from pathlib import Path
 
 import bittensor as bt
 
-from cortex.chain.backend import EmbeddedSubstrate
+from cortex.localchain.backend import EmbeddedSubstrate
 from cortex.chain.connect import connect
-from cortex.chain.genesis import GenesisConfig, init_chain
-from cortex.chain.pallets import credit
-from cortex.chain.store import ChainFile
-from cortex.chain.subnet import RAO, SubnetParams
+from cortex.localchain.genesis import GenesisConfig, init_chain
+from cortex.localchain.pallets import credit
+from cortex.localchain.store import ChainFile
+from cortex.localchain.subnet import RAO, SubnetParams
 from cortex.wallets import create_wallet
 
 NETUID = 1

@@ -7,10 +7,10 @@ import asyncio
 import bittensor as bt
 import pytest
 
-from cortex.chain.backend import EmbeddedSubstrate
+from cortex.localchain.backend import EmbeddedSubstrate
 from cortex.chain.connect import connect
-from cortex.chain.genesis import GenesisConfig, init_chain
-from cortex.chain.subnet import SubnetParams
+from cortex.localchain.genesis import GenesisConfig, init_chain
+from cortex.localchain.subnet import SubnetParams
 from cortex.wallets import create_wallet, load_wallet
 from cortex.errors import CortexError
 

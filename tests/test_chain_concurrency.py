@@ -14,7 +14,7 @@ import bittensor as bt
 import pytest
 from chainkit import NETUID, make_chain
 
-from cortex.chain.store import ChainFile
+from cortex.localchain.store import ChainFile
 
 WORKER = Path(__file__).with_name("chain_worker.py")
 ROUNDS = 8

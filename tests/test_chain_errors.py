@@ -9,9 +9,9 @@ import pytest
 from bittensor import ErrorCode
 from chainkit import NETUID, make_chain
 
-from cortex.chain.backend import EmbeddedSubstrate
+from cortex.localchain.backend import EmbeddedSubstrate
 from cortex.chain.connect import connect
-from cortex.chain.store import ChainFile, ChainFileError
+from cortex.localchain.store import ChainFile, ChainFileError
 from cortex.cli import main
 from cortex.errors import CortexError
 

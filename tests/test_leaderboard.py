@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 from leaderboard_fixtures import ALT, COMP, HOSTILE, build_world
 from markupsafe import escape
 
-from cortex.chain.cli import chain_status
+from cortex.localchain.cli import chain_status
 from cortex.cli import main
 from cortex.leaderboard.app import create_app
 from cortex.leaderboard.charts import Series, line_chart, sparkline

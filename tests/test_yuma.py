@@ -1,4 +1,4 @@
-"""Tests for cortex.chain.yuma: classic Yuma Consensus against a slow, loop-based reference."""
+"""Tests for cortex.localchain.yuma: classic Yuma Consensus against a slow, loop-based reference."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from cortex.chain.yuma import (
+from cortex.localchain.yuma import (
     U16_MAX,
     YumaParams,
     epoch,

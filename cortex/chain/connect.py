@@ -21,7 +21,7 @@ def connect(network: str, path: str | Path | None = None) -> bt.Subtensor:
     if network == EMBEDDED:
         if path is None:
             raise CortexError("--subtensor.network embedded needs --chain.path (the chain file)")
-        from cortex.chain.backend import EmbeddedSubstrate
+        from cortex.localchain.backend import EmbeddedSubstrate
 
         return bt.Subtensor(EMBEDDED_LABEL, substrate=EmbeddedSubstrate(path))
     if network in REAL_NETWORKS or network.startswith(("ws://", "wss://")):

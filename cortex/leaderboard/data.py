@@ -29,7 +29,7 @@ import bittensor as bt
 
 from cortex.chain.commitments import read_all
 from cortex.chain.connect import EMBEDDED, EMBEDDED_LABEL
-from cortex.chain.subnet import RAO
+from cortex.localchain.subnet import RAO
 from cortex.errors import CortexError
 from cortex.leaderboard.files import averager_rounds, score_tables
 

@@ -93,7 +93,7 @@ class BlockProducer:
             raise RuntimeError(f"block production stopped: {self._error}") from self._error
 
     def _run(self) -> None:
-        from cortex.chain.backend import EmbeddedSubstrate
+        from cortex.localchain.backend import EmbeddedSubstrate
 
         try:
             chain = EmbeddedSubstrate(self.chain_path)

@@ -19,10 +19,10 @@ import bittensor as bt
 
 from cortex.chain.commitments import publish
 from cortex.chain.connect import connect
-from cortex.chain.genesis import GenesisConfig, init_chain
-from cortex.chain.pallets import credit
-from cortex.chain.store import ChainFile
-from cortex.chain.subnet import RAO, SubnetParams
+from cortex.localchain.genesis import GenesisConfig, init_chain
+from cortex.localchain.pallets import credit
+from cortex.localchain.store import ChainFile
+from cortex.localchain.subnet import RAO, SubnetParams
 from cortex.errors import CortexError
 from cortex.hub.local import LocalStore
 from cortex.localnet.config import Settings

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import bittensor_core
 
-from cortex.chain import subnet as sn
-from cortex.chain.extrinsic import new_shield_key
-from cortex.chain.pallets import credit
-from cortex.chain.store import ChainFile, ChainFileError
-from cortex.chain.subnet import RAO, SubnetParams
+from cortex.localchain import subnet as sn
+from cortex.localchain.extrinsic import new_shield_key
+from cortex.localchain.pallets import credit
+from cortex.localchain.store import ChainFile, ChainFileError
+from cortex.localchain.subnet import RAO, SubnetParams
 
 DEV_ACCOUNTS = ("Alice", "Bob", "Charlie", "Dave", "Eve", "Ferdie")
 DEV_BALANCE_RAO = 1_000_000 * RAO

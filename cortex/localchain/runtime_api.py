@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from cortex.chain import subnet as sn
-from cortex.chain.pallets import account
-from cortex.chain.store import Storage
-from cortex.chain.subnet import RAO, SM
+from cortex.localchain import subnet as sn
+from cortex.localchain.pallets import account
+from cortex.localchain.store import Storage
+from cortex.localchain.subnet import RAO, SM
 
 RuntimeFn = Callable[[Storage, int, list], Any]
 RUNTIME: dict[tuple[str, str], RuntimeFn] = {}

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from cortex.chain.store import Storage
+from cortex.localchain.store import Storage
 
 RAO = 10**9
 U16_MAX = 65535

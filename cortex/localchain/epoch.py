@@ -2,7 +2,7 @@
 
 The schedule is subtensor's stateful one: a subnet's next epoch fires at
 ``LastEpochBlock + Tempo``. Each epoch reads the subnet's stake, weights, bonds
-and permits from storage, runs :func:`cortex.chain.yuma.epoch`, writes the
+and permits from storage, runs :func:`cortex.localchain.yuma.epoch`, writes the
 per-uid vectors exactly as a node stores them (u16 fractions, rao emissions),
 and pays the tempo's emission: the owner's cut to the owner hotkey, incentive to
 each miner's coldkey, dividends to each validator's stakers pro rata.
@@ -14,10 +14,10 @@ import logging
 
 import numpy as np
 
-from cortex.chain import subnet as sn
-from cortex.chain.store import Storage
-from cortex.chain.subnet import RAO, SM
-from cortex.chain.yuma import YumaParams, epoch
+from cortex.localchain import subnet as sn
+from cortex.localchain.store import Storage
+from cortex.localchain.subnet import RAO, SM
+from cortex.localchain.yuma import YumaParams, epoch
 
 log = logging.getLogger(__name__)
 

@@ -13,12 +13,12 @@ import json
 import bittensor as bt
 from bittensor_core import ss58_decode
 
-from cortex.chain.backend import EmbeddedSubstrate
+from cortex.localchain.backend import EmbeddedSubstrate
 from cortex.chain.connect import connect
-from cortex.chain.genesis import GenesisConfig, init_chain
-from cortex.chain.pallets import credit
-from cortex.chain.store import ChainFile
-from cortex.chain.subnet import RAO, SubnetParams
+from cortex.localchain.genesis import GenesisConfig, init_chain
+from cortex.localchain.pallets import credit
+from cortex.localchain.store import ChainFile
+from cortex.localchain.subnet import RAO, SubnetParams
 from cortex.errors import CortexError
 
 _PARAM_FLAGS = {  # flag -> SubnetParams field

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from cortex.chain import subnet as sn
-from cortex.chain.store import Storage
-from cortex.chain.subnet import RAO, SM, U16_MAX
+from cortex.localchain import subnet as sn
+from cortex.localchain.store import Storage
+from cortex.localchain.subnet import RAO, SM, U16_MAX
 
 MIN_STAKE_RAO = 2_000_000  # the chain's minimum stake operation (0.002 TAO)
 NETWORK_LOCK_RAO = 100 * RAO

@@ -21,11 +21,11 @@ from typing import Any, AsyncIterator, Optional
 from bittensor import Balance, ChainError, ExtrinsicResult
 from bittensor._generated.errors import ERRORS
 
-from cortex.chain import extrinsic as xt
-from cortex.chain.epoch import run_due_epochs
-from cortex.chain.pallets import DispatchError, account, dispatch
-from cortex.chain.runtime_api import CONSTANTS, RUNTIME, computed_item
-from cortex.chain.store import ChainFile, Storage
+from cortex.localchain import extrinsic as xt
+from cortex.localchain.epoch import run_due_epochs
+from cortex.localchain.pallets import DispatchError, account, dispatch
+from cortex.localchain.runtime_api import CONSTANTS, RUNTIME, computed_item
+from cortex.localchain.store import ChainFile, Storage
 
 log = logging.getLogger(__name__)
 
