@@ -1,22 +1,290 @@
-"""From per-prompt rewards to weights: pairwise win rates, softmax, smoothing, competition split.
+"""From ledger entries to weights: skill against the base, with confidence (DESIGN.md §9).
 
-Pure functions (DESIGN.md §9). Every model of a competition answered the same
-prompts; per prompt, each pair of models is compared. The earlier commitment
-gets an advantage epsilon, in reward units, that decays linearly with its age
-(the competition's ``EpsilonSchedule``): a later model must beat it by more than
-epsilon, so a copy committed later (identical answers) always loses to the
-original. The base model takes part as a reference without any advantage, and
-never receives weight.
+A pure function: no chain, no model, no clock, no randomness. Two validators with the same ledger
+entries, contenders and settings get the same weights, and anyone can replay a decision from a
+ledger export. docs/validator.md ("Scoring") states the rules; in short, per competition:
+
+1. **Window.** A resolved entry counts while its outcome is recent: the question resolved on a
+   day in ``(as_of − window_days, as_of]``. Entries of other competitions, unresolved ones, non-finite
+   rewards, malformed days, duplicates and unknown models are ignored and counted by reason.
+2. **Paired advantage.** Per question that both a model and the base answered, the difference of
+   their rewards. The base is the one current on the question's day: ``base_key`` is one key, or a
+   mapping from question day (cutoff) to the base key of that day, so credit earned against an
+   older base stays in the window after the averager merges it, and rolls out with the window.
+3. **Days are the unit.** The differences of a day are averaged (one market moves all assets of a
+   day together); the advantage is the mean of the daily means. Its standard error is the
+   Newey-West (Bartlett) long-run variance of the daily series, with lags up to the longest
+   horizon − 1 day because questions of neighbouring days overlap in time. The one-sided bound at
+   ``confidence`` is advantage ± z·se (z the normal quantile).
+4. **Earning.** A model earns when it has ``min_days`` days and its lower bound exceeds
+   ``min_improvement``. A later commitment must also beat every earlier earner, paired on the
+   questions both answered, with a lower bound above ``copy_margin``; otherwise it is a copy (its
+   answers score the same) or not above the earlier one, and gets nothing. Earners are weighted
+   ∝ (lower bound − min_improvement) ** weight_power, summing to 1.
+5. **Unearned.** When no model earns, ``unearned: burn`` gives the competition's share to the
+   owner (``combine(..., burn_key=…)``), ``unearned: best`` to the model with the highest lower
+   bound that has its days and is not a copy (burn if there is none): the subnet owner's choice.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Hashable, Mapping
+import math
+from collections import Counter, defaultdict
+from collections.abc import Hashable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from statistics import NormalDist
 
 import numpy as np
 
-from cortex.protocol.competition import EpsilonSchedule
+from cortex.protocol.competition import SkillConfig
+from cortex.protocol.ledger import LedgerEntry
+from cortex.protocol.records import Record
+
+IDENTICAL = 1e-12  # paired differences this small are the same answer's score
+
+
+@dataclass(frozen=True)
+class Contender:
+    """One model of a competition, as the chain says (the base is not a contender)."""
+
+    key: str  # model key "repo@revision" (matches LedgerEntry.model)
+    hotkey: str
+    uid: int
+    commit_block: int
+    commit_day: str  # ISO day of the commitment's block on the market clock
+
+
+@dataclass(frozen=True)
+class ModelSkill(Record):
+    """One model's score in one competition: its advantage over the base and why it earned or not."""
+
+    kind = "model_skill"
+    schema = 1
+
+    key: str
+    hotkey: str
+    uid: int
+    commit_block: int
+    advantage: float  # mean of daily mean paired reward differences (model − base); 0 without days
+    ci_low: float  # one-sided lower bound at the competition's confidence
+    ci_high: float  # the symmetric upper bound
+    days: int  # question days with at least one paired answer in the window
+    questions: int  # paired answers in the window
+    earned: bool
+    reason: str  # earned | no_answers | too_few_days | not_above_min_improvement | copy_of_earlier | not_above_earlier
+    weight: float  # share of the competition's emission (0 unless earned, or chosen by unearned: best)
+    versus: str | None = None  # the earlier model a copy or a later model was compared with
+
+
+@dataclass(frozen=True)
+class CompetitionScores(Record):
+    """One competition's scoring at ``as_of``: per model skill, weights by hotkey, the unearned share."""
+
+    kind = "competition_scores"
+    schema = 1
+
+    competition: str
+    as_of: str  # the market day of the decision (ISO)
+    window_start: str  # first resolution day counted (ISO)
+    base_key: str  # the base of the newest day counted (or the only base)
+    models: list[ModelSkill] = field(default_factory=list)
+    weights: dict[str, float] = field(default_factory=dict)  # hotkey → share of this competition
+    unearned: float = 0.0  # share no model earned
+    unearned_rule: str = "burn"  # where it goes: "burn" (owner) or "best" (already in weights)
+    ignored: dict[str, int] = field(default_factory=dict)  # entries left out, by reason
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A day-clustered estimate of a mean paired difference."""
+
+    mean: float
+    low: float
+    high: float
+    days: int
+    questions: int
+
+
+def _day(value: str) -> date | None:
+    try:
+        return date.fromisoformat(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def day_interval(diffs: Mapping[date, Sequence[float]], confidence: float, lags: int) -> Interval:
+    """Mean of daily means of ``diffs`` (day → paired differences) and its one-sided bounds.
+
+    The standard error is Newey-West's with Bartlett weights over calendar-day lags ``1..lags``
+    (days missing from ``diffs`` simply contribute no pairs), scaled by n/(n−1).
+    """
+    days = sorted(d for d, v in diffs.items() if len(v))
+    if not days:
+        return Interval(0.0, 0.0, 0.0, 0, 0)
+    means = np.array([float(np.mean(diffs[d])) for d in days])
+    questions = sum(len(diffs[d]) for d in days)
+    n, mean = len(days), float(means.mean())
+    if n == 1:
+        return Interval(mean, mean, mean, 1, questions)  # no spread is known: min_days guards this
+    centred = means - mean
+    ordinal = np.array([d.toordinal() for d in days])
+    variance = float(centred @ centred) / n
+    for lag in range(1, lags + 1):
+        later = np.searchsorted(ordinal, ordinal + lag)
+        found = (later < n) & (ordinal[np.minimum(later, n - 1)] == ordinal + lag)
+        cov = float(centred[found] @ centred[later[found]]) / n
+        variance += 2.0 * (1.0 - lag / (lags + 1)) * cov
+    se = math.sqrt(max(variance, 0.0) / (n - 1))
+    z = NormalDist().inv_cdf(confidence)
+    return Interval(mean, mean - z * se, mean + z * se, n, questions)
+
+
+def _paired(a: Mapping[str, tuple[date, float]], b: Mapping[str, tuple[date, float]]) -> dict[date, list[float]]:
+    """Day → differences a − b over the questions both answered."""
+    out: dict[date, list[float]] = defaultdict(list)
+    for question in sorted(set(a) & set(b)):
+        day, reward = a[question]
+        out[day].append(reward - b[question][1])
+    return out
+
+
+def score_competition(entries: Iterable[LedgerEntry], contenders: Sequence[Contender],
+                      base_key: str | Mapping[str, str], settings: SkillConfig, *, as_of: str,
+                      competition: str | None = None) -> CompetitionScores:
+    """Score one competition's models from its ledger entries at market day ``as_of`` (module docstring).
+
+    ``base_key``: the base's model key, or a mapping from question day (ISO cutoff) to the key of
+    the base that was current that day (days without one are not counted). ``competition``: keep
+    only entries of this competition (default: the competition of the first entry).
+    """
+    end = date.fromisoformat(as_of)
+    start = end - timedelta(days=settings.window_days - 1)
+    bases = {base_key} if isinstance(base_key, str) else set(base_key.values())
+    wanted = {c.key for c in contenders} | bases
+    ignored: Counter[str] = Counter()
+    answers: dict[str, dict[str, tuple[date, float]]] = defaultdict(dict)  # model → question → (day, reward)
+    seen: set[tuple[str, str]] = set()
+    longest = 1
+    for e in sorted(entries, key=lambda x: (x.model, x.question, x.generated_block, repr(x.reward))):
+        competition = competition or e.competition
+        day = _day(e.cutoff)
+        if e.competition != competition:
+            ignored["other_competition"] += 1
+        elif e.model not in wanted:
+            ignored["unknown_model"] += 1
+        elif day is None or not isinstance(e.horizon_days, int) or e.horizon_days < 1:
+            ignored["malformed_question"] += 1
+        elif (e.model, e.question) in seen:
+            ignored["duplicate"] += 1
+        elif e.reward is None:
+            ignored["unresolved"] += 1
+        elif not isinstance(e.reward, (int, float)) or not math.isfinite(e.reward):
+            ignored["non_finite_reward"] += 1
+        elif not start <= day + timedelta(days=e.horizon_days) <= end:
+            ignored["outside_window"] += 1
+        else:
+            seen.add((e.model, e.question))
+            answers[e.model][e.question] = (day, float(e.reward))
+            longest = max(longest, e.horizon_days)
+
+    def base_answers(model: str) -> dict[str, tuple[date, float]]:
+        """The base's answers, each from the base current on the question's day."""
+        if isinstance(base_key, str):
+            return answers.get(base_key, {})
+        out = {}
+        for question, (day, _) in answers.get(model, {}).items():
+            current = base_key.get(day.isoformat())
+            if current is not None and question in answers.get(current, {}):
+                out[question] = answers[current][question]
+        return out
+
+    lags = longest - 1
+    order = sorted(contenders, key=lambda c: (c.commit_block, c.uid, c.key))
+    skills: dict[str, Interval] = {c.key: day_interval(_paired(answers.get(c.key, {}), base_answers(c.key)),
+                                                       settings.confidence, lags) for c in order}
+    reasons: dict[str, tuple[str, str | None]] = {}
+    earners: list[Contender] = []
+    for c in order:
+        s = skills[c.key]
+        if s.days == 0:
+            reasons[c.key] = ("no_answers", None)
+        elif s.days < settings.min_days:
+            reasons[c.key] = ("too_few_days", None)
+        elif s.low <= settings.min_improvement:
+            reasons[c.key] = ("not_above_min_improvement", None)
+        else:
+            reasons[c.key] = ("earned", None)
+            for earlier in earners:
+                if earlier.commit_block >= c.commit_block:
+                    continue
+                diffs = _paired(answers[c.key], answers[earlier.key])
+                versus = day_interval(diffs, settings.confidence, lags)
+                if versus.days and all(abs(d) <= IDENTICAL for v in diffs.values() for d in v):
+                    reasons[c.key] = ("copy_of_earlier", earlier.key)
+                    break
+                if versus.days < settings.min_days or versus.low <= settings.copy_margin:
+                    reasons[c.key] = ("not_above_earlier", earlier.key)
+                    break
+            if reasons[c.key][0] == "earned":
+                earners.append(c)
+
+    weights: dict[str, float] = {}
+    margins = {c.key: (skills[c.key].low - settings.min_improvement) ** settings.weight_power for c in earners}
+    total = sum(margins.values())
+    for c in earners:
+        weights[c.hotkey] = weights.get(c.hotkey, 0.0) + margins[c.key] / total
+    paid = {c.key: margins[c.key] / total for c in earners}
+    unearned = 0.0 if earners else 1.0
+    if not earners and settings.unearned == "best":
+        eligible = [c for c in order if reasons[c.key][0] == "not_above_min_improvement"]
+        if eligible:
+            best = max(eligible, key=lambda c: (skills[c.key].low, -c.commit_block, -c.uid))
+            weights[best.hotkey], paid[best.key], unearned = 1.0, 1.0, 0.0
+
+    models = [ModelSkill(key=c.key, hotkey=c.hotkey, uid=c.uid, commit_block=c.commit_block,
+                         advantage=skills[c.key].mean, ci_low=skills[c.key].low, ci_high=skills[c.key].high,
+                         days=skills[c.key].days, questions=skills[c.key].questions,
+                         earned=reasons[c.key][0] == "earned", reason=reasons[c.key][0],
+                         weight=paid.get(c.key, 0.0), versus=reasons[c.key][1]) for c in order]
+    if isinstance(base_key, str):
+        newest = base_key
+    else:
+        counted = [d for d in base_key if _day(d) is not None and _day(d) <= end]
+        newest = base_key[max(counted)] if counted else ""
+    return CompetitionScores(competition=competition or "", as_of=end.isoformat(), window_start=start.isoformat(),
+                             base_key=newest, models=models, weights=dict(sorted(weights.items())),
+                             unearned=unearned, unearned_rule=settings.unearned, ignored=dict(sorted(ignored.items())))
+
+
+def split_by_share(per_competition: Mapping[str, Mapping[Hashable, float]],
+                   shares: Mapping[str, float]) -> dict[Hashable, float]:
+    """Combine competitions: each one's (normalised) weights times its reward share; sums to 1."""
+    total_share = sum(shares.get(c, 0.0) for c in per_competition)
+    out: dict[Hashable, float] = {}
+    for competition, weights in per_competition.items():
+        mass = sum(weights.values())
+        if mass <= 0 or total_share <= 0:
+            continue
+        for key, w in weights.items():
+            out[key] = out.get(key, 0.0) + shares.get(competition, 0.0) / total_share * w / mass
+    total = sum(out.values())
+    return {k: v / total for k, v in out.items()} if total > 0 else out
+
+
+def combine(scores: Mapping[str, CompetitionScores], shares: Mapping[str, float], *,
+            burn_key: str) -> dict[str, float]:
+    """Weights by hotkey across competitions: each competition's weights, and its unearned share
+    given to ``burn_key`` (the subnet owner's hotkey), scaled by the competition's reward share."""
+    per_competition = {cid: {**s.weights, **({burn_key: s.weights.get(burn_key, 0.0) + s.unearned}
+                                             if s.unearned > 0 else {})}
+                       for cid, s in scores.items()}
+    return split_by_share(per_competition, shares)  # type: ignore[return-value]
+
+
+# ---- TEMPORARY (issue 12): the old win-rate scoring, until validator.weights calls score_competition.
+# It is deleted then; bench/legacy_winrate.py keeps the benchmark's labelled copy.
+from cortex.protocol.competition import EpsilonSchedule  # noqa: E402
 
 BASE = "base"
 
@@ -87,18 +355,3 @@ def smooth(previous: Mapping[Hashable, float], current: Mapping[Hashable, float]
         raise ValueError("alpha must be in (0, 1]: the weight given to the new round")
     keys = set(previous) | set(current)
     return {k: alpha * current.get(k, 0.0) + (1 - alpha) * previous.get(k, 0.0) for k in keys}
-
-
-def split_by_share(per_competition: Mapping[str, Mapping[Hashable, float]],
-                   shares: Mapping[str, float]) -> dict[Hashable, float]:
-    """Combine competitions: each one's (normalised) weights times its reward share; sums to 1."""
-    total_share = sum(shares.get(c, 0.0) for c in per_competition)
-    out: dict[Hashable, float] = {}
-    for competition, weights in per_competition.items():
-        mass = sum(weights.values())
-        if mass <= 0 or total_share <= 0:
-            continue
-        for key, w in weights.items():
-            out[key] = out.get(key, 0.0) + shares.get(competition, 0.0) / total_share * w / mass
-    total = sum(out.values())
-    return {k: v / total for k, v in out.items()} if total > 0 else out

@@ -179,6 +179,41 @@ class EpsilonSchedule:
         return max(self.end, self.start - fraction * (self.start - self.end))  # monotone in age
 
 
+UNEARNED_RULES = ("burn", "best")
+
+
+@dataclass(frozen=True)
+class SkillConfig:
+    """How a competition turns its ledger into weights (DESIGN.md §9; ``validator.scoring``).
+
+    A model's score is its paired reward advantage over the base, per question both answered,
+    averaged per question day and then over the days of a rolling window; its confidence bound
+    treats days as the unit (docs/validator.md, "Scoring"). Reward units throughout.
+    """
+
+    window_days: int = 30  # a resolved question counts for this many days after its outcome is known
+    min_days: int = 14  # question days with paired answers a model needs before it can earn
+    min_improvement: float = 0.0  # the lower confidence bound of the advantage must exceed this
+    confidence: float = 0.95  # one-sided level of the lower bound
+    weight_power: float = 1.0  # earners' weights ∝ (lower bound − min_improvement) ** weight_power
+    copy_margin: float = 0.002  # a later model must beat every earlier earner by this (lower bound)
+    unearned: str = "burn"  # when no model earns: "burn" (to the owner's uid) or "best" (highest bound)
+    questions_per_day: int = 64  # cap on a day's live questions (a deterministic subset beyond it)
+
+    def __post_init__(self) -> None:
+        _ints(self, 1, "window_days", "min_days", "questions_per_day")
+        _check(self.min_days <= self.window_days,
+               f"min_days ({self.min_days}) must not exceed window_days ({self.window_days})")
+        for name in ("min_improvement", "copy_margin"):
+            value = getattr(self, name)
+            _check(_is_real(value) and value >= 0, f"{name} must be a number >= 0, got {value!r}")
+        ok = _is_real(self.confidence) and 0.5 <= self.confidence < 1
+        _check(ok, f"confidence must be in [0.5, 1), got {self.confidence!r}")
+        _positive(self, "weight_power")
+        _check(self.unearned in UNEARNED_RULES,
+               f"unearned must be one of {list(UNEARNED_RULES)}, got {self.unearned!r}")
+
+
 @dataclass(frozen=True)
 class Competition:
     """One competition: base, adapter limits, evaluation, reward, epsilon, weights, schedule."""
@@ -190,6 +225,7 @@ class Competition:
     reward: RewardConfig = field(default_factory=RewardConfig)
     epsilon: EpsilonSchedule = field(default_factory=EpsilonSchedule)
     temperature: float = 0.05  # softmax temperature from win rates to weights
+    scoring: SkillConfig = field(default_factory=SkillConfig)
     reward_share: float = 1.0  # relative share of the subnet's weights while active
     start_block: int = 0
     end_block: int | None = None  # exclusive; None: runs until removed from the schedule
@@ -199,7 +235,7 @@ class Competition:
         ok = isinstance(self.id, str) and COMPETITION_ID_RE.fullmatch(self.id) is not None
         _check(ok, f"id must be 1-32 of a-z, 0-9, '-' starting with a letter, got {self.id!r}")
         hints = get_type_hints(Competition)
-        for name in ("base", "adapters", "eval", "reward", "epsilon"):
+        for name in ("base", "adapters", "eval", "reward", "epsilon", "scoring"):
             ok = isinstance(getattr(self, name), hints[name])
             _check(ok, f"{name} must be a {hints[name].__name__}")
         _positive(self, "temperature", "reward_share")
