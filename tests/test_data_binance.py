@@ -3,7 +3,7 @@
 import pandas as pd
 import pytest
 
-from cortex.data.fakes import FakeBinance, serve
+from fake_services import FakeBinance, serve
 from cortex.data.frame import DataError
 from cortex.data.http import RetryPolicy
 from cortex.data.sources import BinanceSource, SyntheticSource

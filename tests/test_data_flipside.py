@@ -2,7 +2,7 @@
 
 import pytest
 
-from cortex.data.fakes import FakeFlipside, serve
+from fake_services import FakeFlipside, serve
 from cortex.data.frame import DataError
 from cortex.data.http import RetryPolicy
 from cortex.data.sources import CombinedSource, FlipsideSource, SyntheticSource

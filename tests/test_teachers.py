@@ -5,7 +5,7 @@ import json
 import pytest
 
 from cortex.data import build_samples, split_by_time
-from cortex.data.fakes import FakeOpenRouter, serve
+from fake_services import FakeOpenRouter, serve
 from cortex.data.sources import SyntheticSource
 from cortex.data.teachers import AnalystTeacher, TeacherError, get_teacher
 from cortex.data.teachers.openrouter import OpenRouterTeacher, compose

@@ -1,4 +1,4 @@
-"""Local stand-ins for the network services the data area talks to, for tests and offline demos.
+"""Local stand-ins for the network services the data area talks to, for the data and teacher tests.
 
 Each runs on ``127.0.0.1`` (a free port) in a background thread and answers like the real
 service: Binance ``/api/v3/klines``, Flipside's JSON-RPC ``/json-rpc``, and an OpenAI-compatible
