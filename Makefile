@@ -6,6 +6,10 @@ STAMP  := $(VENV)/.installed
 # The CPU build of PyTorch unless an NVIDIA GPU is present (override: make install TORCH=...).
 TORCH  ?= $(shell command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1 && echo "torch" || echo "torch==2.13.0")
 PYTEST_ARGS ?=
+# Tests run in a shuffled order (pytest-randomly); pytest prints the seed on its first lines
+# ("Using --randomly-seed=N"). Replay that order with `make test SEED=N`; `SEED=none` runs in file order.
+SEED ?=
+ORDER_ARGS := $(if $(SEED),$(if $(filter none,$(SEED)),-p no:randomly,-p randomly --randomly-seed=$(SEED)))
 
 .PHONY: install test test-fast demo bench clean
 
@@ -19,10 +23,10 @@ $(STAMP): setup.py
 	touch $(STAMP)
 
 test: install
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest $(ORDER_ARGS) $(PYTEST_ARGS)
 
 test-fast: install
-	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+	$(PY) -m pytest -m "not slow" $(ORDER_ARGS) $(PYTEST_ARGS)
 
 # The offline local subnet (docs/localnet.md): 4 miners, 2 validators, the averager, 3 rounds.
 # `cortex walkthrough` is the shorter chain-and-commitments tour.

@@ -42,6 +42,7 @@ EXTRAS = {
     "test": [
         "pytest>=8.0",
         "pytest-timeout>=2.3",
+        "pytest-randomly>=3.15",  # shuffles test order every run (seed printed; --randomly-seed=N replays it)
         "hypothesis>=6.100",
         "playwright>=1.45",  # drives the system Chromium (apt: chromium) in the leaderboard's browser test
     ],
