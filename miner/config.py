@@ -10,16 +10,12 @@ every key.
 from __future__ import annotations
 
 import dataclasses
-import difflib
-import math
-import types
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Union, get_args, get_origin, get_type_hints
-
-import yaml
+from typing import Any, get_origin, get_type_hints
 
 from cortex.errors import CortexError
+from cortex.typed import build, read_data
 
 STAGES = ("sft", "grpo", "kto")
 FINETUNING_TYPES = ("dora", "lora", "qlora")
@@ -194,73 +190,33 @@ def _check_values(c: TrainConfig) -> list[str]:
     return bad
 
 
-_EXPECTED = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
-
-
-def _convert(hint: Any, value: Any, key: str) -> Any:
-    """Check one YAML value against its type hint; lists become tuples, '1e-4' strings floats."""
-    origin, args = get_origin(hint), get_args(hint)
-    if origin in (Union, types.UnionType):
-        if value is None:
-            return None
-        return _convert(next(a for a in args if a is not type(None)), value, key)
-    if origin is tuple:
-        items = value.split(",") if isinstance(value, str) else value  # "q_proj,v_proj" as LLaMA-Factory takes it
-        if not isinstance(items, list):
-            items = [items]
-        return tuple(_convert(args[0], item.strip() if isinstance(item, str) else item, key) for item in items)
-    if hint is float and isinstance(value, str):  # YAML 1.1 reads 2e-4 (no dot) as a string
-        try:
-            value = float(value)
-        except ValueError:
-            pass
-    ok = {bool: isinstance(value, bool), str: isinstance(value, str),
-          int: isinstance(value, int) and not isinstance(value, bool),
-          float: isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)}[hint]
-    if not ok:
-        raise ConfigError(f"{key}: expected {_EXPECTED[hint]}, got {value!r}")
-    return float(value) if hint is float else value
+def _as_lists(data: dict[str, Any]) -> dict[str, Any]:
+    """LLaMA-Factory's spellings of list keys: ``lora_target: q_proj,v_proj`` and ``horizons: 7``."""
+    hints = get_type_hints(TrainConfig)
+    out = dict(data)
+    for key, value in data.items():
+        if key in hints and get_origin(hints[key]) is tuple and value is not None and not isinstance(value, list):
+            out[key] = [v.strip() for v in value.split(",")] if isinstance(value, str) else [value]
+    return out
 
 
 def from_dict(data: dict[str, Any], where: str = "config") -> TrainConfig:
     """A :class:`TrainConfig` from plain data, with every problem named in one error."""
-    if not isinstance(data, dict):
-        raise ConfigError(f"{where}: expected a mapping of keys to values, got {type(data).__name__}")
-    hints = get_type_hints(TrainConfig)
-    known = [f.name for f in dataclasses.fields(TrainConfig)]
-    problems, kwargs = [], {}
-    for key, value in data.items():
-        if key in NOT_SUPPORTED:
-            problems.append(f"{key}: not supported: {NOT_SUPPORTED[key]}")
-        elif key not in hints:
-            close = difflib.get_close_matches(str(key), known, n=1, cutoff=0.6)
-            hint = f" (did you mean {close[0]!r}?)" if close else " (docs/miner.md lists the keys)"
-            problems.append(f"unknown key {key!r}{hint}")
-        else:
-            try:
-                kwargs[key] = _convert(hints[key], value, key)
-            except ConfigError as exc:
-                problems.append(str(exc))
-    if not problems:
-        try:
-            return TrainConfig(**kwargs)
-        except ConfigError as exc:
-            problems.append(str(exc))
-    raise ConfigError(f"{where}: " + "; ".join(problems))
+    if isinstance(data, dict):
+        data = _as_lists(data)
+    try:
+        return build(TrainConfig, data, error=ConfigError, refused=NOT_SUPPORTED, doc="docs/miner.md")
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
 
 
 def load_config(path: str | Path | None) -> TrainConfig:
     """Read a training YAML; ``None`` gives the defaults."""
     if path is None:
         return TrainConfig()
-    path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except OSError as exc:
-        raise ConfigError(f"cannot read the training config {path}: {exc.strerror}; pass --config configs/tiny-cpu.yaml or another file") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {str(exc).splitlines()[0]}") from None
-    return from_dict(data, str(path))
+    data = read_data(path, error=ConfigError, what="the training config",
+                     hint="; pass --config configs/tiny-cpu.yaml or another file")
+    return from_dict(data or {}, str(path))
 
 
 def schema_rows() -> list[tuple[str, str, Any]]:

@@ -11,17 +11,16 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import math
-import types
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Union, get_args, get_origin, get_type_hints
-
-import yaml
+from typing import Any, Iterable, get_type_hints
 
 from cortex.errors import CortexError
 from cortex.protocol.commitment import COMPETITION_ID_RE, REVISION_RE, ModelCommitment, is_repo_id
 from cortex.reward.config import RewardConfig
+from cortex.typed import build, read_data
+from cortex.typed import is_int as _is_int
+from cortex.typed import is_number as _is_real
 
 ADAPTER_TYPES = ("lora", "dora")
 LLAMA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
@@ -34,15 +33,6 @@ class CompetitionError(CortexError):
 def _check(ok: bool, message: str) -> None:
     if not ok:
         raise CompetitionError(message)
-
-
-def _is_int(value: object, minimum: int | None = None) -> bool:
-    ok = isinstance(value, int) and not isinstance(value, bool)
-    return ok and (minimum is None or value >= minimum)  # type: ignore[operator]
-
-
-def _is_real(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _ints(obj: object, minimum: int, *names: str) -> None:
@@ -352,64 +342,19 @@ def find_competition(spec: str, competition_id: str | None = None) -> Competitio
 def load_competitions(path: str | Path) -> CompetitionSchedule:
     """Read ``{"competitions": [...]}`` from a YAML or JSON file, rejecting anything unexpected."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-        data = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
-    except (OSError, UnicodeDecodeError, ValueError, yaml.YAMLError) as exc:
-        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise CompetitionError(f"{path}: cannot read competitions: {detail}") from None
+    data = read_data(path, error=CompetitionError, what="competitions")
     try:
         if not isinstance(data, dict) or set(data) != {"competitions"}:
             raise CompetitionError("expected one top-level key 'competitions' holding a list")
         items = data["competitions"]
         _check(isinstance(items, list) and len(items) > 0, "competitions: expected a list")
-        built = [_build(Competition, item, f"competitions[{i}]") for i, item in enumerate(items)]
+        built = [build(Competition, item, _where(i, item), error=CompetitionError) for i, item in enumerate(items)]
         return CompetitionSchedule(tuple(built))
     except CompetitionError as exc:
         raise CompetitionError(f"{path}: {exc}") from None
 
 
-def _build(cls: type, data: object, where: str) -> Any:
-    """Construct dataclass ``cls`` from a mapping, naming the exact key of any problem."""
-    if not isinstance(data, dict):
-        raise CompetitionError(f"{where}: expected a mapping, got {type(data).__name__}")
-    if cls is Competition and isinstance(data.get("id"), str):
-        where = f"{where} ({data['id']})"  # name the competition as well as its position
-    known = {f.name: f for f in dataclasses.fields(cls)}
-    for key in data:
-        _check(key in known, f"{where}: unknown key {key!r} (known: {', '.join(known)})")
-    for name, f in known.items():
-        required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
-        _check(name in data or not required, f"{where}.{name}: required key is missing")
-    hints = get_type_hints(cls)
-    kwargs = {key: _value(hints[key], value, f"{where}.{key}") for key, value in data.items()}
-    try:
-        return cls(**kwargs)
-    except (CortexError, ValueError, TypeError) as exc:  # also RewardConfig's own checks, if any
-        raise CompetitionError(f"{where}: {exc}") from None
-
-
-_EXPECTED = {
-    bool: "true or false", int: "an integer", float: "a finite number",
-    str: "a string (quote it in YAML)",
-}
-
-
-def _value(hint: Any, value: object, where: str) -> Any:
-    """Check one value against its type hint; the only conversions: int → float, list → tuple."""
-    origin, args = get_origin(hint), get_args(hint)
-    if dataclasses.is_dataclass(hint):
-        return _build(hint, value, where)
-    if origin in (Union, types.UnionType):  # X | None
-        if value is None and type(None) in args:
-            return None
-        return _value(next(a for a in args if a is not type(None)), value, where)
-    if origin is tuple:  # tuple[X, ...]
-        if not isinstance(value, list):
-            raise CompetitionError(f"{where}: expected a list, got {value!r}")
-        return tuple(_value(args[0], item, f"{where}[{i}]") for i, item in enumerate(value))
-    checks = {bool: isinstance(value, bool), int: _is_int(value), float: _is_real(value),
-              str: isinstance(value, str)}
-    _check(hint in checks, f"{where}: unsupported field type {hint!r}")
-    _check(checks[hint], f"{where}: expected {_EXPECTED[hint]}, got {value!r}")
-    return float(value) if hint is float else value  # type: ignore[arg-type]
+def _where(i: int, item: object) -> str:
+    """``competitions[i]``, with the competition's id when it has one."""
+    cid = item.get("id") if isinstance(item, dict) else None
+    return f"competitions[{i}] ({cid})" if isinstance(cid, str) else f"competitions[{i}]"
