@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
+from cortex import WEIGHTS_VERSION_KEY
 from cortex.chain.connect import EMBEDDED
 from cortex.errors import CortexError
 from cortex.evalset import DEFAULT_BLOCKS_PER_DAY, DEFAULT_START_DAY
@@ -24,11 +25,10 @@ from cortex.protocol.competition import (
     load_competitions,
 )
 
-# The weights version key sent with every bt.SetWeights. A subnet owner who needs to retire old
-# validators raises the subnet's WeightsVersionKey (`sudo_set_weights_version_key`) to the new
-# value; the chain refuses keys below it. 1000 * major + 10 * minor + patch of the package (0.1.0).
-# The embedded chain's subnets start at 0 (`cortex chain init --weights-version`), which accepts it.
-WEIGHTS_VERSION = 10
+# The weights version key sent with every bt.SetWeights: derived from the package version
+# (cortex.version_key; 1000 for 0.1.0). The embedded chain's subnets start at 0
+# (`cortex chain init --weights-version`), which accepts it.
+WEIGHTS_VERSION = WEIGHTS_VERSION_KEY
 
 ENGINES = ("transformers", "vllm")
 

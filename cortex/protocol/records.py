@@ -3,9 +3,12 @@
 A record is a frozen dataclass with a ``kind`` and a ``schema`` version (class attributes). Its JSON
 form is ``{"kind": …, "schema": …, <fields>}``; ``from_json`` refuses another kind, another schema,
 unknown keys and missing required fields with :class:`RecordError`, so a reader never guesses the
-shape of what a writer meant. Nested records and lists/dicts of them are converted by their field
-types. Readers of files written by other processes (score tables, averager rounds, manifests, run
-metrics) treat them as untrusted input: ``RecordError`` is the one error to catch.
+shape of what a writer meant. Fields are read by :func:`cortex.typed.build`, the loader the configs
+use too: nested records and lists/dicts of them by their field types, every problem named by its key
+path, ints never taken for bools, floats finite (``write`` refuses NaN and infinities). Readers of
+files written by other processes (score tables, averager rounds, manifests, run metrics) treat them
+as untrusted input: ``RecordError`` is the one error to catch (``read`` also refuses a file over
+``MAX_BYTES``).
 
 Each concrete record lives beside the code that owns its meaning and subclasses :class:`Record`.
 """
@@ -14,71 +17,19 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import types
-import typing
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
-from cortex.atomic import write_json
+from cortex.atomic import write_text
 from cortex.errors import CortexError
+from cortex.typed import build
 
 R = TypeVar("R", bound="Record")
+MAX_BYTES = 64 << 20  # a record file larger than this is refused unread
 
 
 class RecordError(CortexError):
     """A record file or object that is not what its class writes."""
-
-
-def _convert(tp: Any, value: Any, where: str) -> Any:
-    """``value`` (decoded JSON) as type ``tp``: nested records are rebuilt, plain values type-checked."""
-    origin = typing.get_origin(tp)
-    if tp is Any:
-        return value
-    if origin in (typing.Union, types.UnionType):
-        options = typing.get_args(tp)
-        if value is None and type(None) in options:
-            return None
-        errors = []
-        for option in options:
-            if option is type(None):
-                continue
-            try:
-                return _convert(option, value, where)
-            except RecordError as exc:
-                errors.append(str(exc))
-        raise RecordError(f"{where}: {value!r:.80} fits none of {tp}")
-    if isinstance(tp, type) and issubclass(tp, Record):
-        return tp.from_json(value, where=where)
-    if origin in (list, tuple, typing.Sequence) or tp in (list, tuple):
-        if not isinstance(value, list):
-            raise RecordError(f"{where}: expected a list, got {type(value).__name__}")
-        args = typing.get_args(tp)
-        inner = args[0] if args else Any
-        items = [_convert(inner, v, f"{where}[{i}]") for i, v in enumerate(value)]
-        return tuple(items) if origin is tuple or tp is tuple else items
-    if origin in (dict, typing.Mapping) or tp is dict:
-        if not isinstance(value, dict):
-            raise RecordError(f"{where}: expected an object, got {type(value).__name__}")
-        args = typing.get_args(tp)
-        inner = args[1] if len(args) == 2 else Any
-        return {str(k): _convert(inner, v, f"{where}.{k}") for k, v in value.items()}
-    if tp is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise RecordError(f"{where}: expected a number, got {value!r:.80}")
-        return float(value)
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise RecordError(f"{where}: expected an integer, got {value!r:.80}")
-        return value
-    if tp is str:
-        if not isinstance(value, str):
-            raise RecordError(f"{where}: expected a string, got {value!r:.80}")
-        return value
-    if tp is bool:
-        if not isinstance(value, bool):
-            raise RecordError(f"{where}: expected true or false, got {value!r:.80}")
-        return value
-    return value
 
 
 def _plain(value: Any) -> Any:
@@ -114,32 +65,24 @@ class Record:
         if data.get("schema", cls.schema) != cls.schema:
             raise RecordError(f"{where}: {cls.kind} schema {data.get('schema')!r} is not {cls.schema}: "
                               "written by another version of cortex")
-        hints = typing.get_type_hints(cls)
-        fields = {f.name: f for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - set(fields) - {"kind", "schema"})
-        if unknown:
-            raise RecordError(f"{where}: unknown keys {unknown} in a {cls.kind} record")
-        values = {}
-        for name, f in fields.items():
-            if name not in data:
-                if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-                    raise RecordError(f"{where}: the {cls.kind} record has no {name!r}")
-                continue
-            values[name] = _convert(hints[name], data[name], f"{where}.{name}")
-        try:
-            return cls(**values)
-        except (TypeError, ValueError) as exc:
-            raise RecordError(f"{where}: {exc}") from None
+        body = {k: v for k, v in data.items() if k not in ("kind", "schema")}
+        return build(cls, body, where, error=RecordError)
 
     def write(self, path: str | Path) -> None:
-        """Atomically, as readable JSON."""
-        write_json(path, self.to_json())
+        """Atomically, as readable JSON (NaN and infinities are refused: JSON has no such numbers)."""
+        try:
+            text = json.dumps(self.to_json(), indent=1, sort_keys=True, allow_nan=False)
+        except ValueError as exc:
+            raise RecordError(f"{self.kind} record for {path}: {exc} (write null for a missing number)") from None
+        write_text(path, text + "\n")
 
     @classmethod
     def read(cls: type[R], path: str | Path) -> R:
         path = Path(path)
         try:
+            if path.stat().st_size > MAX_BYTES:
+                raise ValueError(f"larger than {MAX_BYTES >> 20} MiB")
             data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, RecursionError) as exc:  # JSON and decoding errors are ValueErrors
             raise RecordError(f"cannot read {cls.kind} {path}: {exc}") from None
         return cls.from_json(data, where=str(path))
