@@ -1,10 +1,13 @@
 """Cortex: a Bittensor subnet that fine-tunes a crypto-market reasoning model."""
 
+import re
 from pathlib import Path
 
 from setuptools import find_packages, setup
 
 HERE = Path(__file__).parent
+# The one version, in cortex/__init__.py (the weights version key and the auto-updater read it too).
+VERSION = re.search(r'^__version__ = "([^"]+)"$', (HERE / "cortex" / "__init__.py").read_text(), re.M).group(1)
 
 # PyTorch is a requirement of transformers/peft/trl. `make install` installs the
 # CPU build (torch==2.13.0) first on machines without an NVIDIA GPU, so that this
@@ -54,7 +57,7 @@ EXTRAS = {
 
 setup(
     name="cortex-subnet",
-    version="0.1.0",
+    version=VERSION,
     description=__doc__,
     long_description=(HERE / "README.md").read_text() if (HERE / "README.md").exists() else "",
     long_description_content_type="text/markdown",
