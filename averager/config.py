@@ -11,7 +11,7 @@ from pathlib import Path
 from averager.select import SelectConfig
 from cortex.chain.connect import EMBEDDED
 from cortex.errors import CortexError
-from cortex.evalset import DEFAULT_BLOCKS_PER_DAY, DEFAULT_START_DAY
+from cortex.eval.evalset import DEFAULT_BLOCKS_PER_DAY, DEFAULT_START_DAY
 from cortex.flags import add_clock_args, add_neuron_args, store_spec
 from cortex.protocol.competition import Competition, find_competition
 

@@ -1,6 +1,6 @@
 """The merge gate: the merged base must beat the current base and the best single adapter.
 
-All three are scored with the validators' own code (``cortex.evaluation``: greedy decoding, the
+All three are scored with the validators' own code (``cortex.eval``: greedy decoding, the
 competition's token budget and reward) on one held-out set: samples of the round's evaluation
 window drawn with the sync block's hash under a salt of its own, so the set differs from the one
 the validators ranked the adapters on, and every input was committed before its outcomes existed.
@@ -10,16 +10,13 @@ from __future__ import annotations
 
 import logging
 from dataclasses import asdict, dataclass
-from datetime import timedelta
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from cortex.errors import CortexError
-from cortex.evalset import EvalWindow, eval_set
+from cortex.eval.evalset import EvalWindow, round_rows
 from cortex.protocol.competition import Competition
 
 log = logging.getLogger(__name__)
-HISTORY_LOOKBACK_DAYS = 130  # market history loaded before the window (prompts need 100 days)
 SALT = "averager-gate"
 
 
@@ -62,19 +59,13 @@ def decide(merged: float | None, base: float | None, singles: Mapping[str, float
 
 def gate_rows(competition: Competition, source: Any, win: EvalWindow, block_hash: str) -> list[dict]:
     """The gate's held-out rows: the window's resolved samples, drawn under the gate's own salt."""
-    frames = source.load(list(competition.eval.assets), win.start - timedelta(days=HISTORY_LOOKBACK_DAYS), win.end)
-    samples = eval_set(frames, competition.eval, win, block_hash, f"{competition.id}/{SALT}",
-                       source=source.name, synthetic=source.is_synthetic)
-    if not samples:
-        raise CortexError(f"no resolved samples in the window {win.start}..{win.end} for the gate: check --source "
-                          "and the clock")
-    return [s.row() for s in samples]
+    return round_rows(competition, source, win, block_hash, salt=SALT)
 
 
 def run_gate(base_dir: Path, merged_dir: Path, adapters: Mapping[str, Path], rows: Sequence[Mapping],
-             competition: Competition, margin: float, device: str = "cpu") -> GateResult:
+             competition: Competition, margin: float, device: str = "auto") -> GateResult:
     """Score the current base, every input adapter on it, and the merged base; then ``decide``."""
-    from cortex.evaluation import Generator, evaluate
+    from cortex.eval.generate import Generator, evaluate
 
     ev = competition.eval
 
@@ -85,13 +76,12 @@ def run_gate(base_dir: Path, merged_dir: Path, adapters: Mapping[str, Path], row
                                                        f"{result.parse_rate:.0%}")
         return None if result.rewards is None else result.mean_reward
 
-    current = Generator.from_pretrained(base_dir, max_new_tokens=ev.max_new_tokens, batch_size=ev.batch_size)
-    current.model.to(device)
+    current = Generator.load(base_dir, device=device, max_new_tokens=ev.max_new_tokens, batch_size=ev.batch_size)
     base = score(current, "base")
     singles = {key: score(current, key, path) for key, path in adapters.items()}
-    del current
-    merged_gen = Generator.from_pretrained(merged_dir, max_new_tokens=ev.max_new_tokens, batch_size=ev.batch_size)
-    merged_gen.model.to(device)
+    del current  # one base in memory at a time
+    merged_gen = Generator.load(merged_dir, device=device, max_new_tokens=ev.max_new_tokens,
+                                batch_size=ev.batch_size)
     merged = score(merged_gen, "merged")
     verdict = decide(merged, base, singles, margin)
     log.info("gate %s: %s", "passed" if verdict.passed else "failed", verdict.reason)

@@ -227,10 +227,10 @@ class Averager:
     def _gate(self, base_dir: Path, merged: Path, adapters: dict[str, Path], block: int):
         from averager.gate import gate_rows, run_gate
         from cortex.data import get_source
-        from cortex.evalset import market_clock, window
+        from cortex.eval.evalset import market_clock, sync_block, window
 
         tempo = int(self.sub.subnets.metagraph(self.cfg.netuid, commitments=False).tempo) or 1
-        sync = block - block % tempo
+        sync = sync_block(block, tempo)
         clock = market_clock(self.cfg.clock, self.sub, sync, self.cfg.start_day, self.cfg.blocks_per_day)
         rows = gate_rows(self.comp, get_source(self.cfg.source), window(clock, sync, self.comp.eval),
                          self.sub.chain.block_info(sync)["hash"])

@@ -8,7 +8,7 @@ way the tiny base's is (``cortex.model.tokenizer``), saved as a Hugging Face fol
 rank-8 LoRA adapters. Both sides answer the same market prompts with greedy decoding and
 ``min_new_tokens = max_new_tokens``, so both generate exactly the same number of tokens:
 
-  (a) ``cortex.evaluation.Generator``: the base loaded once; each adapter injected, used for all
+  (a) ``cortex.eval.generate.Generator``: the base loaded once; each adapter injected, used for all
       prompts in one left-padded batch, and unloaded;
   (b) per adapter: ``AutoModelForCausalLM.from_pretrained`` + ``PeftModel.from_pretrained``, then
       one ``generate`` per prompt (batch 1).
@@ -102,7 +102,7 @@ def load_swapped(base: Path, chats, new_tokens: int):
     """(a) the one base load: a ``Generator`` that swaps adapters and batches all prompts."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from cortex.evaluation import Generator
+    from cortex.eval.generate import Generator
 
     model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
     model.generation_config.min_new_tokens = new_tokens  # the same token count as (b)

@@ -52,8 +52,8 @@ def store_spec(store: str | None, network: str, chain_path: str | None) -> str:
 
 
 def add_clock_args(parser: argparse.ArgumentParser) -> None:
-    """The market clock's flags (``cortex.evalset``): simulated offline, the calendar live."""
-    from cortex.evalset import DEFAULT_BLOCKS_PER_DAY, DEFAULT_START_DAY
+    """The market clock's flags (``cortex.eval.evalset``): simulated offline, the calendar live."""
+    from cortex.eval.evalset import DEFAULT_BLOCKS_PER_DAY, DEFAULT_START_DAY
 
     parser.add_argument("--clock", choices=("simulated", "calendar"), default=None,
                         help="market clock: simulated replays the source from genesis (offline default); "

@@ -1,6 +1,6 @@
 """The publish gate: score the adapter, the base and the last published adapter on the held-out split.
 
-Scoring goes through ``cortex.evaluation`` (greedy decoding with the base's chat template, the
+Scoring goes through ``cortex.eval`` (greedy decoding with the base's chat template, the
 competition's ``max_new_tokens``, ``cortex.reward`` with the competition's weights): the same code
 validators run, so what the miner sees here is what a validator would see on the same prompts.
 The adapter is published only if its mean reward beats the base's and the previous adapter's;
@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cortex.evaluation import Generator, ModelScore, evaluate
+from cortex.eval.generate import Generator, ModelScore, evaluate
 from cortex.protocol.competition import Competition
 
 log = logging.getLogger(__name__)
@@ -38,8 +38,8 @@ def score_heldout(base: Path, models: Mapping[str, Path | None], rows: Sequence[
     """Mean held-out rewards of each model (``None``: the bare base), as ``heldout_reward_KEY`` etc."""
     if not rows:
         raise ValueError("no held-out rows to score")
-    generator = Generator.from_pretrained(base, max_new_tokens=max_new_tokens or competition.eval.max_new_tokens,
-                                          batch_size=competition.eval.batch_size)
+    generator = Generator.load(base, max_new_tokens=max_new_tokens or competition.eval.max_new_tokens,
+                               batch_size=competition.eval.batch_size)
     out: dict[str, Any] = {"heldout_prompts": len(rows), "heldout_max_new_tokens": generator.max_new_tokens}
     for key, path in models.items():
         result = evaluate(generator, rows, key=key, adapter=path, config=competition.reward)

@@ -186,7 +186,7 @@ A {cfg.finetuning_type.upper()} adapter (rank {cfg.lora_rank}, alpha {cfg.alpha:
 ## Metrics
 
 Held-out rewards are the mean `cortex.reward` over the held-out split's prompts, scored by
-`cortex.evaluation` (greedy decoding, the competition's token budget): the code validators run.
+`cortex.eval` (greedy decoding, the competition's token budget): the code validators run.
 
 | metric | value |
 | --- | --- |

@@ -20,7 +20,7 @@ def main(argv: list[str] | None = None) -> int:
     from cortex.flags import open_chain, open_wallet, setup_logging
     from cortex.hub.store import open_store
     from validator.config import add_args, from_args
-    from validator.engines import require_engine
+    from cortex.eval.engines import require_engine
 
     parser = argparse.ArgumentParser(prog="validator", description=__doc__.splitlines()[0])
     add_args(parser)

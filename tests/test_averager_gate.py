@@ -7,7 +7,7 @@ import pytest
 from averager.gate import decide, gate_rows
 from cortex.data import get_source
 from cortex.errors import CortexError
-from cortex.evalset import SimulatedClock, eval_set, window
+from cortex.eval.evalset import SimulatedClock, eval_set, window
 from cortex.protocol.competition import CORTEX_TINY
 
 

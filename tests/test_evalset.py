@@ -5,7 +5,7 @@ from datetime import date, datetime, timezone
 import pytest
 
 from cortex.data import get_source
-from cortex.evalset import CalendarClock, SimulatedClock, eval_set, is_eligible, seed_of, window
+from cortex.eval.evalset import CalendarClock, SimulatedClock, eval_set, is_eligible, seed_of, window
 from cortex.protocol.competition import EvalConfig
 
 CFG = EvalConfig(assets=("BTC", "ETH"), horizons_days=(1, 7), prompts_per_round=12, eval_window_days=20,
@@ -53,3 +53,29 @@ def test_eligibility_is_before_the_window(frames):
     assert is_eligible(win.eligible_before_block - 1, win)
     assert not is_eligible(win.eligible_before_block, win)
     assert clock.day(win.eligible_before_block - 1 + CFG.eligibility_delay_blocks) < win.start
+
+
+def test_sync_block_is_the_rounds_first_block():
+    from cortex.eval.evalset import sync_block
+
+    assert [sync_block(b, 10) for b in (0, 9, 10, 19, 20)] == [0, 0, 10, 10, 20]
+    assert sync_block(7, 0) == 7  # no interval: every block starts a round
+
+
+def test_round_rows_one_draw_for_the_validator_and_a_salted_one_for_the_gate():
+    from cortex.errors import CortexError
+    from cortex.eval.evalset import round_rows
+    from cortex.protocol.competition import CORTEX_TINY
+
+    clock = SimulatedClock(date(2024, 3, 1), 10)
+    win = window(clock, 200, CORTEX_TINY.eval)
+    source = get_source("synthetic")
+    rows = round_rows(CORTEX_TINY, source, win, "0x" + "11" * 32)
+    assert rows == round_rows(CORTEX_TINY, source, win, "0x" + "11" * 32)  # every validator draws the same
+    assert len(rows) == CORTEX_TINY.eval.prompts_per_round
+    assert all(win.start.isoformat() <= r["cutoff"] <= win.end.isoformat() for r in rows)
+    salted = round_rows(CORTEX_TINY, source, win, "0x" + "11" * 32, salt="averager-gate")
+    assert [r["prompt"] for r in salted] != [r["prompt"] for r in rows]
+    early = window(SimulatedClock(date(2017, 2, 10), 10), 50, CORTEX_TINY.eval)  # too little history
+    with pytest.raises(CortexError, match="no resolved samples"):
+        round_rows(CORTEX_TINY, source, early, "0x" + "11" * 32)

@@ -8,7 +8,7 @@ import torch
 from peft import LoraConfig, get_peft_model
 
 from cortex.data import build_samples, get_source
-from cortex.evaluation import Generator, evaluate
+from cortex.eval.generate import Generator, evaluate
 from cortex.model.tiny import TinyConfig, build_model
 from cortex.model.tokenizer import chat_corpus, train_tokenizer
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from chainkit import make_chain
 
-from cortex.evalset import SimulatedClock, window
+from cortex.eval.evalset import SimulatedClock, window
 from cortex.localnet.blocks import BlockProducer, first_eligible_sync, next_epoch_block
 from cortex.localnet.config import (
     Settings,

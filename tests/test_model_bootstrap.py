@@ -12,7 +12,7 @@ from cortex.cli import main
 from cortex.errors import CortexError
 from cortex.hub.local import LocalStore
 from cortex.model.cli import REPORT, BootstrapConfig, bootstrap, publish
-from cortex.model.loading import load_base
+from cortex.eval.base import load_base
 from cortex.model.tiny import TINY_REPO, TinyConfig
 from cortex.protocol.competition import CORTEX_TINY
 from cortex.protocol.hashing import content_hash

@@ -12,8 +12,8 @@ import torch
 from cortex.errors import CortexError
 from cortex.hub.local import LocalStore
 from cortex.hub.store import StoreUnavailable, TooLarge
-from cortex.model.loading import (BaseModelError, check_model_dir, default_dtype, fetch_base, is_model_file,
-                                  load_base, model_files)
+from cortex.eval.base import default_dtype, device_map, load_base, parse_dtype, resolve_device
+from cortex.model.loading import BaseModelError, check_model_dir, fetch_base, is_model_file, model_files
 from cortex.model.tiny import TINY_REPO, TinyConfig, build_model
 from cortex.model.tokenizer import chat_corpus, train_tokenizer
 from cortex.protocol.competition import CORTEX_TINY, BaseModelRef
@@ -137,3 +137,20 @@ def test_clear_errors_offline_and_unpinned(tmp_path, monkeypatch):
 def test_dtype_choice():
     assert default_dtype("cpu") == torch.float32
     assert default_dtype("meta") == torch.bfloat16
+
+
+def test_one_device_policy():
+    """CPU: float32 in place. CUDA: bf16 spread over every visible GPU, or pinned to one; overrides win."""
+    assert device_map("cpu") is None
+    assert device_map("cuda") == "auto" and device_map("cuda:1") == {"": "cuda:1"}
+    assert resolve_device("auto") == ("cuda" if torch.cuda.is_available() else "cpu")
+    assert resolve_device("cuda:0") == "cuda:0"
+    assert parse_dtype("auto") is None and parse_dtype("bfloat16") == torch.bfloat16
+    with pytest.raises(BaseModelError, match="dtype must be"):
+        parse_dtype("int4")
+
+
+def test_dtype_override(model_dir):
+    model, _ = load_base(model_dir, device="cpu", dtype="bfloat16")
+    assert model.dtype == torch.bfloat16 and not model.training
+    assert load_base(model_dir, device="cpu")[0].dtype == torch.float32

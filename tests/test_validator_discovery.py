@@ -3,7 +3,7 @@
 from datetime import date
 
 from cortex.chain.commitments import OnChainCommitment
-from cortex.evalset import SimulatedClock, window
+from cortex.eval.evalset import SimulatedClock, window
 from cortex.protocol.commitment import ModelCommitment
 from cortex.protocol.competition import CORTEX_TINY, BaseModelRef
 from validator.discovery import Snapshot, candidates, resolve_base

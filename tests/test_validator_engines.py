@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from cortex.errors import CortexError
-from validator.checks import BaseSpec
+from cortex.adapter import BaseSpec
 from validator.config import ValidatorConfig, add_args, from_args
-from validator.engines import require_engine
+from cortex.eval.engines import require_engine
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))

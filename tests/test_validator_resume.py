@@ -17,7 +17,7 @@ from validator_fixtures import (
 )
 
 from validator.config import ValidatorConfig
-from validator.engines import TransformersEngine
+from cortex.eval.engines import EngineOptions, TransformersEngine
 from validator.round import Parts, Validator
 from validator.state import load
 
@@ -49,7 +49,7 @@ def validator(world, name, state, store, started, die_at=None) -> Validator:
         start_day=date.fromisoformat(START_DAY), blocks_per_day=BLOCKS_PER_DAY, wandb=False, once=True)
 
     def engine(base_dir, comp):
-        inner = TransformersEngine(base_dir, device="cpu", max_new_tokens=comp.eval.max_new_tokens,
+        inner = TransformersEngine(base_dir, options=EngineOptions(device="cpu"), max_new_tokens=comp.eval.max_new_tokens,
                                    batch_size=comp.eval.batch_size)
         return CountingEngine(inner, started, die_at)
 

@@ -118,7 +118,7 @@ def train_lora(base: Path, text: str, out: Path, *, steps: int = 70, more: int =
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from cortex.evaluation import Generator
+    from cortex.eval.generate import Generator
     from cortex.model.pretrain import assistant_loss, collate, encode_chat
 
     torch.manual_seed(seed)

@@ -16,7 +16,7 @@ from pathlib import Path
 from cortex import WEIGHTS_VERSION_KEY
 from cortex.chain.connect import EMBEDDED
 from cortex.errors import CortexError
-from cortex.evalset import DEFAULT_BLOCKS_PER_DAY, DEFAULT_START_DAY
+from cortex.eval.evalset import DEFAULT_BLOCKS_PER_DAY, DEFAULT_START_DAY
 from cortex.flags import add_clock_args, add_neuron_args
 from cortex.protocol.competition import (
     BUILTIN_COMPETITIONS,

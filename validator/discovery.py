@@ -3,7 +3,7 @@
 Commitments are decoded strictly (``cortex.chain.commitments.read_all``). Malformed ones, ones for
 a competition that is not running, and ones from hotkeys that are no longer registered are
 ignored with a logged reason. A commitment for the competition at hand is a *candidate* when it
-is old enough (``cortex.evalset.is_eligible``): committed before the evaluation window's start
+is old enough (``cortex.eval.evalset.is_eligible``): committed before the evaluation window's start
 (minus the competition's delay), so it cannot have seen the outcomes it is scored on. Whether
 its salted hash verifies for its hotkey can only be known after the download (``validator.fetch``).
 """
@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import bittensor as bt
 
 from cortex.chain.commitments import OnChainCommitment, read_all
-from cortex.evalset import EvalWindow, is_eligible
+from cortex.eval.evalset import EvalWindow, is_eligible
 from cortex.hub.store import ModelStore
 from cortex.protocol.commitment import ModelCommitment
 from cortex.protocol.competition import Competition

@@ -6,7 +6,7 @@ eligible adapter, evaluate the base and each new adapter (state saved after ever
 → weights (softmax, smoothed, split by share) → ``bt.SetWeights`` → the score table (JSON beside
 the state file, and wandb when enabled).
 
-The sync block is the round's first block (``block - block % round_blocks``), so every validator
+The sync block is the round's first block (``cortex.eval.evalset.sync_block``), so every validator
 running in the same tempo draws the same evaluation set and applies the same eligibility cutoff.
 """
 
@@ -16,7 +16,6 @@ import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -25,21 +24,20 @@ import bittensor as bt
 from cortex.atomic import write_json
 from cortex.data import get_source
 from cortex.errors import CortexError
-from cortex.evalset import eval_set, market_clock, window
+from cortex.eval.engines import Engine, EngineOptions, Job, build_engine
+from cortex.eval.evalset import market_clock, round_rows, sync_block, window
 from cortex.hub.store import ModelStore
 from cortex.protocol.competition import Competition, CompetitionSchedule
 from cortex.protocol.hashing import content_hash
 from validator import discovery
 from validator.checks import AdapterRejected, BaseSpec, check_adapter
 from validator.config import WEIGHTS_VERSION, ValidatorConfig
-from validator.engines import Engine, Job, build_engine
 from validator.fetch import AdapterCache, FetchRejected, verify
 from validator.state import ModelResult, RoundProgress, load, save
 from validator.weights import combine, evaluation_summary, score_competition, set_weights, to_uids
 
 log = logging.getLogger(__name__)
 FINISHED = "#finished"  # progress entry written once a round's weights are decided
-HISTORY_LOOKBACK_DAYS = 130  # market history loaded before the window (prompts need 100 days)
 
 
 @dataclass
@@ -94,7 +92,7 @@ class Validator:
         cfg = self.cfg
         snap = discovery.sync(self.sub, cfg.netuid)
         interval = cfg.round_blocks or snap.tempo or 1
-        sync = snap.block - snap.block % interval
+        sync = sync_block(snap.block, interval)
         active = self.parts.schedule.active(sync)
         key = f"{sync}:{','.join(c.id for c in active)}"
         state = load(cfg.state)
@@ -155,7 +153,7 @@ class Validator:
             raise CortexError("no base yet: no base pointer on chain, no pinned revision, no bootstrap in the store "
                               "(publish one with `cortex base bootstrap --store …`)")
         base_dir = self._base(base)
-        rows = self._rows(comp, win, block_hash)
+        rows = round_rows(comp, self.source, win, block_hash)
         done, spec = state.progress.done, self._spec(base_dir)
 
         def pkey(model_key: str) -> str:
@@ -202,14 +200,6 @@ class Validator:
     def _clock(self, sync: int):
         return market_clock(self.cfg.clock, self.sub, sync, self.cfg.start_day, self.cfg.blocks_per_day)
 
-    def _rows(self, comp: Competition, win, block_hash: str) -> list[dict]:
-        frames = self.source.load(list(comp.eval.assets), win.start - timedelta(days=HISTORY_LOOKBACK_DAYS), win.end)
-        samples = eval_set(frames, comp.eval, win, block_hash, comp.id, source=self.source.name,
-                           synthetic=self.source.is_synthetic)
-        if not samples:
-            raise CortexError(f"no resolved samples in the window {win.start}..{win.end}: check --source and the clock")
-        return [s.row() for s in samples]
-
     def _base(self, base: discovery.BaseChoice) -> Path:
         from cortex.model.loading import fetch_base
 
@@ -232,8 +222,9 @@ class Validator:
         if held is None or held[0] != str(base_dir):
             self._engines.pop(comp.id, None)  # a new base: drop the old one first
             make = self.parts.make_engine or (lambda path, c: build_engine(
-                self.cfg.engine, path, device=self.cfg.device, max_new_tokens=c.eval.max_new_tokens,
-                batch_size=c.eval.batch_size, max_loras=self.cfg.max_loras, max_rank=c.adapters.max_rank))
+                self.cfg.engine, path, c.adapters.types, max_new_tokens=c.eval.max_new_tokens,
+                batch_size=c.eval.batch_size, max_rank=c.adapters.max_rank, competition=c.id,
+                options=EngineOptions(device=self.cfg.device, max_loras=self.cfg.max_loras)))
             self._engines[comp.id] = (str(base_dir), make(base_dir, comp))
         return self._engines[comp.id][1]
 

@@ -27,7 +27,7 @@ from validator.discovery import Candidate
 from validator.scoring import BASE, Entry, smooth, softmax_weights, split_by_share, win_rates
 
 if TYPE_CHECKING:
-    from cortex.evaluation import ModelScore
+    from cortex.eval.generate import ModelScore
 
 log = logging.getLogger(__name__)
 _RETRY = re.compile(r"[Rr]etry in ~?(\d+) blocks")

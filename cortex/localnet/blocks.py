@@ -14,7 +14,7 @@ from __future__ import annotations
 import threading
 import time
 
-from cortex.evalset import SimulatedClock, window
+from cortex.eval.evalset import SimulatedClock, window
 from cortex.protocol.competition import EvalConfig
 
 

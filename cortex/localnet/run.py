@@ -28,7 +28,7 @@ from typing import Any
 from cortex.chain.commitments import read_all
 from cortex.chain.connect import connect
 from cortex.errors import CortexError
-from cortex.evalset import SimulatedClock
+from cortex.eval.evalset import SimulatedClock
 from cortex.localnet import neurons as N
 from cortex.localnet import setup as S
 from cortex.localnet.blocks import BlockProducer, first_eligible_sync

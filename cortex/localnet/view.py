@@ -17,7 +17,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from cortex.evalset import SimulatedClock
+from cortex.eval.evalset import SimulatedClock
 from cortex.localnet.processes import Child, Supervisor
 
 if TYPE_CHECKING:

@@ -1,4 +1,6 @@
-"""Loading a competition's base model: from a model store by repo and pinned revision, or a folder.
+"""Fetching a competition's base model files: from a model store by repo and pinned revision, or a folder.
+
+Loading them for generation (device, dtype) is ``cortex.eval.base.load_base``.
 
 Only standard Hugging Face model files are fetched (config, safetensors weights, tokenizer, card):
 never pickles (``*.bin``, ``*.pt``, ``*.pth``), never code. ``trust_remote_code`` is always False,
@@ -18,13 +20,9 @@ import tempfile
 from pathlib import Path
 from typing import Iterable
 
-import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
-
 from cortex.errors import CortexError
 from cortex.hub.store import ModelStore, StoreUnavailable
 from cortex.protocol.commitment import is_repo_id
-from cortex.protocol.competition import BaseModelRef
 from cortex.protocol.hashing import content_hash
 
 log = logging.getLogger(__name__)
@@ -143,40 +141,3 @@ def fetch_base(repo: str, revision: str | None, store: ModelStore | None = None,
         raise BaseModelError(f"cannot download the base {where} ({exc}); {_OFFLINE_HINT}") from None
     log.info("%s: fetched %d files into %s", where, len(names), dest)
     return dest
-
-
-def default_dtype(device: str | torch.device) -> torch.dtype:
-    """float32 on a CPU; bfloat16 on an accelerator that supports it, float16 otherwise."""
-    kind = torch.device(device).type
-    if kind == "cpu":
-        return torch.float32
-    if kind == "cuda" and not torch.cuda.is_bf16_supported():
-        return torch.float16
-    return torch.bfloat16
-
-
-def load_base(ref: BaseModelRef | str | Path, store: ModelStore | None = None, *,
-              revision: str | None = None, cache_dir: Path | None = None,
-              max_bytes: int = DEFAULT_MAX_BYTES, device: str | torch.device = "cpu",
-              dtype: torch.dtype | None = None) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
-    """``(model, tokenizer)`` of a base, in eval mode on ``device``.
-
-    ``ref`` is a competition's :class:`BaseModelRef` (its pinned revision, or ``revision`` when
-    given: a followed pointer is resolved by the caller), a ``namespace/name`` repo id with
-    ``revision``, or a local model folder. ``store`` defaults to the Hugging Face Hub.
-    """
-    if isinstance(ref, BaseModelRef):
-        path = fetch_base(ref.repo, revision or ref.revision, store, cache_dir=cache_dir, max_bytes=max_bytes)
-    elif isinstance(ref, (str, Path)) and Path(ref).is_dir():
-        path = Path(ref)
-    elif isinstance(ref, str) and is_repo_id(ref):
-        path = fetch_base(ref, revision, store, cache_dir=cache_dir, max_bytes=max_bytes)
-    else:
-        raise BaseModelError(f"{ref!r} is neither a model folder nor a 'namespace/name' repo id")
-    check_model_dir(path)
-    dtype = dtype or default_dtype(device)
-    common = {"trust_remote_code": False, "local_files_only": True}
-    tokenizer = AutoTokenizer.from_pretrained(path, **common)
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, use_safetensors=True, **common)
-    model.to(device).eval()
-    return model, tokenizer

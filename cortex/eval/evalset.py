@@ -13,6 +13,10 @@ at the sync block, drawn deterministically from the sync block's hash: every
 validator that sees the same chain draws the same set. A model may be scored
 only if its commitment is older than the window's first day (plus the
 competition's delay), so it cannot have seen the outcomes it is scored on.
+
+The round's **sync block** is its first block (``sync_block``), and ``round_rows`` turns a window
+into the prompts every model answers: the validator draws them under the competition's id, the
+averager's gate under a salt of its own, both from the same market history.
 """
 
 from __future__ import annotations
@@ -21,16 +25,24 @@ import hashlib
 import math
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
-from typing import Mapping, Protocol, Sequence
+from typing import Any, Mapping, Protocol, Sequence
 
 import pandas as pd
 
 from cortex.data import Sample, draw, eval_samples
-from cortex.protocol.competition import EvalConfig
+from cortex.errors import CortexError
+from cortex.protocol.competition import Competition, EvalConfig
 
 
 DEFAULT_START_DAY = date(2024, 1, 1)  # the simulated clock's defaults (cortex.flags.add_clock_args)
 DEFAULT_BLOCKS_PER_DAY = 10
+HISTORY_LOOKBACK_DAYS = 130  # market history loaded before the window (prompts need 100 days)
+
+
+def sync_block(block: int, interval: int) -> int:
+    """The round's first block: every validator (and the averager) in the same round agrees on it."""
+    interval = max(int(interval), 1)
+    return block - block % interval
 
 
 class MarketClock(Protocol):
@@ -121,3 +133,17 @@ def resolved_days(samples: Sequence[Sample]) -> tuple[str, str] | None:
         return None
     cutoffs = sorted(s.cutoff for s in samples)
     return cutoffs[0], cutoffs[-1]
+
+
+def round_rows(competition: Competition, source: Any, win: EvalWindow, block_hash: str, *,
+               salt: str | None = None) -> list[dict]:
+    """The rows every model answers this round: the window's resolved samples from ``source``,
+    drawn by the sync block's hash under the competition's id (and ``salt``, for a draw of one's own)."""
+    frames = source.load(list(competition.eval.assets), win.start - timedelta(days=HISTORY_LOOKBACK_DAYS), win.end)
+    draw_id = competition.id if salt is None else f"{competition.id}/{salt}"
+    samples = eval_set(frames, competition.eval, win, block_hash, draw_id, source=source.name,
+                       synthetic=source.is_synthetic)
+    if not samples:
+        raise CortexError(f"no resolved samples in the window {win.start}..{win.end}"
+                          f"{'' if salt is None else f' for {salt}'}: check --source and the clock")
+    return [s.row() for s in samples]

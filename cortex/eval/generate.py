@@ -1,0 +1,272 @@
+"""Generation and scoring shared by the miner (held-out check), the validator (rounds) and the
+averager (the merge gate), so that all three judge a model the same way.
+
+The base model is loaded once (``cortex.eval.base``) and every prompt is built by
+``cortex.eval.prompts``. Adapters reach the base in one of two ways, both greedy over left-padded
+batches:
+
+- **folded** (``Generator.generate``, any adapter, the only way for DoRA): one adapter's low-rank
+  layers are injected (``peft``), folded into the weights for the whole prompt set (a DoRA layer
+  left unfolded recomputes a weight norm at every token), then the base's own weights are put
+  back bit for bit and the layers taken out again (``unload``);
+- **mixed** (``Generator.generate_mixed``, LoRA only): several adapters are loaded side by side
+  and one batch holds rows of many adapters (and of the bare base), each row routed through its
+  own adapter by peft's mixed-adapter batches (``generate(..., adapter_names=[...])``). peft
+  refuses DoRA there.
+
+A model that runs over its time budget, crashes or runs out of memory gets no score and a reason,
+and the next one starts on a clean state.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from cortex.eval.prompts import prompt_batch
+from cortex.reward import RewardConfig, score
+
+log = logging.getLogger(__name__)
+BASE = "__base__"  # peft's name for "no adapter" in a mixed batch
+
+
+class BudgetExceeded(Exception):
+    """A model used up its time budget before answering every prompt."""
+
+
+@dataclass(frozen=True)
+class ModelScore:
+    """One model's answers to a prompt set and their rewards; ``reason`` says why there are none."""
+
+    key: str
+    rewards: list[float] | None
+    completions: list[str] | None = None
+    parts: list[dict] = field(default_factory=list)  # per prompt: accuracy, depth, penalties, parse_error
+    seconds: float = 0.0
+    new_tokens: int = 0
+    reason: str | None = None
+
+    @property
+    def mean_reward(self) -> float:
+        known = [r for r in self.rewards or () if r is not None]  # None: a live question, not resolved yet
+        return sum(known) / len(known) if known else 0.0
+
+    @property
+    def parse_rate(self) -> float:
+        return sum(p["parse_error"] is None for p in self.parts) / len(self.parts) if self.parts else 0.0
+
+
+def failure(key: str, exc: BaseException, seconds: float = 0.0) -> ModelScore:
+    """The score of a model whose generation failed: no rewards, and why."""
+    if isinstance(exc, BudgetExceeded):
+        return ModelScore(key, None, seconds=seconds, reason=f"time_budget: {exc}")
+    if isinstance(exc, torch.cuda.OutOfMemoryError):
+        return ModelScore(key, None, seconds=seconds, reason="out_of_memory")
+    return ModelScore(key, None, seconds=seconds, reason=f"generation_failed: {type(exc).__name__}: {str(exc)[:200]}")
+
+
+class Generator:
+    """A base model and its tokenizer, loaded once, with adapters swapped in and out."""
+
+    def __init__(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, *,
+                 max_new_tokens: int = 384, batch_size: int = 8):
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.tokenizer.padding_side = "left"
+        if self.tokenizer.pad_token_id is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self.max_new_tokens = max_new_tokens
+        self.batch_size = batch_size
+        self._peft = None  # the PeftModel wrapper while adapters are injected
+        self._saved: list[tuple[torch.nn.Module, dict[str, torch.Tensor]]] = []  # base weights to put back
+        self._names: dict[str, str] = {}  # model key → peft adapter name, while mixed adapters are loaded
+
+    @classmethod
+    def load(cls, path: str | Path, *, device: str = "auto", dtype: torch.dtype | str | None = None,
+             **kwargs) -> Generator:
+        """A base from a local Hugging Face folder, placed by ``cortex.eval.base``'s policy."""
+        from cortex.eval.base import load_base
+
+        model, tokenizer = load_base(Path(path), device=device, dtype=dtype)
+        return cls(model, tokenizer, **kwargs)
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.get_input_embeddings().weight.device
+
+    # --- folded adapters ------------------------------------------------------------------
+
+    def _inject(self, adapter: Path, name: str) -> None:
+        """Load one adapter's layers into the base (wrapping it in peft on the first)."""
+        from peft import PeftConfig, PeftModelForCausalLM
+
+        if self._peft is None:
+            config = PeftConfig.from_pretrained(str(adapter))
+            config.inference_mode = True
+            # from here on, _release undoes it
+            self._peft = PeftModelForCausalLM(self.model, config, adapter_name=name)
+        loaded = self._peft.load_adapter(str(adapter), adapter_name=name, is_trainable=False)
+        if loaded.missing_keys:  # peft only warns; an adapter without its weights is not this adapter
+            raise ValueError(f"adapter is missing {len(loaded.missing_keys)} weights, e.g. {loaded.missing_keys[0]}")
+
+    def _activate(self, adapter: Path) -> torch.nn.Module:
+        self._inject(adapter, "default")
+        self._fold()
+        return self._peft.eval()
+
+    def _fold(self) -> None:
+        """Merge the active adapter into the base weights, keeping the originals (on the CPU) to restore."""
+        from peft.tuners.tuners_utils import BaseTunerLayer
+
+        for module in self._peft.modules():
+            if isinstance(module, BaseTunerLayer):
+                base = module.get_base_layer()
+                self._saved.append((base, {k: v.detach().to("cpu", copy=True) for k, v in base.named_parameters()}))
+        self._peft.merge_adapter()
+
+    def _release(self) -> None:
+        """Take every adapter's layers out again: the base is exactly as it was loaded."""
+        with torch.no_grad():
+            for base, params in self._saved:
+                for name, value in params.items():
+                    getattr(base, name).copy_(value)
+        self._saved.clear()
+        self._names.clear()
+        if self._peft is not None:
+            self.model = self._peft.unload()
+            self._peft = None
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+    # --- mixed adapters ---------------------------------------------------------------------
+
+    def attach(self, adapters: Mapping[str, Path]) -> dict[str, BaseException]:
+        """Load LoRA adapters side by side for mixed batches; returns the ones that failed to load."""
+        if self._saved:
+            raise RuntimeError("a folded adapter is still active")
+        failed: dict[str, BaseException] = {}
+        for key, path in adapters.items():
+            name = f"cortex_{len(self._names) + len(failed):04d}"
+            try:
+                self._inject(Path(path), name)
+                if getattr(self._peft.peft_config[name], "use_dora", False):
+                    raise ValueError("DoRA adapters cannot share a mixed batch: evaluate them folded")
+                self._names[key] = name
+            except Exception as exc:  # noqa: BLE001 - an untrusted adapter must not stop the others
+                failed[key] = exc
+                self._drop(name)
+        return failed
+
+    def _drop(self, name: str) -> None:
+        """Remove a half-loaded adapter (or the whole wrapper when it was the only one)."""
+        if self._peft is None:
+            return
+        if not self._names:
+            self._release()
+        elif name in self._peft.peft_config:
+            self._peft.delete_adapter(name)
+
+    def detach(self) -> None:
+        self._release()
+
+    def generate_mixed(self, prompts: Sequence, keys: Sequence[str | None], *,
+                       deadline: float | None = None) -> dict[str | None, tuple[list[str], int]]:
+        """Greedy completions of every prompt for every key (``None``: the bare base) in mixed batches.
+
+        Rows are (key, prompt) pairs, ``batch_size`` of them per ``generate``; each row goes through
+        its own adapter. Raises (BudgetExceeded, or any generation error) for the whole set."""
+        unknown = [k for k in keys if k is not None and k not in self._names]
+        if unknown:
+            raise KeyError(f"adapters not attached: {unknown}")
+        ids = prompt_batch(self.tokenizer, prompts)
+        rows = [(k, i) for k in keys for i in range(len(ids))]
+        names = [BASE if k is None else self._names[k] for k, _ in rows]
+        model = self._peft if self._peft is not None else self.model
+        texts, tokens = self._run(model, [ids[i] for _, i in rows], deadline, names if self._peft is not None else None)
+        out: dict[str | None, tuple[list[str], int]] = {}
+        for (key, _), text, n in zip(rows, texts, tokens):
+            done, count = out.get(key, ([], 0))
+            done.append(text)
+            out[key] = (done, count + n)
+        return out
+
+    # --- generation ----------------------------------------------------------------------
+
+    def prompt_ids(self, prompts: Sequence[Sequence[Mapping[str, str]]]) -> list[list[int]]:
+        return prompt_batch(self.tokenizer, prompts)
+
+    @torch.inference_mode()
+    def _run(self, model: torch.nn.Module, ids: Sequence[list[int]], deadline: float | None,
+             adapter_names: Sequence[str] | None = None) -> tuple[list[str], list[int]]:
+        """Greedy completions of token-id prompts, ``batch_size`` at a time; new tokens per row."""
+        out, tokens = [], []
+        for start in range(0, len(ids), self.batch_size):
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                raise BudgetExceeded(f"answered {len(out)} of {len(ids)} prompts in the time budget")
+            batch = self.tokenizer.pad({"input_ids": list(ids[start:start + self.batch_size])}, padding=True,
+                                       return_tensors="pt").to(self.device)
+            extra = {} if adapter_names is None else {"adapter_names": list(adapter_names[start:start + self.batch_size])}
+            generated = model.generate(
+                **batch, max_new_tokens=self.max_new_tokens, do_sample=False, num_beams=1,
+                pad_token_id=self.tokenizer.pad_token_id, max_time=remaining, **extra,
+            )[:, batch["input_ids"].shape[1]:]
+            tokens.extend(int(n) for n in (generated != self.tokenizer.pad_token_id).sum(dim=1))
+            out.extend(self.tokenizer.batch_decode(generated, skip_special_tokens=True))
+        if deadline is not None and time.monotonic() > deadline:
+            raise BudgetExceeded(f"ran past the time budget on {len(ids)} prompts")
+        return out, tokens
+
+    def generate(self, prompts: Sequence, adapter: Path | None = None, *,
+                 deadline: float | None = None) -> tuple[list[str], int]:
+        """Greedy completions for every prompt, with ``adapter`` folded in (or the bare base)."""
+        if adapter is None:
+            texts, tokens = self._run(self.model, self.prompt_ids(prompts), deadline)
+            return texts, sum(tokens)
+        try:
+            texts, tokens = self._run(self._activate(Path(adapter)), self.prompt_ids(prompts), deadline)
+            return texts, sum(tokens)
+        finally:
+            self._release()
+
+
+def score_completions(completions: Sequence[str], rows: Sequence[Mapping], config: RewardConfig) -> tuple[list[float], list[dict]]:
+    rewards, parts = [], []
+    for completion, row in zip(completions, rows):
+        if row.get("outcome_return") is None:  # a live question: scored later, once its outcome resolves
+            rewards.append(None)
+            parts.append({"total": None, "parse_error": None, "answer": None, "pending": True})
+            continue
+        b = score(completion, row, config)
+        rewards.append(b.total)
+        parts.append({"total": b.total, "accuracy": b.accuracy, "depth": b.depth, "penalties": b.penalties,
+                      "parse_error": b.parse_error, "answer": b.answer})
+    return rewards, parts
+
+
+def scored(key: str, completions: Sequence[str], new_tokens: int, rows: Sequence[Mapping], config: RewardConfig,
+           seconds: float) -> ModelScore:
+    rewards, parts = score_completions(completions, rows, config)
+    return ModelScore(key, rewards, list(completions), parts, seconds, new_tokens)
+
+
+def evaluate(generator: Generator, rows: Sequence[Mapping], *, key: str, adapter: Path | None = None,
+             config: RewardConfig = RewardConfig(), time_budget: float | None = None) -> ModelScore:
+    """Answer every row's ``prompt`` with one model (folded) and score the answers; never raises for the model."""
+    started = time.monotonic()
+    deadline = None if time_budget is None else started + time_budget
+    try:
+        completions, new_tokens = generator.generate([r["prompt"] for r in rows], adapter, deadline=deadline)
+    except Exception as exc:  # noqa: BLE001 - an untrusted model must not stop the round
+        if not isinstance(exc, BudgetExceeded):
+            log.warning("%s: generation failed: %s", key, exc)
+        return failure(key, exc, time.monotonic() - started)
+    return scored(key, completions, new_tokens, rows, config, time.monotonic() - started)
