@@ -32,6 +32,7 @@ INSTALL_REQUIRES = [
     "openai>=1.40",
     "wandb>=0.18",
     "pyyaml>=6.0",
+    "python-dotenv>=1.0",  # .env with the tokens (cortex.envfile; template .env.example)
     "tqdm>=4.66",
     "rich>=13.0",
     "fastapi>=0.110",
