@@ -3,10 +3,11 @@
 from datetime import date
 
 from cortex.chain.commitments import OnChainCommitment
-from cortex.eval.evalset import SimulatedClock, window
+from cortex.eval.evalset import SimulatedClock
 from cortex.protocol.commitment import ModelCommitment
 from cortex.protocol.competition import CORTEX_TINY, BaseModelRef
 from validator.discovery import Snapshot, candidates, resolve_base
+from validator.questions import eligible_before
 
 CLOCK = SimulatedClock(date(2024, 3, 1), blocks_per_day=10)
 HASH = "ab" * 32
@@ -27,16 +28,17 @@ def snapshot(*records, owner="owner"):
 
 
 def test_candidates_and_ignored_with_reasons():
-    win = window(CLOCK, 1000, CORTEX_TINY.eval)  # eligible before block 695: day 70 closes at 700, delay 5
+    before = eligible_before(CLOCK, CLOCK.day(1000), CORTEX_TINY)  # block 995: day 100 closes at 1000, delay 5
+    assert before == 995
     snap = snapshot(
         record("good", 10, adapter("good")),
-        record("late", win.eligible_before_block, adapter("late")),
+        record("late", before, adapter("late")),
         record("junk", 10, raw="cx1:a:nope", error="expected 6 fields"),
         record("other", 10, adapter("other", competition="cortex-70b")),
         record("unknown", 10, adapter("unknown", competition="my-comp")),
         record("owner", 10, adapter("owner", kind="base")),
     )
-    found, ignored = candidates(snap, CORTEX_TINY, win, {"cortex-tiny", "cortex-70b"})
+    found, ignored = candidates(snap, CORTEX_TINY, before, {"cortex-tiny", "cortex-70b"})
     assert [c.hotkey for c in found] == ["good"]
     assert found[0].model_key == f"alice/model@{HASH}" and found[0].uid == 0
     reasons = {i.hotkey: i.reason for i in ignored}
@@ -47,8 +49,7 @@ def test_candidates_and_ignored_with_reasons():
 def test_deregistered_hotkeys_are_skipped():
     snap = snapshot(record("gone", 10, adapter("gone")))
     snap.uids.pop("gone")
-    win = window(CLOCK, 1000, CORTEX_TINY.eval)
-    assert candidates(snap, CORTEX_TINY, win, {"cortex-tiny"}) == ([], [])
+    assert candidates(snap, CORTEX_TINY, 995, {"cortex-tiny"}) == ([], [])
 
 
 def test_base_pointer_newest_from_the_owner_or_the_averager():
@@ -67,7 +68,7 @@ def test_base_pointer_newest_from_the_owner_or_the_averager():
             return {"cortex/tiny-llama": ["09" * 32, "08" * 32]}[repo]
 
     genesis = resolve_base(snapshot(), CORTEX_TINY, Store())  # what `cortex base bootstrap --store` published
-    assert (genesis.revision, genesis.pointer) == ("09" * 32, None)
+    assert (genesis.revision, genesis.commitment) == ("09" * 32, None)
 
     from dataclasses import replace
 

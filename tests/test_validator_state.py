@@ -1,39 +1,34 @@
-"""The validator's state file: round trip, atomic save, history cap, bad files."""
+"""The validator's state file: round trip, the base of each question day, bad files, atomic save."""
 
 import json
 
 import pytest
 
-from validator.state import HISTORY, ModelResult, RoundProgress, StateError, ValidatorState, load, save
-
-
-def result(round_, **kw):
-    return ModelResult(round=round_, competition="cortex-tiny", uid=1, repo="m/a", revision="r" * 40,
-                       commit_block=5, **kw)
+from validator.state import SCHEMA, RoundProgress, StateError, ValidatorState, load, save
 
 
 def test_round_trip_and_fresh_start(tmp_path):
     path = tmp_path / "state.json"
     assert load(path) == ValidatorState()
-    state = ValidatorState(round=3, last_weights_block=120, smoothed={"cortex-tiny": {"hk": 0.4}})
-    state.record("hk", result(3, win_rate=0.7, metrics={"brier": 0.21}))
-    state.progress = RoundProgress(key="cortex-tiny@100", done={"cortex-tiny@m/a@r": {"rewards": [0.1]}})
+    state = ValidatorState(round=3, last_weights_block=120, progress=RoundProgress("100:cortex-tiny", {"4": 1.0}),
+                           refused={"m/a@r": {"reason": "non_finite", "detail": "lora_B holds NaN"}})
+    state.day_bases("cortex-tiny", ["2024-03-01", "2024-03-02"], "base@1")
     save(path, state)
     assert load(path) == state
-    assert json.loads(path.read_text())["schema"] == 1  # readable JSON, never pickle
+    assert json.loads(path.read_text())["schema"] == SCHEMA  # readable JSON, never pickle
 
 
-def test_history_is_capped_and_rounds_replace(tmp_path):
+def test_each_question_day_keeps_the_base_that_was_current_and_old_days_drop():
     state = ValidatorState()
-    for r in range(HISTORY + 3):
-        state.record("hk", result(r))
-    state.record("hk", result(HISTORY + 2, reason="non_finite"))
-    rounds = [r.round for r in state.models["hk"]]
-    assert len(rounds) == HISTORY and rounds[-1] == HISTORY + 2
-    assert state.models["hk"][-1].reason == "non_finite" and rounds.count(HISTORY + 2) == 1
+    assert state.day_bases("c", ["2024-03-01", "2024-03-02"], "base@1") == {"2024-03-01": "base@1",
+                                                                            "2024-03-02": "base@1"}
+    after_merge = state.day_bases("c", ["2024-03-02", "2024-03-03"], "base@2")  # the averager merged a new base
+    assert after_merge == {"2024-03-02": "base@1", "2024-03-03": "base@2"}
+    assert state.bases["c"] == after_merge
 
 
-@pytest.mark.parametrize("text", ["{not json", "[]", '{"schema": 99}', '{"schema": 1, "round": "x"}'])
+@pytest.mark.parametrize("text", ["{not json", "[]", '{"schema": 99}', '{"schema": 1, "round": 1}',
+                                  '{"schema": %d, "round": "x"}' % SCHEMA])
 def test_bad_files_say_what_to_do(tmp_path, text):
     path = tmp_path / "state.json"
     path.write_text(text)

@@ -44,6 +44,7 @@ from cortex.protocol.competition import (
     CompetitionSchedule,
     EpsilonSchedule,
     EvalConfig,
+    SkillConfig,
 )
 from cortex.protocol.hashing import content_hash
 from cortex.reward import RewardConfig
@@ -73,6 +74,7 @@ COMPETITION = Competition(
     reward=RewardConfig(depth_min_tokens=2, depth_full_tokens=16),
     epsilon=EpsilonSchedule(start=0.01, end=0.001, decay_blocks=1000),
     temperature=0.2,
+    scoring=SkillConfig(window_days=8, min_days=4, questions_per_day=1, confidence=0.9),
 )
 SCHEDULE = CompetitionSchedule((COMPETITION,))
 
@@ -306,8 +308,10 @@ def _commit(c: LocalChain, name: str, text: str) -> int:
 def make_world(root: Path, art: Artifacts, *, bad: bool = True) -> World:
     """Owner (base pointer), honest miners, a later copy, bad miners, two staked validators.
 
-    Blocks: everything is committed at blocks 0-3; ``late`` commits at block 14. The first round
-    runs at block 25 (sync block 20, window from day 13, eligible before block 12).
+    Blocks (one market day per block from 2024-03-01): everything is committed at blocks 0-3,
+    ``late`` at block 22. The first round runs at block 25: sync block 20, newest closed day
+    2024-03-21, question days 03-14 to 03-21 (one BTC question a day, 03-21's unresolved); the
+    models of blocks 0-3 answer all of them, ``late`` none (not eligible until day 03-23 closes).
     """
     from cortex.model.cli import publish
 
@@ -354,7 +358,7 @@ def make_world(root: Path, art: Artifacts, *, bad: bool = True) -> World:
         c.register("other_competition")
         _commit(c, "other_competition", other.encode())
         world.miners["other_competition"] = Miner("other_competition", "", "", 0, "inactive_competition")
-    c.advance(14 - c.sub.block)
+    c.advance(22 - c.sub.block)
     miner("late", art.honest["weak"], "not_eligible")
     c.advance(25 - c.sub.block)
     return world

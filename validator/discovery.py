@@ -3,23 +3,28 @@
 Commitments are decoded strictly (``cortex.chain.commitments.read_all``). Malformed ones, ones for
 a competition that is not running, and ones from hotkeys that are no longer registered are
 ignored with a logged reason. A commitment for the competition at hand is a *candidate* when it
-is old enough (``cortex.eval.evalset.is_eligible``): committed before the evaluation window's start
-(minus the competition's delay), so it cannot have seen the outcomes it is scored on. Whether
-its salted hash verifies for its hotkey can only be known after the download (``validator.fetch``).
+may answer at least the newest day's questions (``validator.questions.eligible_before``: committed
+before that day closed, by the competition's delay); which older days it answers is decided per
+question. Whether its salted hash verifies for its hotkey can only be known after the download
+(``validator.fetch``).
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import bittensor as bt
 
 from cortex.chain.commitments import OnChainCommitment, read_all
-from cortex.eval.evalset import EvalWindow, is_eligible
 from cortex.hub.store import ModelStore
 from cortex.protocol.commitment import ModelCommitment
 from cortex.protocol.competition import Competition
+from cortex.protocol.scores import Ignored
+
+if TYPE_CHECKING:
+    from cortex.model.pointer import BaseRef
 
 log = logging.getLogger(__name__)
 
@@ -50,30 +55,6 @@ class Candidate:
         return f"{self.commitment.repo_id}@{self.commitment.revision}"
 
 
-@dataclass(frozen=True)
-class Ignored:
-    """A commitment that is not scored this round, and why (``reason`` is a stable code)."""
-
-    hotkey: str
-    uid: int | None
-    block: int
-    reason: str  # malformed_commitment | inactive_competition | not_eligible
-    detail: str
-
-
-@dataclass(frozen=True)
-class BaseChoice:
-    """The base a competition is scored on this round: pinned, or named by a base pointer."""
-
-    repo: str
-    revision: str
-    pointer: ModelCommitment | None = None  # the averager's commitment, when followed
-    hotkey: str | None = None  # who committed the pointer
-
-    def __str__(self) -> str:
-        return f"{self.repo}@{self.revision[:12]}"
-
-
 def sync(sub: bt.Subtensor, netuid: int) -> Snapshot:
     """Read the metagraph and every commitment of the subnet."""
     graph = sub.subnets.metagraph(netuid, commitments=False)
@@ -86,9 +67,9 @@ def sync(sub: bt.Subtensor, netuid: int) -> Snapshot:
                     tuple(read_all(sub, netuid)))
 
 
-def candidates(snap: Snapshot, competition: Competition, win: EvalWindow,
+def candidates(snap: Snapshot, competition: Competition, eligible_before: int,
                active: set[str]) -> tuple[list[Candidate], list[Ignored]]:
-    """The competition's eligible candidates, and what is ignored (with reasons)."""
+    """The competition's candidates (committed before block ``eligible_before``), and what is ignored (with reasons)."""
     found, ignored = [], []
     for record in snap.commitments:
         uid = snap.uids.get(record.hotkey)
@@ -105,16 +86,16 @@ def candidates(snap: Snapshot, competition: Competition, win: EvalWindow,
                                    f"competition {c.competition_id!r} is not running at this block"))
         elif c.competition_id != competition.id:
             continue  # scored in its own competition's pass
-        elif not is_eligible(record.block, win):
+        elif record.block >= eligible_before:
             ignored.append(Ignored(record.hotkey, uid, record.block, "not_eligible",
-                                   f"committed at block {record.block}; this round scores commitments before "
-                                   f"block {win.eligible_before_block} (eval window from {win.start})"))
+                                   f"committed at block {record.block}; the newest question day takes "
+                                   f"commitments before block {eligible_before}"))
         else:
             found.append(Candidate(record.hotkey, uid, record.block, c))
     return found, ignored
 
 
-def resolve_base(snap: Snapshot, competition: Competition, store: ModelStore | None = None) -> BaseChoice | None:
+def resolve_base(snap: Snapshot, competition: Competition, store: ModelStore | None = None) -> BaseRef | None:
     """The newest base pointer for the competition, else the pinned base; None while there is neither.
 
     A built-in genesis base (``cortex base bootstrap --store``) has no revision in the definition:
@@ -124,5 +105,4 @@ def resolve_base(snap: Snapshot, competition: Competition, store: ModelStore | N
     # imported here: cortex.model pulls in torch, which this module's other users do not need
     from cortex.model.pointer import choose_base
 
-    base = choose_base(snap.commitments, competition, snap.owner_hotkey, store)
-    return None if base is None else BaseChoice(base.repo, base.revision, base.commitment, base.hotkey)
+    return choose_base(snap.commitments, competition, snap.owner_hotkey, store)

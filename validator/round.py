@@ -1,43 +1,64 @@
-"""One validator round, end to end (issue 5), and the loop that runs one per tempo.
+"""One validator round, end to end (DESIGN.md §9), and the loop that runs one per tempo.
 
-sync the metagraph and commitments → per active competition: the eval window and set (drawn from
-the sync block's hash), the base (pinned or the averager's pointer), fetch + verify + check every
-eligible adapter, evaluate the base and each new adapter (state saved after every model) → score
-→ weights (softmax, smoothed, split by share) → ``bt.SetWeights`` → the score table (JSON beside
-the state file, and wandb when enabled).
+sync the metagraph and commitments → per active competition:
 
-The sync block is the round's first block (``cortex.eval.evalset.sync_block``), so every validator
-running in the same tempo draws the same evaluation set and applies the same eligibility cutoff.
+1. the window: the market days of ``scoring.window_days`` up to the newest closed day, and each
+   day's questions (``validator.questions``);
+2. the base (the averager's pointer, or the pinned base), and which base was current on each day;
+3. the prompts of those questions, from market data up to each cutoff (an unresolved question has
+   a prompt and no outcome yet);
+4. the eligible commitments: fetch, verify the salted hash, check the adapter (a refused one gets
+   zero with its reason);
+5. the answers still missing from the outcome ledger, generated in batches through one engine and
+   stored after every model (a kill loses at most one model's batch; no answer is ever generated
+   twice): the base answers its days' questions, each model the questions of the days it
+   committed before;
+6. rewards for the answers whose outcome has resolved; answers older than the window pruned;
+7. the pure scoring (``validator.scoring.score_competition``) over the window's ledger entries;
+
+→ competitions combined by reward share, unearned emission to the owner → ``bt.SetWeights`` → the
+score table (``cortex.protocol.scores.ScoreTable``, JSON beside the state file, and wandb when
+enabled).
+
+The sync block is the round's first block (``cortex.eval.evalset.sync_block``). Questions depend
+only on the competition and the market clock, answers on the (immutable) revisions, rewards on
+market data, so validators that see the same chain and data set the same weights, whenever each
+of them generated its answers.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
-from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
 import bittensor as bt
+import numpy as np
 
-from cortex.atomic import write_json
-from cortex.data import get_source
+from cortex.adapter import AdapterRejected, BaseSpec, check_adapter
+from cortex.data import build_samples, get_source
 from cortex.errors import CortexError
-from cortex.eval.engines import Engine, EngineOptions, Job, build_engine
-from cortex.eval.evalset import market_clock, round_rows, sync_block, window
+from cortex.eval.engines import Engine, Job, build_engine
+from cortex.eval.evalset import HISTORY_LOOKBACK_DAYS, market_clock, sync_block
 from cortex.hub.store import ModelStore
+from cortex.model.pointer import BaseRef
 from cortex.protocol.competition import Competition, CompetitionSchedule
-from cortex.protocol.hashing import content_hash
-from validator import discovery
-from validator.checks import AdapterRejected, BaseSpec, check_adapter
+from cortex.protocol.ledger import LedgerEntry, Question
+from cortex.protocol.scores import CompetitionTable, ModelMetrics, Refused, ScoreTable
+from cortex.wandb_log import WandbLog
+from validator import discovery, questions
+from validator.chain_weights import set_weights, to_uids
 from validator.config import WEIGHTS_VERSION, ValidatorConfig
 from validator.fetch import AdapterCache, FetchRejected, verify
-from validator.state import ModelResult, RoundProgress, load, save
-from validator.weights import combine, evaluation_summary, score_competition, set_weights, to_uids
+from validator.ledger import Ledger, entry_for, scored
+from validator.scoring import Contender, combine, score_competition
+from validator.state import RoundProgress, ValidatorState, load, save
 
 log = logging.getLogger(__name__)
-FINISHED = "#finished"  # progress entry written once a round's weights are decided
 
 
 @dataclass
@@ -53,15 +74,27 @@ class Parts:
     wait_blocks: Callable[[int], None] | None = None
 
 
+@dataclass(frozen=True)
+class Model:
+    """One model that answers questions this round: the base (no adapter) or a checked adapter."""
+
+    key: str  # repo@revision
+    adapter: Path | None
+    questions: tuple[Question, ...]  # the window's questions it answers
+
+
 class Validator:
     def __init__(self, parts: Parts) -> None:
         self.parts, self.cfg, self.sub = parts, parts.config, parts.sub
         self.cache = AdapterCache(parts.store, self.cfg.cache_dir / "adapters")
         self.source = get_source(self.cfg.source)
         self.hotkey = parts.wallet.hotkey.ss58_address
+        self.ledger = Ledger(self.cfg.ledger)
         self._engines: dict[str, tuple[str, Engine]] = {}  # competition → (base folder, engine)
         self._bases: dict[str, Any] = {}
-        self._wandb: Any = None
+        self.wandb = WandbLog(self.cfg.wandb, folder=self.cfg.state_dir, project="cortex-validator",
+                              name=f"validator-{self.hotkey[:8]}",
+                              config={"netuid": self.cfg.netuid, "hotkey": self.hotkey, "version_key": WEIGHTS_VERSION})
 
     # --- the loop -----------------------------------------------------------------------
 
@@ -73,7 +106,7 @@ class Validator:
                 return
             try:
                 table = self.run_round()
-                target = table["sync_block"] + table["round_blocks"]
+                target = table.sync_block + table.round_blocks
             except Exception:
                 log.exception("the round failed; retrying in a few blocks")
                 target = self.sub.block + (self.cfg.round_blocks or 10)
@@ -87,7 +120,7 @@ class Validator:
 
     # --- one round ----------------------------------------------------------------------
 
-    def run_round(self) -> dict:
+    def run_round(self) -> ScoreTable:
         """Run (or resume, or finish) the current round; returns its score table (``done`` if it ran before)."""
         cfg = self.cfg
         snap = discovery.sync(self.sub, cfg.netuid)
@@ -98,39 +131,37 @@ class Validator:
         state = load(cfg.state)
         if state.progress.key != key:
             state.round += 1
-            state.progress = RoundProgress(key, {})
+            state.progress = RoundProgress(key)
             save(cfg.state, state)
-        elif FINISHED in state.progress.done:
-            finished = state.progress.done[FINISHED]
+        elif state.progress.weights is not None:
+            decided = {int(u): w for u, w in state.progress.weights.items()}
             if state.last_weights_block < sync:  # decided but not yet on chain: only set them
-                self._set(state, {int(u): w for u, w in finished["weights"].items()}, snap)
+                self._set(state, decided, snap)
             log.info("round %d (sync block %d) is already done", state.round, sync)
-            return {"round": state.round, "sync_block": sync, "round_blocks": interval, "done": True}
+            return ScoreTable(state.round, sync, interval, self.hotkey, WEIGHTS_VERSION,
+                              weights={str(u): w for u, w in sorted(decided.items())},
+                              weights_set=state.last_weights_block >= sync, done=True)
         log.info("round %d: sync block %d, %d competitions active", state.round, sync, len(active))
-        block_hash = self.sub.chain.block_info(sync)["hash"]
         ids = {c.id for c in active}
-        tables = {}
+        tables: dict[str, CompetitionTable] = {}
         for comp in active:
             try:
-                tables[comp.id] = self._competition(comp, snap, sync, block_hash, state, ids)
+                tables[comp.id] = self._competition(comp, snap, sync, state, ids)
             except CortexError as exc:  # no base yet, no data: skip this competition this round
                 log.error("%s: not scored this round: %s", comp.id, exc)
-        smoothed, weights = combine({c: t["softmax"] for c, t in tables.items()}, state.smoothed, cfg.alpha,
-                                    self.parts.schedule.shares(sync), set(snap.uids))
-        state.smoothed.update(smoothed)
+            save(cfg.state, state)
+        weights = combine({c: t.scores for c, t in tables.items()}, self.parts.schedule.shares(sync),
+                          burn_key=snap.owner_hotkey)
         uid_weights = to_uids(weights, snap.uids)
-        if tables and not uid_weights and snap.owner_hotkey in snap.uids:
-            log.warning("no model earned weight this round: weight goes to the subnet owner's uid")
-            uid_weights = {snap.uids[snap.owner_hotkey]: 1.0}
-        table = self._record(state, tables, smoothed, weights, sync, block_hash, interval)
-        table["weights"] = {str(u): w for u, w in sorted(uid_weights.items())}
-        state.progress.done = {FINISHED: {"weights": {str(u): w for u, w in uid_weights.items()}}}
+        state.progress.weights = {str(u): w for u, w in uid_weights.items()}
         save(cfg.state, state)
-        table["weights_set"] = self._set(state, uid_weights, snap)
+        weights_set = self._set(state, uid_weights, snap)
+        table = ScoreTable(state.round, sync, interval, self.hotkey, WEIGHTS_VERSION, tables,
+                           {str(u): w for u, w in sorted(uid_weights.items())}, weights_set)
         self._publish(table)
         return table
 
-    def _set(self, state, uid_weights: dict[int, float], snap: discovery.Snapshot) -> bool:
+    def _set(self, state: ValidatorState, uid_weights: dict[int, float], snap: discovery.Snapshot) -> bool:
         if not uid_weights:
             log.warning("no weights to set")
             return False
@@ -143,75 +174,140 @@ class Validator:
 
     # --- one competition ------------------------------------------------------------------
 
-    def _competition(self, comp: Competition, snap, sync: int, block_hash: str, state, active: set[str]) -> dict:
-        win = window(self._clock(sync), sync, comp.eval)
-        cands, ignored = discovery.candidates(snap, comp, win, active)
-        for i in ignored:
-            log.info("uid %s %s…: ignored (%s): %s", i.uid, i.hotkey[:8], i.reason, i.detail)
+    def _competition(self, comp: Competition, snap: discovery.Snapshot, sync: int, state: ValidatorState,
+                     active: set[str]) -> CompetitionTable:
+        clock = self._clock(sync)
+        days = questions.window_days(clock, sync, comp)
+        first, today = days[0].isoformat(), days[-1].isoformat()
         base = discovery.resolve_base(snap, comp, self.parts.store)
         if base is None:
             raise CortexError("no base yet: no base pointer on chain, no pinned revision, no bootstrap in the store "
                               "(publish one with `cortex base bootstrap --store …`)")
-        base_dir = self._base(base)
-        rows = round_rows(comp, self.source, win, block_hash)
-        done, spec = state.progress.done, self._spec(base_dir)
+        base_key, base_dir = str(base), self._base(base)
+        day_base = state.day_bases(comp.id, [d.isoformat() for d in days], base_key)
+        rows = self._rows(comp, days)
+        asked = [q for d in days for q in questions.day_questions(comp, d) if q.id in rows]
+        if not asked:
+            raise CortexError(f"no market data for the questions of {first}..{today}: check --source and the clock")
 
-        def pkey(model_key: str) -> str:
-            return f"{comp.id}@{model_key}"
+        cands, ignored = discovery.candidates(snap, comp, questions.eligible_before(clock, days[-1], comp), active)
+        for i in ignored:
+            log.info("uid %s %s…: ignored (%s): %s", i.uid, i.hotkey[:8], i.reason, i.detail)
+        contenders, refused, adapters = self._check(comp, cands, base_dir, state, clock)
+        models = [Model(base_key, None, tuple(q for q in asked if day_base[q.cutoff] == base_key))]
+        for key, adapter in adapters.items():  # each answers the days its earliest verified commitment preceded
+            block = min(c.commit_block for c in contenders if c.key == key)
+            models.append(Model(key, adapter, tuple(q for q in asked if questions.may_answer(block, q, clock, comp))))
 
-        jobs, refused = ([] if pkey("base") in done else [Job("base", None)]), {}
-        groups: dict[str, list[discovery.Candidate]] = {}
+        self.ledger.prune(comp.id, first)
+        generated = self._answer(comp, base_dir, models, rows, sync)
+        self._score_resolved(comp, rows, today)
+        entries = self.ledger.entries(comp.id, first, today)
+        scores = score_competition(entries, contenders, day_base, comp.scoring, as_of=today, competition=comp.id)
+        for m in scores.models:
+            log.info("%s uid %d %s: advantage %+.4f [%+.4f, %+.4f] over %d days (%d questions): %s → weight %.4f",
+                     comp.id, m.uid, m.key[:60], m.advantage, m.ci_low, m.ci_high, m.days, m.questions, m.reason,
+                     m.weight)
+        if scores.unearned:
+            log.info("%s: %.0f%% of the competition's emission unearned (%s)", comp.id, 100 * scores.unearned,
+                     scores.unearned_rule)
+        return CompetitionTable(comp.id, base_key, [first, today], len(days), len(asked), scores,
+                                _metrics(entries), generated, refused, list(ignored))
+
+    def _check(self, comp: Competition, cands: Sequence[discovery.Candidate], base_dir: Path, state: ValidatorState,
+               clock) -> tuple[list[Contender], list[Refused], dict[str, Path]]:
+        """Fetch, verify and check every candidate's adapter: the contenders, the refused, the adapters to run."""
+        spec = self._spec(base_dir)
+        groups: dict[str, list[discovery.Candidate]] = defaultdict(list)
         for c in cands:
-            groups.setdefault(c.model_key, []).append(c)
-        for model_key, group in sorted(groups.items()):
-            entry = done.get(pkey(model_key))
-            if entry is not None and entry.get("reason"):
-                continue
-            repo, revision = group[0].commitment.repo_id, group[0].commitment.revision
+            groups[c.model_key].append(c)
+        contenders, refused, adapters = [], [], {}
+        for key, group in sorted(groups.items()):
+            verdict = state.refused.get(key)
             try:
-                fetched = self.cache.fetch(repo, revision, comp.adapters)
+                if verdict is not None:  # a revision never changes: refused once, refused for good
+                    raise AdapterRejected(verdict["reason"], verdict["detail"])
+                fetched = self.cache.fetch(group[0].commitment.repo_id, group[0].commitment.revision, comp.adapters)
                 verified = []
                 for c in group:
                     try:
                         verify(fetched, c.commitment, c.hotkey)
                         verified.append(c)
                     except FetchRejected as exc:
-                        refused[c.hotkey] = (exc.reason, exc.message)
-                if verified and entry is None:
-                    check_adapter(fetched.path, spec, comp.adapters, expected_hash=fetched.content_hash)
-                    jobs.append(Job(model_key, fetched.path))
+                        refused.append(Refused(c.hotkey, c.uid, key, c.block, exc.reason, exc.message))
+                if verified:
+                    try:
+                        check_adapter(fetched.path, spec, comp.adapters, expected_hash=fetched.content_hash)
+                    except AdapterRejected as exc:
+                        state.refused[key] = {"reason": exc.reason, "detail": exc.message}
+                        raise
+                    contenders += [Contender(key, c.hotkey, c.uid, c.block, clock.day(c.block).isoformat())
+                                   for c in verified]
+                    adapters[key] = fetched.path
             except (FetchRejected, AdapterRejected) as exc:
-                done[pkey(model_key)] = {"reason": exc.reason, "detail": exc.message}
-                save(self.cfg.state, state)
+                refused += [Refused(c.hotkey, c.uid, key, c.block, exc.reason, exc.message) for c in group]
+        for r in refused:
+            log.info("%s uid %d %s: zero (%s: %s)", comp.id, r.uid, r.key[:60], r.reason, r.detail)
+        return contenders, refused, adapters
+
+    def _answer(self, comp: Competition, base_dir: Path, models: Sequence[Model], rows: dict[str, dict],
+                block: int) -> dict[str, int]:
+        """Generate every answer the ledger lacks; models missing the same questions share the engine's batches."""
+        batches: dict[tuple[str, ...], list[Model]] = defaultdict(list)
+        size = comp.eval.prompts_per_round
+        for m in sorted(models, key=lambda m: m.key):
+            missing = self.ledger.missing(m.key, m.questions)
+            for start in range(0, len(missing), size):
+                chunk = missing[start:start + size]
+                batches[tuple(q.id for q in chunk)].append(Model(m.key, m.adapter, tuple(chunk)))
+        generated: dict[str, int] = defaultdict(int)
+        if not batches:
+            return {}
         engine = self._engine(comp, base_dir)
-        for result in engine.evaluate(rows, jobs, reward=comp.reward, time_budget=comp.eval.time_budget_s):
-            done[pkey(result.key)] = evaluation_summary(result, rows)
-            save(self.cfg.state, state)
-            log.info("%s %s: evaluated in %.1fs (%s)", comp.id, result.key, result.seconds,
-                     result.reason or f"mean reward {result.mean_reward:+.3f}, parse rate {result.parse_rate:.0%}")
-        results = {key.split("@", 1)[1]: entry for key, entry in done.items() if key.startswith(f"{comp.id}@")}
-        table = score_competition(comp, cands, refused, results, rows, sync)
-        table.update(base=str(base), window=[win.start.isoformat(), win.end.isoformat()],
-                     eligible_before_block=win.eligible_before_block, ignored=[asdict(i) for i in ignored])
-        return table
+        for members in batches.values():
+            asked = members[0].questions
+            jobs = [Job(m.key, m.adapter) for m in members]
+            for result in engine.evaluate([rows[q.id] for q in asked], jobs, reward=comp.reward,
+                                          time_budget=comp.eval.time_budget_s):
+                entries = _entries(result, asked, block)
+                self.ledger.add(entries)  # one transaction per model and batch
+                generated[result.key] += len(entries)
+                log.info("%s %s: %d answers in %.1fs, %d tokens%s", comp.id, result.key[:60], len(entries),
+                         result.seconds, result.new_tokens, f" ({result.reason})" if result.reason else "")
+        return dict(sorted(generated.items()))
+
+    def _score_resolved(self, comp: Competition, rows: dict[str, dict], today: str) -> None:
+        """Score the stored answers whose outcome is known (``cortex.reward``, against the market data)."""
+        from cortex.eval.generate import score_completions
+
+        ready = [e for e in self.ledger.unscored(comp.id, today)
+                 if rows.get(e.question, {}).get("outcome_return") is not None]
+        if ready:
+            rewards, parts = score_completions([e.completion for e in ready], [rows[e.question] for e in ready],
+                                               comp.reward)
+            self.ledger.set_rewards(scored(e, r, p) for e, r, p in zip(ready, rewards, parts))
+            log.info("%s: %d answers scored against their outcomes", comp.id, len(ready))
 
     # --- parts that are loaded once -------------------------------------------------------
 
     def _clock(self, sync: int):
         return market_clock(self.cfg.clock, self.sub, sync, self.cfg.start_day, self.cfg.blocks_per_day)
 
-    def _base(self, base: discovery.BaseChoice) -> Path:
-        from cortex.model.loading import fetch_base
+    def _rows(self, comp: Competition, days: Sequence[date]) -> dict[str, dict]:
+        """Question id → sample row (prompt from data up to the cutoff; the outcome once its day has closed)."""
+        frames = self.source.load(list(comp.eval.assets), days[0] - timedelta(days=HISTORY_LOOKBACK_DAYS), days[-1])
+        samples = build_samples(frames, comp.eval.assets, comp.eval.horizons_days, days[0].isoformat(),
+                                days[-1].isoformat(), source=self.source.name, synthetic=self.source.is_synthetic,
+                                require_outcome=False)
+        return {Question(comp.id, s.asset, s.cutoff, s.horizon_days).id: s.row() for s in samples}
 
-        key = f"{base.repo}@{base.revision}"
+    def _base(self, base: BaseRef) -> Path:
+        key = str(base)
         if key not in self._bases:
-            path = fetch_base(base.repo, base.revision, self.parts.store, cache_dir=self.cfg.cache_dir / "bases")
-            if base.pointer is not None and not base.pointer.verify(content_hash(path), base.hotkey or ""):
-                raise CortexError(f"the base pointer's hash does not match {base}'s files: not using it")
-            self._bases[key] = path
+            self._bases[key] = base.fetch(self.parts.store, cache_dir=self.cfg.cache_dir / "bases").path
         return self._bases[key]
 
-    def _spec(self, base_dir: Path):
+    def _spec(self, base_dir: Path) -> BaseSpec:
         key = f"spec:{base_dir}"
         if key not in self._bases:
             self._bases[key] = BaseSpec.from_files(base_dir)
@@ -224,69 +320,55 @@ class Validator:
             make = self.parts.make_engine or (lambda path, c: build_engine(
                 self.cfg.engine, path, c.adapters.types, max_new_tokens=c.eval.max_new_tokens,
                 batch_size=c.eval.batch_size, max_rank=c.adapters.max_rank, competition=c.id,
-                options=EngineOptions(device=self.cfg.device, max_loras=self.cfg.max_loras)))
+                options=self.cfg.engine_options))
             self._engines[comp.id] = (str(base_dir), make(base_dir, comp))
         return self._engines[comp.id][1]
 
     # --- results ------------------------------------------------------------------------
 
-    def _record(self, state, tables, smoothed, weights, sync, block_hash, interval) -> dict:
-        for cid, t in tables.items():
-            base = t["base_model"]
-            state.base_history = (state.base_history + [{"round": state.round, "competition": cid, "base": t["base"],
-                                  "win_rate": base["win_rate"], "mean_reward": base["mean_reward"]}])[-64:]
-            log.info("%s: base %s: win rate %.3f, mean reward %+.3f", cid, t["base"], base["win_rate"],
-                     base["mean_reward"])
-            for m in t["models"]:
-                m["smoothed"] = smoothed.get(cid, {}).get(m["hotkey"], 0.0)
-                m["weight"] = weights.get(m["hotkey"], 0.0)
-                state.record(m["hotkey"], ModelResult(
-                    state.round, cid, m["uid"], m["repo"], m["revision"], m["commit_block"], m["win_rate"],
-                    m["mean_reward"], m["mean_advantage"], m["weight"], m["reason"], m["metrics"]))
-                what = (f"zero ({m['reason']}: {m['detail']})" if m["reason"] else
-                        f"win rate {m['win_rate']:.3f}, mean reward {m['mean_reward']:+.3f}, advantage "
-                        f"{m['mean_advantage']:+.2f} → softmax {m['softmax']:.3f}, smoothed {m['smoothed']:.3f}")
-                log.info("%s uid %d %s@%s: %s → weight %.4f", cid, m["uid"], m["repo"], m["revision"][:8], what,
-                         m["weight"])
-        return {"round": state.round, "sync_block": sync, "block_hash": block_hash, "round_blocks": interval,
-                "validator": self.hotkey, "version_key": WEIGHTS_VERSION, "competitions": tables}
-
-    def _publish(self, table: dict) -> None:
+    def _publish(self, table: ScoreTable) -> None:
         folder = self.cfg.state_dir / "scores"
-        write_json(folder / f"round-{table['round']:06d}.json", table)
-        write_json(folder / "latest.json", table)
-        if self.cfg.wandb:
-            if self._wandb is None:
-                self._wandb = WandbLog(self.cfg, self.hotkey)
-            self._wandb.log(table)
+        table.write(folder / f"round-{table.round:06d}.json")
+        table.write(folder / "latest.json")
+        columns = ["uid", "hotkey", "key", "advantage", "ci_low", "ci_high", "days", "reason", "weight"]
+        self.wandb.log({"round": table.round, "sync_block": table.sync_block,
+                        **{f"{cid}/unearned": t.scores.unearned for cid, t in table.competitions.items()}},
+                       tables={f"{cid}/models": (columns, [[getattr(m, c) for c in columns] for m in t.scores.models])
+                               for cid, t in table.competitions.items()})
 
 
-class WandbLog:
-    """The score table to wandb (offline files under the state folder by default); never fatal."""
+def _entries(result, asked: Sequence[Question], block: int) -> list[LedgerEntry]:
+    """One engine result as ledger entries: the answers, or the failure's reason for every question.
 
-    def __init__(self, cfg: ValidatorConfig, hotkey: str) -> None:
-        self.cfg, self.hotkey, self.run, self.off = cfg, hotkey, None, False
+    The engine counts tokens per model and batch; they are split evenly over its answers.
+    """
+    share, extra = divmod(int(result.new_tokens), max(len(asked), 1))
+    if result.completions is None:
+        reason = (result.reason or "generation_failed").split(":")[0]
+        return [entry_for(result.key, q, reason=reason, block=block) for q in asked]
+    return [entry_for(result.key, q, completion=text, new_tokens=share + (i < extra), block=block)
+            for i, (q, text) in enumerate(zip(asked, result.completions))]
 
-    def log(self, table: dict) -> None:
-        if self.off:
-            return
-        try:
-            import wandb
 
-            if self.run is None:
-                self.run = wandb.init(project=self.cfg.wandb_project, mode=self.cfg.wandb_mode,
-                                      dir=str(self.cfg.state_dir), name=f"validator-{self.hotkey[:8]}",
-                                      config={"netuid": self.cfg.netuid, "hotkey": self.hotkey,
-                                              "version_key": WEIGHTS_VERSION})
-            data: dict[str, Any] = {"round": table["round"], "sync_block": table["sync_block"]}
-            columns = ["uid", "hotkey", "repo", "revision", "win_rate", "mean_reward", "weight", "reason"]
-            for cid, t in table["competitions"].items():
-                data[f"{cid}/base_win_rate"] = t["base_model"]["win_rate"]
-                data[f"{cid}/models"] = wandb.Table(columns=columns, data=[[m[c] for c in columns] for m in t["models"]])
-            self.run.log(data)
-        except Exception as exc:  # noqa: BLE001 - logging must never stop a validator
-            log.warning("wandb logging failed (%s); continuing without it", exc)
-            self.off = True
-            if self.run is not None:
-                with contextlib.suppress(Exception):
-                    self.run.finish()
+def _metrics(entries: Sequence[LedgerEntry]) -> dict[str, ModelMetrics]:
+    """Per model, its entries in the window summed up (answered, resolved, mean reward and parts)."""
+    by: dict[str, list[LedgerEntry]] = defaultdict(list)
+    for e in entries:
+        by[e.model].append(e)
+    out = {}
+    for model, mine in sorted(by.items()):
+        resolved = [e for e in mine if e.reward is not None]
+        parsed = [e for e in resolved if e.parts.get("parse_error") is None]
+
+        def mean(values) -> float | None:
+            values = [float(v) for v in values if isinstance(v, (int, float))]
+            return float(np.mean(values)) if values else None
+
+        out[model] = ModelMetrics(
+            answered=len(mine), resolved=len(resolved), failed=sum(e.reason is not None for e in mine),
+            mean_reward=mean(e.reward for e in resolved),
+            parse_rate=len(parsed) / len(resolved) if resolved else None,
+            accuracy=mean(e.parts.get("accuracy") for e in parsed), depth=mean(e.parts.get("depth") for e in parsed),
+            penalties=mean(e.parts.get("penalties") for e in parsed), new_tokens=sum(e.new_tokens for e in mine))
+    return out
+

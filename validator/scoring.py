@@ -4,9 +4,10 @@ A pure function: no chain, no model, no clock, no randomness. Two validators wit
 entries, contenders and settings get the same weights, and anyone can replay a decision from a
 ledger export. docs/validator.md ("Scoring") states the rules; in short, per competition:
 
-1. **Window.** A resolved entry counts while its outcome is recent: the question resolved on a
-   day in ``(as_of − window_days, as_of]``. Entries of other competitions, unresolved ones, non-finite
-   rewards, malformed days, duplicates and unknown models are ignored and counted by reason.
+1. **Window.** The questions of the ``window_days`` market days up to ``as_of`` (by cutoff day,
+   as ``validator.questions`` asks and prunes them) whose outcome is known by ``as_of``. Entries of
+   other competitions, unresolved ones, non-finite rewards, malformed days, duplicates and unknown
+   models are ignored and counted by reason.
 2. **Paired advantage.** Per question that both a model and the base answered, the difference of
    their rewards. The base is the one current on the question's day: ``base_key`` is one key, or a
    mapping from question day (cutoff) to the base key of that day, so credit earned against an
@@ -39,7 +40,7 @@ import numpy as np
 
 from cortex.protocol.competition import SkillConfig
 from cortex.protocol.ledger import LedgerEntry
-from cortex.protocol.records import Record
+from cortex.protocol.scores import CompetitionScores, ModelSkill
 
 IDENTICAL = 1e-12  # paired differences this small are the same answer's score
 
@@ -53,46 +54,6 @@ class Contender:
     uid: int
     commit_block: int
     commit_day: str  # ISO day of the commitment's block on the market clock
-
-
-@dataclass(frozen=True)
-class ModelSkill(Record):
-    """One model's score in one competition: its advantage over the base and why it earned or not."""
-
-    kind = "model_skill"
-    schema = 1
-
-    key: str
-    hotkey: str
-    uid: int
-    commit_block: int
-    advantage: float  # mean of daily mean paired reward differences (model − base); 0 without days
-    ci_low: float  # one-sided lower bound at the competition's confidence
-    ci_high: float  # the symmetric upper bound
-    days: int  # question days with at least one paired answer in the window
-    questions: int  # paired answers in the window
-    earned: bool
-    reason: str  # earned | no_answers | too_few_days | not_above_min_improvement | copy_of_earlier | not_above_earlier
-    weight: float  # share of the competition's emission (0 unless earned, or chosen by unearned: best)
-    versus: str | None = None  # the earlier model a copy or a later model was compared with
-
-
-@dataclass(frozen=True)
-class CompetitionScores(Record):
-    """One competition's scoring at ``as_of``: per model skill, weights by hotkey, the unearned share."""
-
-    kind = "competition_scores"
-    schema = 1
-
-    competition: str
-    as_of: str  # the market day of the decision (ISO)
-    window_start: str  # first resolution day counted (ISO)
-    base_key: str  # the base of the newest day counted (or the only base)
-    models: list[ModelSkill] = field(default_factory=list)
-    weights: dict[str, float] = field(default_factory=dict)  # hotkey → share of this competition
-    unearned: float = 0.0  # share no model earned
-    unearned_rule: str = "burn"  # where it goes: "burn" (owner) or "best" (already in weights)
-    ignored: dict[str, int] = field(default_factory=dict)  # entries left out, by reason
 
 
 @dataclass(frozen=True)
@@ -181,8 +142,10 @@ def score_competition(entries: Iterable[LedgerEntry], contenders: Sequence[Conte
             ignored["unresolved"] += 1
         elif not isinstance(e.reward, (int, float)) or not math.isfinite(e.reward):
             ignored["non_finite_reward"] += 1
-        elif not start <= day + timedelta(days=e.horizon_days) <= end:
+        elif not start <= day <= end:
             ignored["outside_window"] += 1
+        elif day + timedelta(days=e.horizon_days) > end:
+            ignored["resolves_after_as_of"] += 1
         else:
             seen.add((e.model, e.question))
             answers[e.model][e.question] = (day, float(e.reward))

@@ -1,10 +1,19 @@
-"""The validator's state: one readable JSON file, written atomically, with a schema version.
+"""The validator's small state: one readable JSON file, written atomically, with a schema version.
 
-It holds what must survive a restart: the round number, the smoothed scores
-(keyed by hotkey, since uids are recycled), each model's results for the last
-few rounds, and the round in progress (every evaluation already finished, keyed
-by competition and revision), so that a validator killed mid-round resumes
-without downloading or scoring anything twice. Never pickle.
+The answers and their rewards live in the outcome ledger (``validator.ledger``, SQLite); this file
+holds only what the ledger does not:
+
+- the round number and the block of the last weights set;
+- the round in progress: its key (sync block and competitions) and, once decided, its weights, so
+  that a validator restarted in the same tempo only sets them again instead of redoing the round;
+- per competition, the base that was current on each question day of the window (credit earned
+  against an older base stays in the window after the averager merges it: ``validator.scoring``);
+- the verdicts of adapter checks (an adapter revision is immutable, so a refused one stays refused
+  and is not checked again).
+
+There is no smoothing across rounds: the scoring window (``scoring.window_days`` market days of
+resolved questions) is what carries the past into a decision, the same for every validator. Never
+pickle.
 """
 
 from __future__ import annotations
@@ -20,8 +29,7 @@ from cortex.errors import CortexError
 
 log = logging.getLogger(__name__)
 
-SCHEMA = 1
-HISTORY = 8  # rounds of results kept per model
+SCHEMA = 2
 
 
 class StateError(CortexError):
@@ -29,44 +37,29 @@ class StateError(CortexError):
 
 
 @dataclass
-class ModelResult:
-    """One model's outcome in one round."""
-
-    round: int
-    competition: str
-    uid: int
-    repo: str
-    revision: str
-    commit_block: int
-    win_rate: float = 0.0
-    mean_reward: float = 0.0
-    mean_advantage: float = 0.0
-    weight: float = 0.0
-    reason: str | None = None  # why it scored zero, when it did
-    metrics: dict[str, Any] = field(default_factory=dict)  # backtest metrics, reward breakdown
-
-
-@dataclass
 class RoundProgress:
-    """Evaluations finished in the round under way: ``competition@repo@revision`` → rewards."""
+    """The round under way: its key, and its weights once decided (uid as a string → weight)."""
 
-    key: str = ""  # identifies the round: competition ids and the sync block
-    done: dict[str, dict[str, Any]] = field(default_factory=dict)
+    key: str = ""  # identifies the round: the sync block and the active competition ids
+    weights: dict[str, float] | None = None
 
 
 @dataclass
 class ValidatorState:
     round: int = 0
     last_weights_block: int = -1
-    smoothed: dict[str, dict[str, float]] = field(default_factory=dict)  # competition → hotkey → score
-    models: dict[str, list[ModelResult]] = field(default_factory=dict)  # hotkey → recent results
-    base_history: list[dict[str, Any]] = field(default_factory=list)  # base model's reward per round
     progress: RoundProgress = field(default_factory=RoundProgress)
+    bases: dict[str, dict[str, str]] = field(default_factory=dict)  # competition → question day → base key
+    refused: dict[str, dict[str, str]] = field(default_factory=dict)  # model key → {"reason", "detail"}
 
-    def record(self, hotkey: str, result: ModelResult) -> None:
-        results = [r for r in self.models.get(hotkey, []) if r.round != result.round
-                   or r.competition != result.competition]
-        self.models[hotkey] = (results + [result])[-HISTORY:]
+    def day_bases(self, competition: str, days: list[str], current: str) -> dict[str, str]:
+        """Question day → the base current that day: days seen before keep theirs, new days get ``current``.
+
+        Days before the window are forgotten.
+        """
+        known = self.bases.get(competition, {})
+        self.bases[competition] = {d: known.get(d, current) for d in days}
+        return dict(self.bases[competition])
 
     def to_dict(self) -> dict[str, Any]:
         return {"schema": SCHEMA, **asdict(self)}
@@ -74,18 +67,22 @@ class ValidatorState:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ValidatorState:
         if data.get("schema") != SCHEMA:
-            raise StateError(f"state schema {data.get('schema')!r} is not {SCHEMA}; move the file aside to start fresh")
+            raise StateError(f"state schema {data.get('schema')!r} is not {SCHEMA} (written by another version of "
+                             "cortex); move the file aside to start fresh: the ledger keeps the answers")
         try:
+            progress = data["progress"]
+            weights = progress["weights"]
             return cls(
                 round=int(data["round"]),
                 last_weights_block=int(data["last_weights_block"]),
-                smoothed={c: {h: float(v) for h, v in s.items()} for c, s in data["smoothed"].items()},
-                models={h: [ModelResult(**r) for r in rs] for h, rs in data["models"].items()},
-                base_history=list(data["base_history"]),
-                progress=RoundProgress(**data["progress"]),
+                progress=RoundProgress(str(progress["key"]),
+                                       None if weights is None else {str(u): float(w) for u, w in weights.items()}),
+                bases={str(c): {str(d): str(k) for d, k in days.items()} for c, days in data["bases"].items()},
+                refused={str(m): {"reason": str(v["reason"]), "detail": str(v.get("detail", ""))}
+                         for m, v in data["refused"].items()},
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            raise StateError(f"state file is malformed ({exc}); move it aside to start fresh") from None
+            raise StateError(f"state file is malformed ({exc!r}); move it aside to start fresh") from None
 
 
 def load(path: str | Path) -> ValidatorState:

@@ -1,0 +1,58 @@
+"""Live questions (validator.questions): which questions a day defines, who may answer them, when they resolve."""
+
+from dataclasses import replace
+from datetime import date
+
+from cortex.eval.evalset import SimulatedClock
+from cortex.protocol.competition import CORTEX_TINY, EvalConfig, SkillConfig
+from validator import questions as Q
+
+CLOCK = SimulatedClock(date(2024, 1, 1), 10)  # one market day closes every 10 blocks
+
+
+def competition(per_day: int = 64, delay: int = 5, window: int = 10):
+    ev = EvalConfig(assets=("BTC", "ETH", "SOL", "NEAR"), horizons_days=(1, 7), prompts_per_round=8,
+                    eval_window_days=30, eligibility_delay_blocks=delay)
+    return replace(CORTEX_TINY, eval=ev, scoring=SkillConfig(window_days=window, min_days=3, questions_per_day=per_day))
+
+
+def test_a_day_asks_every_asset_and_horizon_when_uncapped():
+    day = Q.day_questions(competition(), date(2024, 2, 1))
+    assert len(day) == 8 and len(set(day)) == 8
+    assert {(q.asset, q.horizon_days) for q in day} == {(a, h) for a in ("BTC", "ETH", "SOL", "NEAR") for h in (1, 7)}
+    assert all(q.cutoff == "2024-02-01" and q.competition == CORTEX_TINY.id for q in day)
+
+
+def test_a_capped_day_is_a_subset_seeded_by_competition_and_day_only():
+    comp = competition(per_day=3)
+    a = Q.day_questions(comp, date(2024, 2, 1))
+    assert len(a) == 3 and a == Q.day_questions(comp, date(2024, 2, 1))  # every validator, any time
+    assert set(a) <= set(Q.day_questions(competition(), date(2024, 2, 1)))
+    days = [tuple((q.asset, q.horizon_days) for q in Q.day_questions(comp, date(2024, 2, d))) for d in range(1, 15)]
+    assert len(set(days)) > 1  # the subset changes from day to day
+    other = replace(comp, id="cortex-other")
+    picks = [tuple((q.asset, q.horizon_days) for q in Q.day_questions(other, date(2024, 2, d))) for d in range(1, 15)]
+    assert picks != days  # and with the competition
+
+
+def test_the_window_is_the_last_closed_days():
+    days = Q.window_days(CLOCK, 305, competition(window=10))  # block 305: day 2024-01-31 has closed
+    assert days[-1] == date(2024, 1, 31) and days[0] == date(2024, 1, 22) and len(days) == 10
+    asked = Q.window_questions(CLOCK, 305, competition(window=10))
+    assert len(asked) == 80 and [q.cutoff for q in asked] == sorted(q.cutoff for q in asked)
+
+
+def test_a_model_answers_only_days_that_closed_after_its_commitment_and_delay():
+    comp = competition(delay=5)
+    day = date(2024, 1, 21)  # closes at block 200
+    q = Q.day_questions(comp, day)[0]
+    assert Q.eligible_before(CLOCK, day, comp) == 195
+    assert Q.may_answer(194, q, CLOCK, comp)
+    assert not Q.may_answer(195, q, CLOCK, comp) and not Q.may_answer(250, q, CLOCK, comp)
+
+
+def test_a_question_resolves_when_cutoff_plus_horizon_has_closed():
+    comp = competition()
+    one, seven = (next(q for q in Q.day_questions(comp, date(2024, 1, 21)) if q.horizon_days == h) for h in (1, 7))
+    assert not Q.is_resolved(one, CLOCK, 209) and Q.is_resolved(one, CLOCK, 210)  # 01-22 closes at block 210
+    assert not Q.is_resolved(seven, CLOCK, 269) and Q.is_resolved(seven, CLOCK, 270)

@@ -1,0 +1,63 @@
+"""Live questions (DESIGN.md §9): which questions each market day defines, who may answer them, and when
+they resolve. Pure functions of the competition and the market clock: no chain, no model, no data.
+
+- Every market day that has closed defines that day's questions: (asset, cutoff = that day, horizon)
+  over the competition's assets × horizons, or, when the competition caps them
+  (``scoring.questions_per_day``), a subset drawn from a seed of the competition id and the day (never
+  a block hash), so every validator, and one that backfills later, asks the same questions.
+- A model answers a day's questions only if its commitment is older than the first block at which the
+  day has closed, by at least the competition's delay (``eval.eligibility_delay_blocks``): nobody knows
+  the outcome when it answers.
+- A question resolves when the candle of ``cutoff + horizon`` has closed.
+- The round looks at the days of the scoring window (``scoring.window_days`` days up to the newest
+  closed day); answers older than the window are pruned from the ledger.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import date, timedelta
+
+import numpy as np
+
+from cortex.eval.evalset import MarketClock
+from cortex.protocol.competition import Competition
+from cortex.protocol.ledger import Question
+
+
+def day_questions(competition: Competition, day: date) -> list[Question]:
+    """The questions ``day`` defines, sorted; a seeded subset of ``questions_per_day`` when capped."""
+    every = sorted(Question(competition.id, asset, day.isoformat(), int(h))
+                   for asset in competition.eval.assets for h in competition.eval.horizons_days)
+    cap = competition.scoring.questions_per_day
+    if not cap or cap >= len(every):
+        return every
+    seed = hashlib.sha256(f"{competition.id}:{day.isoformat()}".encode()).digest()
+    rng = np.random.default_rng(int.from_bytes(seed[:16], "big"))
+    return [every[i] for i in sorted(rng.choice(len(every), size=cap, replace=False))]
+
+
+def window_days(clock: MarketClock, block: int, competition: Competition) -> list[date]:
+    """The market days of the scoring window at ``block``, oldest first: every one of them has closed."""
+    today = clock.day(block)
+    return [today - timedelta(days=k) for k in reversed(range(competition.scoring.window_days))]
+
+
+def window_questions(clock: MarketClock, block: int, competition: Competition) -> list[Question]:
+    """Every question of the window's days, by day, then asset and horizon."""
+    return [q for day in window_days(clock, block, competition) for q in day_questions(competition, day)]
+
+
+def eligible_before(clock: MarketClock, day: date, competition: Competition) -> int:
+    """A commitment at or after this block may not answer ``day``'s questions."""
+    return clock.first_block_of(day) - competition.eval.eligibility_delay_blocks
+
+
+def may_answer(commit_block: int, question: Question, clock: MarketClock, competition: Competition) -> bool:
+    """Whether a model committed at ``commit_block`` answers ``question`` (committed before its day closed)."""
+    return commit_block < eligible_before(clock, date.fromisoformat(question.cutoff), competition)
+
+
+def is_resolved(question: Question, clock: MarketClock, block: int) -> bool:
+    """Whether the outcome of ``question`` is known at ``block`` (the day ``cutoff + horizon`` has closed)."""
+    return date.fromisoformat(question.resolves) <= clock.day(block)
