@@ -35,8 +35,8 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 
 def run_merge(args: argparse.Namespace) -> int:
-    from averager.adapters import load_adapter  # torch and peft load only when merging
-    from averager.stream import merge_exact, merge_rank_r
+    from averager.stream import merge_exact, merge_rank_r  # torch and peft load only when merging
+    from cortex.adapter import NO_NORM_BOUNDS, BaseSpec, load_adapter, own_limits
 
     if len(args.adapter) != len(args.weight):
         raise CortexError(f"{len(args.adapter)} --adapter but {len(args.weight)} --weight; give one "
@@ -47,7 +47,9 @@ def run_merge(args: argparse.Namespace) -> int:
         raise CortexError("--method rank-r needs --rank R with R ≥ 1")
     if args.method == "exact" and args.rank is not None:
         raise CortexError("--rank applies only to --method rank-r")
-    weighted = [(load_adapter(path), weight) for path, weight in zip(args.adapter, args.weight, strict=True)]
+    spec = BaseSpec.from_files(args.base)  # each adapter passes the validators' checks against this base
+    weighted = [(load_adapter(path, spec, own_limits(spec), bounds=NO_NORM_BOUNDS), weight)
+                for path, weight in zip(args.adapter, args.weight, strict=True)]
     if args.method == "exact":
         manifest = merge_exact(args.base, weighted, args.out, dtype=args.dtype, progress=args.progress)
     else:

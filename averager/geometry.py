@@ -14,8 +14,7 @@ from typing import Sequence
 
 import torch
 
-from averager.adapters import Adapter
-from averager.merge import LowRank
+from cortex.adapter import Adapter, LowRank
 
 
 def inner(f: LowRank, g: LowRank) -> float:

@@ -13,41 +13,22 @@ merged weight, the leftover weight ``1 − Σwᵢ`` staying on the unchanged bas
        = diag(σ̄)(W + ΔW*),   σ̄ = Σ wᵢ σᵢ + (1 − Σ wᵢ),   ΔW* = Σ wᵢ diag(σᵢ/σ̄) ΔWᵢ
 
 with ``σᵢ = 1`` for a plain LoRA adapter, which gives ``W' = W + Σ wᵢ sᵢ Bᵢ Aᵢ``. See
-docs/merging.md for the derivations. Nothing here averages ``A`` and ``B`` separately.
+docs/merging.md for the derivations. Nothing here averages ``A`` and ``B`` separately. The factors
+(``LowRank``) come from ``cortex.adapter.load_adapter``, which builds them only from checked tensors.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Callable, Mapping, Sequence
 
 import torch
 from torch import Tensor
 
+from cortex.adapter import LowRank, Term
+
 # (name, fp32 tensor) -> fp32 tensor: e.g. a 4-bit quantise/dequantise round trip of the base.
 BaseTransform = Callable[[str, Tensor], Tensor]
-
-
-@dataclass(frozen=True)
-class LowRank:
-    """One adapter's factors for one module: ``ΔW = scale · B @ A``, DoRA when ``magnitude`` is set."""
-
-    A: Tensor  # (r, in)
-    B: Tensor  # (out, r)
-    scale: float
-    magnitude: Tensor | None = None  # (out,)
-
-    @property
-    def rank(self) -> int:
-        return int(self.A.shape[0])
-
-    @property
-    def is_dora(self) -> bool:
-        return self.magnitude is not None
-
-
-Term = tuple[float, LowRank]  # (merge weight, factors)
 
 
 def delta(f: LowRank) -> Tensor:

@@ -25,12 +25,13 @@ import bittensor as bt
 
 from averager import select as S
 from averager.config import AveragerConfig
+from cortex.adapter import (ADAPTER_FILES, NO_NORM_BOUNDS, Adapter, AdapterRejected, BaseSpec, check_listing,
+                            load_adapter, own_limits)
 from cortex.atomic import write_json
 from cortex.chain.commitments import OnChainCommitment, read_all
 from cortex.errors import CortexError
-from cortex.hub.store import ADAPTER_FILES, ModelStore, StoreError
-from cortex.model.pointer import BaseRef, current_base, model_hash
-from cortex.protocol.hashing import content_hash
+from cortex.hub.store import ModelStore, StoreError
+from cortex.model.pointer import BaseRef, current_base
 
 log = logging.getLogger(__name__)
 
@@ -174,29 +175,33 @@ class Averager:
                 if c.decision == S.KEPT and c.model_key in merged else c for c in choices]
 
     def _fetch(self, choices: list[S.Choice], records: dict[str, OnChainCommitment], base: BaseRef,
-               root: Path) -> tuple[dict[str, Any], list[S.Choice]]:
-        """Download, verify and load each kept input; drop what fails with its reason."""
-        from averager.adapters import AdapterError, load_adapter
+               root: Path) -> tuple[dict[str, Adapter], list[S.Choice]]:
+        """Download, verify and check each kept input exactly as a validator does; drop what fails.
 
+        The listing and the files pass ``cortex.adapter``'s checks against the base's ``BaseSpec`` and
+        the competition's limits; a refused adapter is dropped with the validator's reason code.
+        """
         limits, adapters, out = self.comp.adapters, {}, []
+        spec = self._spec(self._base_dir(base))
         for c in choices:
             if c.decision != S.KEPT:
                 out.append(c)
                 continue
             try:
+                check_listing({f.path: f.size for f in self.store.list_files(c.repo, c.revision)}, limits.max_bytes)
                 path = self.store.download(c.repo, c.revision, root / f"uid-{c.uid}", allow=sorted(ADAPTER_FILES),
                                            max_bytes=limits.max_bytes)
-                if not records[c.hotkey].commitment.verify(content_hash(path), c.hotkey):
-                    out.append(c.drop("hash_mismatch", "the files do not match the commitment's salted hash"))
-                    continue
-                adapter = load_adapter(path)
+                adapter = load_adapter(path, spec, limits)
             except StoreError as exc:
                 out.append(c.drop("fetch_failed", str(exc)))
                 continue
-            except AdapterError as exc:
-                out.append(c.drop("bad_adapter", str(exc)))
+            except AdapterRejected as exc:
+                out.append(c.drop(exc.reason, exc.message))
                 continue
-            problem = _over_limits(adapter, limits, base)
+            if not records[c.hotkey].commitment.verify(adapter.checked.content_hash, c.hotkey):
+                out.append(c.drop("hash_mismatch", "the files do not match the commitment's salted hash"))
+                continue
+            problem = _over_limits(adapter, base)
             if problem is not None:
                 out.append(c.drop(*problem))
                 continue
@@ -205,22 +210,29 @@ class Averager:
         return adapters, out
 
     def _base_dir(self, base: BaseRef) -> Path:
-        from cortex.model.loading import fetch_base
+        """The base's files, fetched and checked against its pointer once per process."""
+        held = self.__dict__.setdefault("_bases", {})
+        if str(base) not in held:
+            held[str(base)] = base.fetch(self.store, Path(self.cfg.state) / "cache" / "bases")
+        return held[str(base)]
 
-        path = fetch_base(base.repo, base.revision, self.store, cache_dir=Path(self.cfg.state) / "cache" / "bases")
-        if base.commitment is not None and not base.commitment.verify(model_hash(path), base.hotkey or ""):
-            raise CortexError(f"the base pointer's hash does not match {base}'s files: not merging into it")
-        return path
+    def _spec(self, base_dir: Path) -> BaseSpec:
+        """The base's ``BaseSpec`` (shapes and weight norms), read once per base folder."""
+        held = self.__dict__.setdefault("_specs", {})
+        if base_dir not in held:
+            held[base_dir] = BaseSpec.from_files(base_dir)
+        return held[base_dir]
 
     def _merge(self, base_dir: Path, weighted: list, work: Path) -> tuple[Path, dict[str, Any]]:
-        from averager.adapters import load_adapter
         from averager.stream import merge_exact, merge_rank_r
 
         out, progress = work / "merged", self.cfg.progress
         if self.cfg.method == "exact":
             return out, merge_exact(base_dir, weighted, out, dtype=self.cfg.dtype, progress=progress)
         delta = merge_rank_r(base_dir, weighted, work / "delta", self.cfg.rank, progress=progress)
-        folded = merge_exact(base_dir, [(load_adapter(work / "delta"), 1.0)], out, dtype=self.cfg.dtype,
+        spec = self._spec(base_dir)
+        own = load_adapter(work / "delta", spec, own_limits(spec, self.cfg.rank), bounds=NO_NORM_BOUNDS)
+        folded = merge_exact(base_dir, [(own, 1.0)], out, dtype=self.cfg.dtype,
                              progress=progress)
         return out, {**delta, "dtype": folded["dtype"]}
 
@@ -266,18 +278,12 @@ class Averager:
             self.cfg = replace(self.cfg, wandb=False)
 
 
-def _over_limits(adapter: Any, limits: Any, base: BaseRef) -> tuple[str, str] | None:
-    """(reason, detail) when an adapter breaks the competition's limits or was trained on another base."""
-    kind = "dora" if adapter.use_dora else "lora"
-    if kind not in limits.types:
-        return "over_limits", f"{kind} adapters are not allowed ({', '.join(limits.types)})"
-    ranks = max(f.rank for f in adapter.modules.values())
-    if ranks > limits.max_rank:
-        return "over_limits", f"rank {ranks} is over the competition's {limits.max_rank}"
-    stray = sorted({m.rsplit(".", 1)[-1] for m in adapter.modules} - set(limits.target_modules))
-    if stray:
-        return "over_limits", f"targets {stray}, which the competition does not allow"
-    trained_on = adapter.config.get("revision")
+def _over_limits(adapter: Adapter, base: BaseRef) -> tuple[str, str] | None:
+    """(reason, detail) when a checked adapter was trained on another base than the current one.
+
+    Type, rank, targets and size are the checks' (``cortex.adapter``), with the validator's reason codes.
+    """
+    trained_on = adapter.checked.base_revision
     if trained_on not in (None, base.revision):
         return "stale_base", f"trained on base revision {str(trained_on)[:12]}, not the current {base.revision[:12]}"
     return None

@@ -30,8 +30,8 @@ import torch
 from safetensors.torch import save_file
 from tqdm import tqdm
 
-from averager.adapters import WEIGHTS_FILE, Adapter, group_terms
-from averager.merge import BaseTransform, Term, merge_weight, rank_r_delta, weight_warnings
+from averager.merge import BaseTransform, merge_weight, rank_r_delta, weight_warnings
+from cortex.adapter import PICKLE_SUFFIXES, WEIGHTS_FILE, Adapter, Term, group_terms, tensor_name
 from cortex.errors import CortexError
 from cortex.protocol.hashing import content_hash
 
@@ -40,7 +40,6 @@ log = logging.getLogger(__name__)
 INDEX_FILE = "model.safetensors.index.json"
 SINGLE_FILE = "model.safetensors"
 MANIFEST_FILE = "manifest.json"
-PICKLES = (".bin", ".pt", ".pth", ".pkl", ".ckpt")
 DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
           "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8,
           "U8": torch.uint8, "BOOL": torch.bool}
@@ -208,8 +207,8 @@ def describe_inputs(base: Path, weighted: Sequence[tuple[Adapter, float]], metho
         log.warning(note)
     return {"format": "cortex-merge/1", "method": method, "base": {"path": str(base)},
             "inputs": [{"path": str(a.path), "weight": float(w), "use_dora": a.use_dora,
-                        "r": a.config.get("r"), "modules": len(a.modules),
-                        "content_hash": content_hash(a.path)} for a, w in weighted]}
+                        "r": a.checked.rank, "modules": len(a.modules),
+                        "content_hash": a.checked.content_hash} for a, w in weighted]}
 
 
 def merge_exact(base: str | Path, weighted: Sequence[tuple[Adapter, float]], out: str | Path, *,
@@ -280,7 +279,7 @@ def copy_side_files(base: Path, tmp: Path, layout: dict[str, list[TensorInfo]], 
     for src in sorted(base.iterdir()):
         if src.name in layout or src.name in (INDEX_FILE, MANIFEST_FILE) or src.name.startswith("."):
             continue
-        if not src.is_file() or src.suffix in PICKLES:
+        if not src.is_file() or src.name.lower().endswith(PICKLE_SUFFIXES):
             log.warning("not copying %s (%s)", src.name, "pickle" if src.is_file() else "not a file")
             continue
         if src.name == "config.json" and dtype != "same":
@@ -299,7 +298,9 @@ def merge_rank_r(base: str | Path, weighted: Sequence[tuple[Adapter, float]], ou
     """Write a rank-``rank`` peft LoRA adapter (``lora_alpha = r``, scaling 1) of the exact merged delta.
 
     Base tensors are read (one at a time) only for modules with DoRA terms. The manifest's
-    ``energy`` maps each module to the fraction of its delta's energy (Σσ²) kept.
+    ``energy`` maps each module to the fraction of its delta's energy (Σσ²) kept. The adapter is a
+    plain one, as peft writes it: short ``target_modules`` over the layers the inputs touch, with zero
+    factors (ΔW = 0, exact) where no input targets a module, so ``cortex.adapter.check_adapter`` passes it.
     """
     from peft import LoraConfig  # only this path needs peft
 
@@ -321,11 +322,34 @@ def merge_rank_r(base: str | Path, weighted: Sequence[tuple[Adapter, float]], ou
                 W = read_tensor(handle, info).float()
             W = transform(f"{module}.weight", W) if transform is not None else W
         B, A, energy[module] = rank_r_delta(W, terms, rank)
-        tensors[f"base_model.model.{module}.lora_A.weight"] = A.contiguous()
-        tensors[f"base_model.model.{module}.lora_B.weight"] = B.contiguous()
+        tensors[tensor_name(module, "lora_A.weight")] = A.contiguous()
+        tensors[tensor_name(module, "lora_B.weight")] = B.contiguous()
+    names, layers = _fill_zeros(tensors, modules, where, rank)
     with atomic_dir(out) as tmp:
-        config = LoraConfig(r=rank, lora_alpha=rank, target_modules=sorted(modules),
+        config = LoraConfig(r=rank, lora_alpha=rank, target_modules=names, layers_to_transform=layers,
                             base_model_name_or_path=str(base))
         config.save_pretrained(str(tmp))
         save_file(tensors, str(tmp / WEIGHTS_FILE), metadata={"format": "pt"})
         return finish(tmp, manifest | {"energy": energy, "modules_merged": len(modules)})
+
+
+def _fill_zeros(tensors: dict[str, torch.Tensor], modules: dict[str, Any], where: dict[str, Any],
+                rank: int) -> tuple[list[str], list[int] | None]:
+    """Zero factors for every (layer, module name) the inputs leave out, over the layers they touch:
+    the short ``target_modules`` and ``layers_to_transform`` (None: every layer) of the rank-r adapter."""
+    parts = {tuple(m.split(".")): m for m in modules}  # ('model', 'layers', i, parent, name)
+    names = sorted({p[-1] for p in parts})
+    touched = sorted({int(p[2]) for p in parts})
+    every = sorted({int(n.split(".")[2]) for n in where if n.startswith("model.layers.")})
+    parent = {p[-1]: p[3] for p in parts}
+    for layer in touched:
+        for name in names:
+            key = f"model.layers.{layer}.{parent[name]}.{name}"
+            if key in modules:
+                continue
+            if f"{key}.weight" not in where:
+                raise CortexError(f"the base has no {key}.weight for the rank-r adapter's zero factors")
+            out, inp = where[f"{key}.weight"][1].shape
+            tensors[tensor_name(key, "lora_A.weight")] = torch.zeros(rank, inp)
+            tensors[tensor_name(key, "lora_B.weight")] = torch.zeros(out, rank)
+    return names, None if touched == every else touched

@@ -25,7 +25,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
 
 def build(root: Path, layers: int, hidden: int, adapters: int, rank: int) -> list[Path]:
@@ -35,7 +34,8 @@ def build(root: Path, layers: int, hidden: int, adapters: int, rank: int) -> lis
     from safetensors.torch import save_file
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from averager.merge import LowRank, row_norms
+    from averager.merge import row_norms
+    from cortex.adapter import LLAMA_TARGETS, LowRank
 
     torch.manual_seed(0)
     config = LlamaConfig(hidden_size=hidden, intermediate_size=hidden * 11 // 4, num_hidden_layers=layers,
@@ -53,7 +53,7 @@ def build(root: Path, layers: int, hidden: int, adapters: int, rank: int) -> lis
         g = torch.Generator().manual_seed(100 + i)
         tensors = {}
         for name, W in weights.items():
-            if name.endswith(".weight") and name.split(".")[-2] in TARGETS:
+            if name.endswith(".weight") and name.split(".")[-2] in LLAMA_TARGETS:
                 out, inp = W.shape
                 f = LowRank(A=torch.randn(rank, inp, generator=g) / inp ** 0.5,
                             B=torch.randn(out, rank, generator=g) * 0.02, scale=2.0)
@@ -61,10 +61,10 @@ def build(root: Path, layers: int, hidden: int, adapters: int, rank: int) -> lis
                 tensors[f"{key}.lora_A.weight"], tensors[f"{key}.lora_B.weight"] = f.A, f.B
                 tensors[f"{key}.lora_magnitude_vector"] = row_norms(W, f) * (0.9 + 0.2 * torch.rand(out, generator=g))
         path = root / f"dora{i}"
-        LoraConfig(r=rank, lora_alpha=2 * rank, use_dora=True, target_modules=TARGETS).save_pretrained(str(path))
+        LoraConfig(r=rank, lora_alpha=2 * rank, use_dora=True, target_modules=list(LLAMA_TARGETS)).save_pretrained(str(path))
         save_file(tensors, str(path / "adapter_model.safetensors"))
         paths.append(path)
-    print(f"adapters: {adapters} DoRA, r={rank}, on {', '.join(TARGETS)}")
+    print(f"adapters: {adapters} DoRA, r={rank}, on {', '.join(LLAMA_TARGETS)}")
     return paths
 
 
@@ -82,14 +82,15 @@ def worker(method: str, base: str, adapters: list[str], out: str) -> None:
     from peft import PeftModel
     from transformers import LlamaForCausalLM
 
-    from averager.adapters import load_adapter
     from averager.stream import merge_exact
+    from cortex.adapter import NO_NORM_BOUNDS, BaseSpec, load_adapter, own_limits
 
     weight = 1.0 / len(adapters)
+    spec = BaseSpec.from_files(Path(base)) if method == "stream" else None  # the base's, read once per base
     rss_start = peak_rss_mb()
     start = time.perf_counter()
     if method == "stream":
-        merge_exact(base, [(load_adapter(a), weight) for a in adapters], out, progress=False)
+        merge_exact(base, [(load_adapter(a, spec, own_limits(spec), bounds=NO_NORM_BOUNDS), weight) for a in adapters], out, progress=False)
     else:
         master = LlamaForCausalLM.from_pretrained(base, dtype=torch.float32)
         original = {k: v.clone() for k, v in master.state_dict().items()}

@@ -27,7 +27,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+from cortex.adapter import LLAMA_TARGETS  # noqa: E402
+
+TARGETS = list(LLAMA_TARGETS)
 
 
 def matmul_gflops(n: int, seconds: float = 2.0) -> float:

@@ -47,6 +47,7 @@ def build(root: Path, adapters: int, prompts: int, seed: int = 0):
     """The base folder, the adapter folders and the chat prompts."""
     from peft import LoraConfig, get_peft_model
 
+    from cortex.adapter import LLAMA_TARGETS
     from cortex.data import build_samples, get_source
     from cortex.model.tiny import TinyConfig, build_model, parameter_count
     from cortex.model.tokenizer import chat_corpus, train_tokenizer
@@ -62,8 +63,8 @@ def build(root: Path, adapters: int, prompts: int, seed: int = 0):
     model.save_pretrained(base)
     tokenizer.save_pretrained(base)
     torch.manual_seed(seed)
-    peft_model = get_peft_model(model, LoraConfig(r=8, lora_alpha=16, task_type="CAUSAL_LM", target_modules=[
-        "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]))
+    peft_model = get_peft_model(model, LoraConfig(r=8, lora_alpha=16, task_type="CAUSAL_LM",
+                                                    target_modules=list(LLAMA_TARGETS)))
     folders = []
     for i in range(adapters):
         with torch.no_grad():

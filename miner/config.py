@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, get_origin, get_type_hints
 
+from cortex.adapter import LLAMA_TARGETS
 from cortex.errors import CortexError
 from cortex.typed import build, read_data
 
@@ -23,7 +24,7 @@ BACKENDS = ("peft", "unsloth")
 SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup",
               "inverse_sqrt", "cosine_with_min_lr", "warmup_stable_decay")
 REPORT_TO = ("wandb", "none")
-LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+LORA_TARGETS = LLAMA_TARGETS  # every projection the checks allow (cortex.adapter.names)
 # LLaMA-Factory keys that the miner does not take, and why.
 NOT_SUPPORTED = {
     "template": "the base's own chat template is always used (validators prompt with it)",

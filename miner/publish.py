@@ -2,7 +2,7 @@
 
 The order is the anti-front-running one of DESIGN.md §5:
 
-1. the validators' own checks (``validator.checks.check_adapter``: files, config, type, rank,
+1. the validators' own checks (``cortex.adapter.check_adapter``: files, config, type, rank,
    target modules, size, shapes, values) run on the exact folder to upload: a miner never
    publishes what validators would reject, and nothing is uploaded when they fail;
 2. upload to the model store as a private repo → an immutable revision;
@@ -69,7 +69,7 @@ def stage_upload(adapter: Path, dest: Path, card: str, base_repo: str, base_revi
 
 def check_limits(folder: Path, base: Path, competition: Competition) -> Any:
     """Run the validators' checks on ``folder``; a rejection stops the publish before any upload."""
-    from validator.checks import AdapterRejected, BaseSpec, check_adapter
+    from cortex.adapter import AdapterRejected, BaseSpec, check_adapter
 
     try:
         return check_adapter(folder, BaseSpec.from_files(base), competition.adapters)

@@ -16,7 +16,7 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cortex.errors import CortexError
 from cortex.protocol.competition import Competition
@@ -25,6 +25,9 @@ from miner.backends import check_backend, has_gpu
 from miner.config import TrainConfig, from_dict
 from miner.heldout import decide, score_heldout
 from miner.metrics import finish_wandb, plot_loss, read_metrics, setup_wandb, write_metrics
+
+if TYPE_CHECKING:
+    from cortex.model.pointer import BaseRef
 
 log = logging.getLogger(__name__)
 
@@ -51,26 +54,19 @@ class Options:
     extra: dict = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
-class Base:
-    path: Path  # a local Hugging Face folder
-    repo: str  # what the adapter card and config name
-    revision: str | None
-    pointer_block: int | None = None
-
-
-def local_base(path: Path, competition: Competition) -> Base:
-    from cortex.model.loading import check_model_dir, model_files
-    from cortex.protocol.hashing import content_hash
+def local_base(path: Path, competition: Competition) -> BaseRef:
+    """A local base folder, named as the competition's base repo, its revision the folder's model hash."""
+    from cortex.model.loading import check_model_dir
+    from cortex.model.pointer import local_base as local_ref
 
     path = Path(path).expanduser().resolve()
     if not path.is_dir():
         raise CortexError(f"base folder {path} does not exist: build one with `cortex base bootstrap --out {path}`")
     check_model_dir(path)
-    return Base(path, competition.base.repo, content_hash(path, model_files(p.name for p in path.iterdir())))
+    return local_ref(path, competition.base.repo)
 
 
-def sync_base(opts: Options, cfg: TrainConfig, sub=None, store=None) -> Base:
+def sync_base(opts: Options, cfg: TrainConfig, sub=None, store=None) -> BaseRef:
     """The base to train on: a local folder, the averager's pointer, or the pinned revision."""
     folder = opts.base or cfg.model_name_or_path
     if folder:
@@ -79,7 +75,6 @@ def sync_base(opts: Options, cfg: TrainConfig, sub=None, store=None) -> Base:
     if opts.offline:
         raise CortexError("--offline needs a local base: set model_name_or_path in the config or pass --base DIR "
                           "(the folder `cortex base bootstrap --out DIR` writes)")
-    from cortex.model.loading import fetch_base
     from cortex.model.pointer import current_base
 
     ref = current_base(sub, opts.netuid, comp, store)
@@ -92,10 +87,10 @@ def sync_base(opts: Options, cfg: TrainConfig, sub=None, store=None) -> Base:
     elif comp.base.revision is None:  # the genesis base, as `cortex base bootstrap --store` published it
         log.warning("no base pointer on chain yet: using the newest %s in the store (%s), the bootstrap's",
                     repo, revision[:12])
-    return Base(fetch_base(repo, revision, store).resolve(), repo, revision, block)
+    return ref.fetch(store)
 
 
-def train(cfg: TrainConfig, opts: Options, base: Base, dd, report_to: str) -> dict[str, Any]:
+def train(cfg: TrainConfig, opts: Options, base: BaseRef, dd, report_to: str) -> dict[str, Any]:
     """Run the configured stages in order; each continues the adapter the previous one saved."""
     from miner.grpo import train_grpo
     from miner.kto import train_kto

@@ -17,7 +17,7 @@ from typing import Any
 
 from transformers.trainer_utils import get_last_checkpoint
 
-from cortex.hub.store import ADAPTER_FILES
+from cortex.adapter import ADAPTER_FILES
 from miner.backends import has_gpu, use_bf16
 from miner.config import TrainConfig
 

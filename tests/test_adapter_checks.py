@@ -18,17 +18,19 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from safetensors.torch import load_file, save_file
 
-from cortex.errors import CortexError
-from cortex.protocol.competition import LLAMA_TARGETS, AdapterLimits
-from cortex.protocol.hashing import content_hash
-from validator.checks import (
+from cortex.adapter import (
     ALLOWED_CONFIG_KEYS,
+    LLAMA_TARGETS,
     AdapterRejected,
     BaseSpec,
+    HeaderError,
     NormBounds,
     check_adapter,
+    parse_header,
 )
-from validator.safetensors_header import HeaderError, parse_header
+from cortex.errors import CortexError
+from cortex.protocol.competition import AdapterLimits
+from cortex.protocol.hashing import content_hash
 
 LIMITS = AdapterLimits(("dora", "lora"), 8, LLAMA_TARGETS, max_bytes=1 << 20)
 CONFIG, WEIGHTS = "adapter_config.json", "adapter_model.safetensors"
@@ -262,6 +264,36 @@ def test_hash_mismatch(lora, spec):
 
 
 # --- adapter_config.json --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dora", [False, True], ids=["lora", "dora"])
+def test_stock_peft_output_without_task_type_passes(base_model, spec, tmp_path, dora):
+    """Plain ``PeftModel.save_pretrained`` with no task_type records an auto_mapping naming the
+    transformers class; that is stock peft output and passes."""
+    import copy
+
+    folder = save_peft(copy.deepcopy(base_model), tmp_path / "plain", task_type=None, use_dora=dora)
+    config = json.loads((folder / CONFIG).read_text())
+    assert config["task_type"] is None
+    assert config["auto_mapping"] == {"base_model_class": "LlamaForCausalLM",
+                                      "parent_library": "transformers.models.llama.modeling_llama"}
+    checked = check_adapter(folder, spec, LIMITS)
+    assert checked.adapter_type == ("dora" if dora else "lora")
+
+
+@pytest.mark.parametrize("mapping", [
+    {"base_model_class": "LlamaForCausalLM", "parent_library": "evil.models"},
+    {"base_model_class": "LlamaForCausalLM", "parent_library": "transformers_evil.models"},
+    {"base_model_class": "LlamaForCausalLM", "parent_library": "os"},
+    {"base_model_class": "os.system", "parent_library": "transformers"},
+    {"base_model_class": "LlamaForCausalLM", "parent_library": "transformers", "extra": "x"},
+    {"base_model_class": "LlamaForCausalLM"},
+    {"parent_library": "transformers.models.llama.modeling_llama"},
+    "transformers.LlamaForCausalLM",
+    ["transformers"],
+])
+def test_a_foreign_auto_mapping_is_remote_code(lora, spec, mapping):
+    assert rejected(edit_config(lora, auto_mapping=mapping), spec) == "remote_code"
 
 
 @pytest.mark.parametrize("changes, reason", [

@@ -5,9 +5,9 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from averager.adapters import Adapter
 from averager.geometry import gram, inner
-from averager.merge import LowRank, delta
+from averager.merge import delta
+from cortex.adapter import Adapter, LowRank
 from averager.select import (
     DROPPED,
     KEPT,
@@ -90,7 +90,7 @@ def lowrank(seed: int, scale: float = 1.0, out: int = 12, inp: int = 10, r: int 
 
 
 def adapter(**modules: LowRank) -> Adapter:
-    return Adapter(path=None, use_dora=False, modules=modules, config={})  # type: ignore[arg-type]
+    return Adapter(path=None, checked=None, modules=modules)  # type: ignore[arg-type]
 
 
 def test_gram_in_low_rank_form_matches_the_dense_updates():

@@ -13,9 +13,10 @@ from hypothesis import strategies as st
 from peft import LoraConfig, PeftModel, get_peft_model
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from averager.adapters import AdapterError, group_terms, load_adapter
-from averager.merge import (LowRank, delta, merge_state_dict, merge_weight, merged_delta, rank_r_delta,
-                            row_norms, truncate_factors, weight_warnings)
+from averager.merge import (delta, merge_state_dict, merge_weight, merged_delta, rank_r_delta, row_norms,
+                            truncate_factors, weight_warnings)
+from cortex.adapter import (NO_NORM_BOUNDS, AdapterRejected, BaseSpec, LowRank, group_terms, load_adapter,
+                            own_limits)
 
 TARGETS = ["q_proj", "v_proj", "o_proj", "down_proj"]
 TOL = dict(rtol=1e-5, atol=2e-6)
@@ -44,6 +45,16 @@ def make_adapter(base: LlamaForCausalLM, path: Path, seed: int, *, dora: bool, r
             param.data = param.data * (0.7 + 0.6 * torch.rand_like(param))
     model.save_pretrained(str(path))
     return model.eval()
+
+
+# These adapters' updates are deliberately large (random factors × 0.1, a few times ‖W‖) so that merge
+# errors show: loaded as a hand merge loads them (the bounds for miners are tested in test_adapter_checks).
+
+
+def load(path: Path, base: LlamaForCausalLM | None = None):
+    """The adapter at ``path`` through the checked loader, against the tiny base (shapes and norms)."""
+    spec = BaseSpec.from_model(base if base is not None else make_base())
+    return load_adapter(path, spec, own_limits(spec), bounds=NO_NORM_BOUNDS)
 
 
 def base_state(base: LlamaForCausalLM) -> dict[str, torch.Tensor]:
@@ -77,7 +88,7 @@ def test_merge_equals_dense_reference(base, tmp_path, dora, weights):
     models = [make_adapter(base, tmp_path / f"a{i}", 10 + i, dora=dora) for i in range(len(weights))]
     state = base_state(base)
     want = reference(state, [dense_merged(m) for m in models], weights)
-    adapters = [(load_adapter(tmp_path / f"a{i}"), w) for i, w in enumerate(weights)]
+    adapters = [(load(tmp_path / f"a{i}", base), w) for i, w in enumerate(weights)]
     got = merge_state_dict(state, group_terms(adapters))
     assert_state_close(got, want)
     assert any((got[k] - state[k]).abs().max() > 1e-3 for k in state)  # the test is not vacuous
@@ -91,7 +102,7 @@ def test_mixed_lora_dora_and_partial_targets(base, tmp_path):
     weights = [0.2, 0.5, 0.3]
     state = base_state(base)
     want = reference(state, [dense_merged(m) for m in models], weights)
-    got = merge_state_dict(state, group_terms([(load_adapter(tmp_path / f"a{i}"), w)
+    got = merge_state_dict(state, group_terms([(load(tmp_path / f"a{i}", base), w)
                                                for i, w in enumerate(weights)]))
     assert_state_close(got, want)
 
@@ -103,14 +114,14 @@ def test_scaling_variants_match_peft(base, tmp_path, extra):
     r, alpha = extra.pop("r", 4), extra.pop("alpha", 8)
     model = make_adapter(base, tmp_path / "a", 5, dora=True, r=r, alpha=alpha, **extra)
     state = base_state(base)
-    got = merge_state_dict(state, group_terms([(load_adapter(tmp_path / "a"), 1.0)]))
+    got = merge_state_dict(state, group_terms([(load(tmp_path / "a", base), 1.0)]))
     assert_state_close(got, dense_merged(model))
 
 
 def test_single_dora_with_weight_one_reproduces_outputs(base, tmp_path):
     model = make_adapter(base, tmp_path / "a", 7, dora=True)
     merged = LlamaForCausalLM(tiny_config()).eval()
-    merged.load_state_dict(merge_state_dict(base_state(base), group_terms([(load_adapter(tmp_path / "a"), 1.0)])))
+    merged.load_state_dict(merge_state_dict(base_state(base), group_terms([(load(tmp_path / "a", base), 1.0)])))
     ids = torch.randint(0, 256, (3, 17), generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         want, got, plain = model(ids).logits, merged(ids).logits, base(ids).logits
@@ -124,7 +135,7 @@ def test_averaging_A_and_B_separately_is_not_the_merge(base, tmp_path):
     models = [make_adapter(base, tmp_path / f"a{i}", 20 + i, dora=False) for i in range(3)]
     state = base_state(base)
     exact = reference(state, [dense_merged(m) for m in models], weights)
-    adapters = [load_adapter(tmp_path / f"a{i}") for i in range(3)]
+    adapters = [load(tmp_path / f"a{i}", base) for i in range(3)]
     for module in adapters[0].modules:
         fs = [a.modules[module] for a in adapters]
         A_avg = sum(w * f.A for w, f in zip(weights, fs))
@@ -145,7 +156,7 @@ def test_dora_weights_not_summing_to_one_leave_the_rest_on_the_base(base, tmp_pa
     notes = weight_warnings(weights, any_dora=True)
     assert len(notes) == 1 and "0.3 stays on the" in notes[0]
     state = base_state(base)
-    got = merge_state_dict(state, group_terms([(load_adapter(tmp_path / f"a{i}"), w)
+    got = merge_state_dict(state, group_terms([(load(tmp_path / f"a{i}", base), w)
                                                for i, w in enumerate(weights)]))
     assert_state_close(got, reference(state, [dense_merged(m) for m in models], weights))
     assert weight_warnings([0.5, 0.5], any_dora=True) == []
@@ -166,7 +177,7 @@ def test_transform_hook_merges_against_the_dequantised_base(base, tmp_path):
     quantised = copy.deepcopy(base)
     quantised.load_state_dict({k: fake_4bit(k, v) for k, v in base_state(base).items()})
     model = make_adapter(quantised, tmp_path / "a", 40, dora=True)
-    got = merge_state_dict(base_state(base), group_terms([(load_adapter(tmp_path / "a"), 1.0)]),
+    got = merge_state_dict(base_state(base), group_terms([(load(tmp_path / "a", base), 1.0)]),
                            transform=fake_4bit)
     assert_state_close(got, dense_merged(model))
 
@@ -237,30 +248,34 @@ def edit_config(path: Path, **changes) -> None:
     (path / "adapter_config.json").write_text(json.dumps(config))
 
 
-@pytest.mark.parametrize("change, message", [
-    (dict(fan_in_fan_out=True), "fan_in_fan_out"),
-    (dict(bias="all"), "bias"),
-    (dict(peft_type="IA3"), "peft_type"),
-    (dict(init_lora_weights="pissa"), "rewrites the base"),
-    (dict(lora_bias=True), "lora_bias"),
-    (dict(r=8), "rank 4 but the config says 8"),
-    (dict(use_dora=False), "expected"),
-    (dict(future_variant={"on": True}), "future_variant"),
+@pytest.mark.parametrize("change, reason, message", [
+    (dict(fan_in_fan_out=True), "bad_config", "fan_in_fan_out"),
+    (dict(bias="all"), "adds_trainable", "bias"),
+    (dict(peft_type="IA3"), "adapter_type", "IA3"),
+    (dict(init_lora_weights="pissa"), "bad_config", "init_lora_weights"),
+    (dict(lora_bias=True), "adds_trainable", "lora_bias"),
+    (dict(r=8), "rank_mismatch", "tensor rank 4, adapter_config.json says 8"),
+    (dict(use_dora=False), "unexpected_tensor", "magnitude"),
+    (dict(future_variant={"on": True}), "config_key_not_allowed", "future_variant"),
 ])
-def test_unexpected_adapters_are_refused(base, tmp_path, change, message):
+def test_unexpected_adapters_are_refused(base, tmp_path, change, reason, message):
     make_adapter(base, tmp_path / "a", 50, dora=True, targets=["q_proj"])
     edit_config(tmp_path / "a", **change)
-    with pytest.raises(AdapterError, match=message):
-        load_adapter(tmp_path / "a")
+    with pytest.raises(AdapterRejected, match=message) as refused:
+        load(tmp_path / "a", base)
+    assert refused.value.reason == reason
 
 
 def test_extra_trained_modules_and_pickles_are_refused(base, tmp_path):
     make_adapter(base, tmp_path / "a", 51, dora=False, targets=["q_proj"], modules_to_save=["lm_head"])
-    with pytest.raises(AdapterError, match="modules_to_save"):
-        load_adapter(tmp_path / "a")
+    with pytest.raises(AdapterRejected, match="modules_to_save") as refused:
+        load(tmp_path / "a", base)
+    assert refused.value.reason == "replaces_embeddings"
     edit_config(tmp_path / "a", modules_to_save=None)
-    with pytest.raises(AdapterError, match="unexpected tensor"):
-        load_adapter(tmp_path / "a")
+    with pytest.raises(AdapterRejected, match="replaces an embedding") as refused:
+        load(tmp_path / "a", base)
+    assert refused.value.reason == "replaces_embeddings"
     (tmp_path / "a" / "adapter_model.safetensors").rename(tmp_path / "a" / "adapter_model.bin")
-    with pytest.raises(AdapterError, match="pickled"):
-        load_adapter(tmp_path / "a")
+    with pytest.raises(AdapterRejected, match="pickle") as refused:
+        load(tmp_path / "a", base)
+    assert refused.value.reason == "pickle"

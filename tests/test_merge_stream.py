@@ -12,12 +12,12 @@ from safetensors.torch import load_file
 from transformers import LlamaForCausalLM
 
 from averager import stream
-from averager.adapters import group_terms, load_adapter
 from averager.cli import register
 from averager.merge import merge_state_dict
+from cortex.adapter import group_terms
 from cortex.errors import CortexError
 from cortex.protocol.hashing import content_hash
-from test_merge import base_state, make_adapter, make_base
+from test_merge import base_state, load, make_adapter, make_base
 
 SIDE_FILES = {"tokenizer.json": '{"version": "1.0"}', "tokenizer_config.json": '{"model_max_length": 64}',
               "special_tokens_map.json": "{}"}
@@ -40,7 +40,7 @@ def setup(tmp_path_factory) -> dict:
 
 
 def weighted(setup, names=("dora0", "dora1", "lora"), weights=(0.5, 0.3, 0.2)):
-    return [(load_adapter(setup["root"] / n), w) for n, w in zip(names, weights)]
+    return [(load(setup["root"] / n, setup["base"]), w) for n, w in zip(names, weights)]
 
 
 def test_streaming_merge_equals_the_in_memory_merge(setup, tmp_path):

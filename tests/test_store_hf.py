@@ -11,10 +11,10 @@ from typing import Iterator
 
 import pytest
 
+from cortex.adapter import ADAPTER_FILES
 from cortex.hub.hf import HFStore
 from cortex.hub.retry import RetryPolicy, SyncThrottler
 from cortex.hub.store import (
-    ADAPTER_FILES,
     ModelStore,
     NotAllowed,
     RevisionNotFound,

@@ -14,12 +14,12 @@ from hypothesis import strategies as st
 from huggingface_hub.errors import HFValidationError
 from huggingface_hub.utils import validate_repo_id
 
+from cortex.adapter import ADAPTER_FILES
 from cortex.errors import CortexError
 from cortex.hub import local as local_module
 from cortex.hub.hf import HFStore
 from cortex.hub.local import LocalStore
 from cortex.hub.store import (
-    ADAPTER_FILES,
     ModelStore,
     NotAllowed,
     RemoteFile,

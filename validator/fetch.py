@@ -3,9 +3,9 @@
 Issue 5, step 3. For each (repo, revision):
 
 1. ``list_files``: a missing repo or revision, or an unreachable store, is a rejection.
-2. Every listed file must be on the allow-list (``cortex.hub.ADAPTER_FILES``): a pickle-like name is
-   ``pickle``, anything else ``extra_files``. Their total size must fit the competition's
-   ``max_bytes`` (``too_large``). Nothing has been downloaded yet.
+2. The listing passes ``cortex.adapter.check_listing`` (the same file rules as the adapter checks):
+   a pickle-like name is ``pickle``, anything off ``ADAPTER_FILES`` ``extra_files``, a total over the
+   competition's ``max_bytes`` ``too_large``. Nothing has been downloaded yet.
 3. Download only the allowed files, with the byte limit, into a staging folder; compute the
    content hash; rename the folder into the cache with one ``os.replace``.
 
@@ -25,10 +25,10 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from cortex.adapter import AdapterRejected, check_listing
 from cortex.atomic import write_json
 from cortex.errors import CortexError
 from cortex.hub.store import (
-    ADAPTER_FILES,
     ModelStore,
     NotAllowed,
     RevisionNotFound,
@@ -39,7 +39,6 @@ from cortex.hub.store import (
 from cortex.protocol.commitment import ModelCommitment
 from cortex.protocol.competition import AdapterLimits
 from cortex.protocol.hashing import content_hash
-from validator.checks import PICKLE_SUFFIXES
 
 log = logging.getLogger(__name__)
 
@@ -107,17 +106,11 @@ class AdapterCache:
             listed = self.store.list_files(repo, revision)
         except (StoreError, OSError) as exc:
             raise FetchRejected(_store_reason(exc), f"{where}: {exc}") from None
-        names = [f.path for f in listed]
-        pickles = [n for n in names if n.lower().endswith(PICKLE_SUFFIXES)]
-        if pickles:
-            raise FetchRejected("pickle", f"{where} holds pickle-format files {pickles[:3]}; only safetensors are loaded")
-        extra = sorted(set(names) - ADAPTER_FILES)
-        if extra:
-            raise FetchRejected("extra_files", f"{where} holds files outside the adapter allow-list: {extra[:5]}")
-        total = sum(f.size for f in listed)
-        if total > limits.max_bytes:
-            raise FetchRejected("too_large", f"{where} lists {total} bytes, over the competition's {limits.max_bytes}")
-        return self._download(repo, revision, limits, sorted(names))
+        try:
+            check_listing({f.path: f.size for f in listed}, limits.max_bytes)
+        except AdapterRejected as exc:
+            raise FetchRejected(exc.reason, f"{where}: {exc.message}") from None
+        return self._download(repo, revision, limits, sorted(f.path for f in listed))
 
     def _download(self, repo: str, revision: str, limits: AdapterLimits, names: list[str]) -> Fetched:
         final = self.folder(repo, revision)

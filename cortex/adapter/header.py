@@ -4,7 +4,9 @@ The format: 8 bytes little-endian ``N``, then ``N`` bytes of UTF-8 JSON mapping 
 ``{"dtype", "shape", "data_offsets": [begin, end]}`` (offsets relative to the data that follows the
 header), plus an optional ``"__metadata__"`` of strings. This module reads only the header, checks
 every number against the file's real size, and never unpickles or allocates by a declared size;
-the tensors are loaded (by ``safetensors`` itself) only once the header has passed.
+the tensors are loaded (by ``safetensors`` itself) only once the header has passed. It is our own
+reader because ``safetensors`` has no header-only check with reasons: its loader would map the file
+and fail with one generic error, and a pickle would only be told apart after the fact.
 """
 
 from __future__ import annotations

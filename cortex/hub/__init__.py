@@ -1,7 +1,6 @@
 """Model stores: where adapters are uploaded and fetched by immutable revision (docs/store.md)."""
 
 from cortex.hub.store import (
-    ADAPTER_FILES,
     ModelStore,
     NotAllowed,
     RemoteFile,
@@ -13,7 +12,6 @@ from cortex.hub.store import (
 )
 
 __all__ = [
-    "ADAPTER_FILES",
     "ModelStore",
     "NotAllowed",
     "RemoteFile",

@@ -16,9 +16,6 @@ from typing import Collection, Iterable, Protocol, runtime_checkable
 
 from cortex.errors import CortexError
 
-# The files of a peft adapter as `save_pretrained` writes them, plus the model card.
-ADAPTER_FILES: frozenset[str] = frozenset({"adapter_config.json", "adapter_model.safetensors", "README.md"})
-
 # Same rules as huggingface_hub.utils.validate_repo_id, with the namespace required.
 _REPO_ID = re.compile(r"(?=.{1,96}/)[A-Za-z0-9_.\-]+/[A-Za-z0-9_.\-]{1,96}", re.ASCII)
 

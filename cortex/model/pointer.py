@@ -1,16 +1,18 @@
-"""The averager's base pointer (DESIGN.md §5): which base a competition uses now, committing a new
-one, and re-pointing to an earlier revision (``cortex base rollback``).
+"""Which base a round uses (DESIGN.md §5): ``BaseRef``, the one type the validator, the averager and
+the miner share; the averager's base pointer; committing a new one, and re-pointing to an earlier
+revision (``cortex base rollback``).
 
 The chain holds one commitment per hotkey, so the pointer's *history* is the model store's: every
 merged base is an immutable revision of the base repo, never squashed, and the pointer can name
-any of them again. A pointer's salted hash covers the base's model files only (``model_files``:
-config, safetensors, tokenizer, card), exactly what ``fetch_base`` downloads and checks.
+any of them again. A pointer's salted hash covers the base's model files only (``model_hash``:
+config, safetensors, tokenizer, card), exactly what ``fetch_base`` downloads; ``BaseRef.fetch``
+checks it, for every role the same way.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Iterable
 
@@ -28,16 +30,37 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class BaseRef:
-    """The base a competition uses: from a pointer (``block``, ``hotkey``), pinned, or the bootstrap's."""
+    """The base a competition uses: from a pointer (``block``, ``hotkey``, ``commitment``), pinned, or
+    the bootstrap's; ``path`` is its local folder once fetched and checked (or a miner's ``--base``)."""
 
     repo: str
     revision: str
-    block: int | None = None
-    hotkey: str | None = None
-    commitment: ModelCommitment | None = None
+    block: int | None = None  # the pointer's block
+    hotkey: str | None = None  # who committed the pointer
+    commitment: ModelCommitment | None = None  # the pointer itself, when the base came from one
+    path: Path | None = None
 
     def __str__(self) -> str:
         return f"{self.repo}@{self.revision}"
+
+    def verify(self, folder: Path) -> None:
+        """Raise CortexError unless ``folder``'s model files are what the pointer committed (no pointer: nothing to check)."""
+        if self.commitment is not None and not self.commitment.verify(model_hash(folder), self.hotkey or ""):
+            raise CortexError(f"the base pointer's hash does not match {self}'s files: not using them")
+
+    def fetch(self, store: ModelStore, cache_dir: Path | None = None) -> BaseRef:
+        """This base with ``path`` set: its model files downloaded (or cached) and checked with :meth:`verify`."""
+        from cortex.model.loading import fetch_base
+
+        folder = Path(fetch_base(self.repo, self.revision, store, cache_dir=cache_dir)).resolve()
+        self.verify(folder)
+        return replace(self, path=folder)
+
+
+def local_base(folder: Path, repo: str) -> BaseRef:
+    """A base in a local folder (a miner's ``--base``): its revision is the folder's :func:`model_hash`."""
+    folder = Path(folder).expanduser().resolve()
+    return BaseRef(repo, model_hash(folder), path=folder)
 
 
 def averager_hotkey(competition: Competition, owner_hotkey: str) -> str:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, get_type_hints
 
+from cortex.adapter.names import LLAMA_TARGETS
 from cortex.errors import CortexError
 from cortex.protocol.commitment import COMPETITION_ID_RE, REVISION_RE, ModelCommitment, is_repo_id
 from cortex.reward.config import RewardConfig
@@ -23,7 +24,6 @@ from cortex.typed import is_int as _is_int
 from cortex.typed import is_number as _is_real
 
 ADAPTER_TYPES = ("lora", "dora")
-LLAMA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 
 class CompetitionError(CortexError):
