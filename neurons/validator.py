@@ -29,7 +29,8 @@ def main(argv: list[str] | None = None) -> int:
 
     def body() -> None:
         cfg = from_args(args)
-        require_engine(cfg.engine)  # before any work: no GPU or no vllm is a one-line error
+        # before any work: no GPU, no vllm, or an engine that cannot serve a competition is a one-line error
+        require_engine(cfg.engine, cfg.schedule().competitions, cfg.engine_options)
         if cfg.threads:
             import torch
 

@@ -94,3 +94,88 @@ def test_failures_are_reasons_not_exceptions(setup, tmp_path):
     assert slow.rewards is None and slow.reason.startswith("time_budget")
     fine = evaluate(generator, rows, key="lora", adapter=adapters["lora"])  # a clean state afterwards
     assert fine.reason is None and generator._peft is None
+
+
+@pytest.fixture(scope="module")
+def loras(setup, tmp_path_factory):
+    """LoRA adapters of different ranks and target modules (besides the fixture's rank-4 one)."""
+    generator, adapters, _ = setup
+    root = tmp_path_factory.mktemp("loras")
+    out = {"lora": adapters["lora"]}
+    for name, rank, targets in (("r2-mlp", 2, ["k_proj", "gate_proj", "up_proj"]), ("r8-attn", 8, ["q_proj", "k_proj", "v_proj", "o_proj"])):
+        torch.manual_seed(rank)
+        model = get_peft_model(build_model(TINY, generator.tokenizer, seed=0),
+                               LoraConfig(r=rank, lora_alpha=2 * rank, target_modules=targets))
+        with torch.no_grad():
+            for n, p in model.named_parameters():
+                if "lora_B" in n:
+                    p.normal_(0, 3.0)
+        model.save_pretrained(root / name)
+        out[name] = root / name
+    return out
+
+
+def _engine(generator, max_loras=8):
+    from cortex.eval.engines import EngineOptions, MultiLoraEngine
+
+    return MultiLoraEngine(generator=generator, max_new_tokens=generator.max_new_tokens,
+                           batch_size=generator.batch_size, options=EngineOptions(max_loras=max_loras))
+
+
+def _run(engine, rows, jobs, budget=600.0):
+    from cortex.reward import RewardConfig
+
+    return {r.key: r for r in engine.evaluate(rows, jobs, reward=RewardConfig(), time_budget=budget)}
+
+
+def test_mixed_batches_answer_like_one_adapter_at_a_time(setup, loras):
+    from cortex.eval.engines import Job
+
+    generator, _, rows = setup
+    alone = {key: evaluate(generator, rows, key=key, adapter=path).completions for key, path in loras.items()}
+    alone["base"] = evaluate(generator, rows, key="base").completions
+    assert len({tuple(c) for c in alone.values()}) == len(alone)  # every adapter answers differently
+    before = {k: v.clone() for k, v in generator.model.state_dict().items()}
+    generator.batch_size = 5  # rows of several adapters share a batch
+    try:
+        mixed = _run(_engine(generator), rows, [Job("base", None)] + [Job(k, p) for k, p in loras.items()])
+    finally:
+        generator.batch_size = 2
+    assert {k: r.completions for k, r in mixed.items()} == alone
+    assert all(r.reason is None and r.new_tokens > 0 for r in mixed.values())
+    after = generator.model.state_dict()
+    assert generator._peft is None and set(after) == set(before)
+    assert all(torch.equal(before[k], after[k]) for k in before)  # the base is untouched
+
+
+def test_one_bad_adapter_does_not_sink_the_batch(setup, loras, tmp_path, monkeypatch):
+    from cortex.eval.engines import Job
+
+    generator, adapters, rows = setup
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "adapter_config.json").write_text("{}")
+    jobs = [Job("r2-mlp", loras["r2-mlp"]), Job("broken", broken), Job("dora", adapters["dora"]), Job("base", None)]
+    results = _run(_engine(generator), rows, jobs)
+    assert results["broken"].rewards is None and results["broken"].reason.startswith("generation_failed")
+    assert results["dora"].rewards is None and "DoRA" in results["dora"].reason  # never routed to another engine
+    assert results["r2-mlp"].completions == evaluate(generator, rows, key="x", adapter=loras["r2-mlp"]).completions
+    assert results["base"].reason is None and generator._peft is None
+
+    # a batch whose generation fails is evaluated again one model at a time
+    calls, real = [], generator.generate_mixed
+
+    def flaky(prompts, keys, **kw):
+        calls.append(list(keys))
+        if len(keys) > 1:
+            raise RuntimeError("CUDA error: an illegal memory access")
+        return real(prompts, keys, **kw)
+
+    monkeypatch.setattr(generator, "generate_mixed", flaky)
+    again = _run(_engine(generator), rows, [Job(k, p) for k, p in loras.items()])
+    assert len(calls) == 1 + len(loras) and all(r.reason is None for r in again.values())
+    assert again["lora"].completions == evaluate(generator, rows, key="x", adapter=loras["lora"]).completions
+    monkeypatch.undo()
+    late = _run(_engine(generator, max_loras=2), rows, [Job(k, p) for k, p in loras.items()], budget=1e-9)
+    assert set(late) == set(loras) and all(r.reason.startswith("time_budget") for r in late.values())
+    assert generator._peft is None

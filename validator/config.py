@@ -59,6 +59,22 @@ class ValidatorConfig:
     wandb_project: str = "cortex-validator"
     wandb_mode: str = "offline"
     max_loras: int = 8  # vllm: adapters sharing one generation pass
+    # --- evaluation engine options (cortex.eval.engines.EngineOptions; flags in add_args' engine block) ---
+    dtype: str = "auto"  # auto: float32 on a CPU, bfloat16 on a GPU
+    vllm_tensor_parallel_size: int = 1
+    vllm_max_model_len: int | None = None
+    vllm_gpu_memory_utilization: float = 0.9
+
+    @property
+    def engine_options(self):
+        """How the engine runs here (validated: a bad value is a one-line error)."""
+        from cortex.eval.engines import EngineOptions
+
+        return EngineOptions(device=self.device, dtype=self.dtype, max_loras=self.max_loras,
+                             tensor_parallel_size=self.vllm_tensor_parallel_size,
+                             max_model_len=self.vllm_max_model_len,
+                             gpu_memory_utilization=self.vllm_gpu_memory_utilization)
+    # --- end of the engine options ---
     debug: bool = False
 
     def __post_init__(self) -> None:
@@ -111,6 +127,16 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     a("--wandb.mode", dest="wandb_mode", choices=("offline", "online"), default="offline",
       help="offline (default: files under the state folder, `wandb sync` later) or online")
     a("--vllm.max-loras", dest="max_loras", type=int, default=8, help="vllm: adapters per shared batch")
+    # --- evaluation engine options (cortex.eval.engines.EngineOptions) ---
+    a("--dtype", choices=("auto", "float32", "bfloat16", "float16"), default="auto",
+      help="weights of the base: auto (float32 on a CPU, bfloat16 on a GPU)")
+    a("--vllm.tensor-parallel-size", dest="vllm_tensor_parallel_size", type=int, default=1,
+      help="vllm: GPUs the base is split over")
+    a("--vllm.max-model-len", dest="vllm_max_model_len", type=int, default=None,
+      help="vllm: prompt + answer tokens per sequence (default: the model's own limit)")
+    a("--vllm.gpu-memory-utilization", dest="vllm_gpu_memory_utilization", type=float, default=0.9,
+      help="vllm: share of each GPU's memory for weights and KV cache")
+    # --- end of the engine options ---
 
 
 def from_args(args: argparse.Namespace) -> ValidatorConfig:
@@ -133,7 +159,9 @@ def from_args(args: argparse.Namespace) -> ValidatorConfig:
         clock=args.clock or ("simulated" if offline else "calendar"), start_day=start_day,
         blocks_per_day=args.blocks_per_day, alpha=args.alpha, round_blocks=args.round_blocks,
         wandb=not args.wandb_off, wandb_project=args.wandb_project, wandb_mode=args.wandb_mode,
-        max_loras=args.max_loras, debug=args.debug,
+        max_loras=args.max_loras,
+        dtype=args.dtype, vllm_tensor_parallel_size=args.vllm_tensor_parallel_size,  # engine options
+        vllm_max_model_len=args.vllm_max_model_len, vllm_gpu_memory_utilization=args.vllm_gpu_memory_utilization, debug=args.debug,
     )
 
 

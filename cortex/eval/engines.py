@@ -85,22 +85,24 @@ def choose_engine(requested: str, adapter_types: Iterable[str], competition: str
     return "transformers" if "dora" in types else "multi-lora"
 
 
-def require_engine(name: str, competitions: Iterable = ()) -> None:
+def require_engine(name: str, competitions: Iterable = (), options: EngineOptions | None = None) -> None:
     """Stop before any work when the chosen engine cannot run here or cannot serve a competition."""
+    if name == "vllm":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise CortexError("--engine vllm needs an NVIDIA GPU and this machine has none (torch.cuda.is_available() "
+                              "is False): use --engine transformers here")
+        try:
+            import vllm  # noqa: F401
+        except ImportError:
+            raise CortexError("--engine vllm needs the vllm package: pip install -e '.[gpu]', "
+                              "or use --engine transformers") from None
+        if options is not None and options.tensor_parallel_size > torch.cuda.device_count():
+            raise CortexError(f"--vllm.tensor-parallel-size {options.tensor_parallel_size} needs that many GPUs; "
+                              f"this machine has {torch.cuda.device_count()}")
     for comp in competitions:
         choose_engine(name, comp.adapters.types, comp.id)
-    if name != "vllm":
-        return
-    import torch
-
-    if not torch.cuda.is_available():
-        raise CortexError("--engine vllm needs an NVIDIA GPU and this machine has none (torch.cuda.is_available() "
-                          "is False): use --engine transformers here")
-    try:
-        import vllm  # noqa: F401
-    except ImportError:
-        raise CortexError("--engine vllm needs the vllm package: pip install -e '.[gpu]', "
-                          "or use --engine transformers") from None
 
 
 def lora_id(key: str) -> int:
@@ -236,7 +238,7 @@ class VLLMEngine(_GroupedEngine):
         lora = {k: LoRARequest(k, lora_id(k), str(self._paths[k])) for k in keys if k is not None}
         out: dict[str | None, tuple[list[str], int]] = {k: ([], 0) for k in keys}
         for start in range(0, len(prompts), self.batch_size):  # the budget is checked after every batch
-            if time.monotonic() > deadline:
+            if time.monotonic() >= deadline:
                 raise BudgetExceeded(f"answered {start} of {len(prompts)} prompts in the time budget")
             chunk = prompts[start:start + self.batch_size]
             results = self.llm.generate([p for _ in keys for p in chunk], self.params, use_tqdm=False,
