@@ -29,7 +29,6 @@ import bittensor as bt
 
 from cortex.chain.commitments import read_all
 from cortex.chain.connect import EMBEDDED, EMBEDDED_LABEL
-from cortex.localchain.subnet import RAO
 from cortex.errors import CortexError
 from cortex.leaderboard.files import averager_rounds, score_tables
 
@@ -47,7 +46,7 @@ def snapshot(subtensor: bt.Subtensor, netuid: int, state_dirs: Sequence[Path]) -
     network = EMBEDDED if subtensor.network == EMBEDDED_LABEL else str(subtensor.network)
     vtrust = subtensor.query(bt.storage.SubtensorModule.ValidatorTrust, [netuid]) or []
     neurons = {n.hotkey: n for n in graph.neurons}
-    stake = {n.hotkey: n.total_stake.rao / RAO for n in graph.neurons}
+    stake = {n.hotkey: n.total_stake.tao for n in graph.neurons}
     tables = score_tables(state_dirs)
     rounds = _rounds(tables, stake)
 
@@ -79,7 +78,7 @@ def snapshot(subtensor: bt.Subtensor, netuid: int, state_dirs: Sequence[Path]) -
         last = history[-1] if history else {}
         row = {"rank": 0, "uid": n.uid, "hotkey": hotkey, **entry, "win_rate": last.get("win_rate"),
                "mean_reward": last.get("mean_reward"), "weight": last.get("weight"),
-               "incentive": n.incentive, "emission": n.emission.rao / RAO, "history": history}
+               "incentive": n.incentive, "emission": n.emission.tao, "history": history}
         by_comp[cid].append(row)
         miners[str(n.uid)] = {**row, "competition": cid, **_detail(rounds, cid, hotkey, stake)}
     competitions = []
