@@ -58,10 +58,11 @@ def test_validator_tables_are_combined_by_stake(world, snap):
     status = {n["hotkey"]: n for n in chain_status(str(world.chain.path), NETUID)["neurons"]}
     s0, s1 = status[world.hotkey("v0")]["stake"], status[world.hotkey("v1")]["stake"]
     m0, m1 = rows(snap, COMP)[world.uid("m0")], rows(snap, COMP)[world.uid("m1")]
-    assert m0["win_rate"] == pytest.approx((0.75 * s0 + 0.25 * s1) / (s0 + s1))
+    assert m0["advantage"] == pytest.approx((0.75 * s0 + 0.25 * s1) / (s0 + s1))
+    assert m0["ci_low"] == pytest.approx((0.65 * s0 + 0.15 * s1) / (s0 + s1)) and m0["days"] == 5
     assert m1["mean_reward"] == pytest.approx((0.10 * s0 + 0.40 * s1) / (s0 + s1))
     assert [(h["round"], h["sync_block"]) for h in m0["history"]] == [(1, 10), (2, 20)]
-    assert m0["history"][0]["win_rate"] == 0.5  # v0's table alone
+    assert m0["history"][0]["advantage"] == 0.5  # v0's table alone
     detail = snap["miners"][str(world.uid("m0"))]
     assert detail["scored_by"] == world.hotkey("v0")  # the higher-stake validator's row
     assert detail["metrics"]["depth"] == 0.25 and detail["metrics"]["accuracy"] == pytest.approx(0.8)
@@ -92,7 +93,8 @@ def test_malformed_files_are_skipped_with_a_warning_once(world, caplog, tmp_path
         first = [r.getMessage() for r in caplog.records if r.getMessage().startswith("skipping")]
         snapshot(world.chain.sub, NETUID, [state])
     skipped = [r.getMessage() for r in caplog.records if r.getMessage().startswith("skipping")]
-    assert skipped == first and len(skipped) == 5 and all("/bad/" in m for m in skipped)
+    assert skipped == first and len(skipped) == 6 and all("/bad/" in m for m in skipped)
+    assert any("round-000011.json" in m and "unknown key 'models'" in m for m in skipped)  # the old win-rate shape
     assert any("finite" in m for m in skipped) and any("exploded" in m for m in skipped)
     assert any("does not exist" in r.getMessage() for r in caplog.records)
 
@@ -168,8 +170,8 @@ def test_export_and_cli(world, snap, tmp_path, capsys):
 
 
 def test_ties_in_incentive_go_to_the_better_score_then_the_earlier_commitment():
-    def row(uid, win_rate, mean_reward, block, incentive=0.0):
-        return {"uid": uid, "incentive": incentive, "win_rate": win_rate, "mean_reward": mean_reward,
+    def row(uid, ci_low, mean_reward, block, incentive=0.0):
+        return {"uid": uid, "incentive": incentive, "ci_low": ci_low, "mean_reward": mean_reward,
                 "commit_block": block}
 
     rows = [row(1, None, None, 1), row(2, 0.5, -0.5, 1), row(3, 0.5, 0.0, 9), row(4, 0.5, 0.0, 5),

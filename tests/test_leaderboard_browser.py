@@ -113,7 +113,7 @@ def test_a_localnet_run_renders_with_its_uids_and_numbers(executable, served_loc
             for miner in summary["miners"]:  # the page shows the numbers the localnet summary printed
                 uid = miner["uid"]
                 row = table.locator(f'tr.miner[data-uid="{uid}"]').inner_text()
-                assert f"{miner['win_rate']:.3f}" in row and f"{miner['incentive']:.3f}" in row, (row, miner)
+                assert f"{miner['advantage']:.3f}" in row and f"{miner['incentive']:.3f}" in row, (row, miner)
             assert page.locator("svg#base-history").is_visible()
             assert page.locator("svg#base-history rect.marker").count() == len(snap["base_history"]) == 2
             page.screenshot(path=str(tmp_path / "leaderboard-localnet.png"), full_page=True)

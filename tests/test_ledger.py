@@ -46,9 +46,11 @@ def test_prune_keeps_the_window_and_export_replays_it(tmp_path):
     for day in ("2024-03-01", "2024-03-02", "2024-03-03"):
         ledger.add([entry_for("a@1", q, completion="x") for q in questions(day)])
     assert ledger.prune(COMP, "2024-03-02") == 3 and ledger.prune("other", "2024-03-09") == 0
-    assert ledger.export(tmp_path / "export.json", COMP, "2024-03-01", "2024-03-31", "hotkey") == 6
+    ledger.add([entry_for("a@1", Question("other", "BTC", "2024-03-01", 1), completion="x")])
+    assert ledger.export(tmp_path / "export.json", COMP, "hotkey") == 6
     export = LedgerExport.read(tmp_path / "export.json")
     assert export.entries == ledger.entries(COMP, "2024-03-02", "2024-03-03") and export.validator == "hotkey"
+    assert ledger.export(tmp_path / "all.json") == 7 and LedgerExport.read(tmp_path / "all.json").competition is None
 
 
 def test_a_damaged_entry_or_database_is_a_clear_error(tmp_path):

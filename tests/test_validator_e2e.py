@@ -146,8 +146,9 @@ def test_each_model_answers_each_question_once(first):
 def test_a_second_round_scores_the_late_commitment_without_downloading_again(second):
     world, store, cfg, first, table, done, downloads = second
     assert table.round == 2 and table.sync_block == first.sync_block + 10 and table.weights_set
-    late = skills(table)[world.hotkey("late")]
-    assert late.earned and late.weight > 0 and late.days == 7  # eligible now: committed before these days
+    late, weak = skills(table)[world.hotkey("late")], skills(table)[world.hotkey("weak")]
+    assert late.days == 7 and late.advantage == weak.advantage > 0  # scored now: committed before these days
+    assert (late.earned, late.weight, late.reason) == (False, 0.0, "not_above_earlier")  # weak's files, later
     assert world.hotkey("late") in {i.hotkey for i in first.competitions[COMP].ignored}
     assert downloads == [(world.miners["late"].repo, world.miners["late"].revision)]
     state = load(cfg.state)

@@ -9,8 +9,8 @@ save would not do; SQLite ships with Python and survives a kill mid-write.
 
 Every row read back goes through ``LedgerEntry.from_json`` (strict types), so a damaged database
 is a clear :class:`LedgerError`, never a silently wrong score. ``export`` writes the entries of a
-window as JSON: with the pure ``validator.scoring.score_competition`` anyone can replay a decision
-(``python neurons/validator.py --export-ledger FILE``).
+ledger as JSON: with the pure ``validator.scoring.score_competition`` anyone can replay a decision
+(``python neurons/validator.py --export-ledger FILE``; the ledger holds the scoring window).
 """
 
 from __future__ import annotations
@@ -56,15 +56,13 @@ class LedgerError(CortexError):
 
 @dataclass(frozen=True)
 class LedgerExport(Record):
-    """A validator's ledger entries of one competition and window: what a replay of its decision reads."""
+    """A validator's ledger entries (one competition, or all): what a replay of its decision reads."""
 
     kind = "ledger_export"
     schema = 1
 
-    competition: str
-    start: str  # first cutoff day in the window (ISO)
-    end: str  # last cutoff day (ISO)
-    validator: str = ""
+    validator: str = ""  # the exporting validator's hotkey name or address
+    competition: str | None = None  # None: every competition
     entries: list[LedgerEntry] = field(default_factory=list)
 
 
@@ -196,10 +194,10 @@ class Ledger:
         """Every entry of the competition with a cutoff in [start, end] (ISO days)."""
         return self._read("competition = ? AND cutoff >= ? AND cutoff <= ?", (competition, start, end))
 
-    def export(self, path: str | Path, competition: str, start: str, end: str, validator: str = "") -> int:
-        """Write the window's entries as a :class:`LedgerExport` (atomically); returns how many."""
-        entries = self.entries(competition, start, end)
-        LedgerExport(competition, start, end, validator, entries).write(path)
+    def export(self, path: str | Path, competition: str | None = None, validator: str = "") -> int:
+        """Write the entries (of ``competition``, or all) as a :class:`LedgerExport`, atomically; returns how many."""
+        entries = self._read("competition = ?" if competition else "1", (competition,) if competition else ())
+        LedgerExport(validator, competition, entries).write(path)
         return len(entries)
 
 

@@ -6,14 +6,14 @@
 validators' score tables and the averager's round records (``cortex.leaderboard.files``).
 
 Several validators' tables for one round (the same sync block, which every validator derives the
-same way) are combined as a **stake-weighted mean** of each model's win rate, mean reward and
-weight, using each validator's current stake (equal weights when none of them holds stake). The
+same way) are combined as a **stake-weighted mean** of each model's advantage over the base (and
+its interval), mean reward and weight, using each validator's current stake (equal weights when none of them holds stake). The
 per-model detail (reward breakdown, backtest metrics, the reason for a zero) comes from the
 highest-stake validator that scored the model in its latest round; every validator's own numbers
 are listed beside it.
 
-Rows are ranked by on-chain incentive, then by the latest win rate and mean reward, then by the
-earlier commitment. Base pointers (the averager's commitments) are not rows; the averager's rounds
+Rows are ranked by on-chain incentive, then by the latest lower bound of the advantage and the mean
+reward, then by the earlier commitment. Base pointers (the averager's commitments) are not rows; the averager's rounds
 are the ``base_history``. ``miners`` is keyed by the uid as a string, as JSON keys are.
 """
 
@@ -72,11 +72,13 @@ def snapshot(subtensor: bt.Subtensor, netuid: int, state_dirs: Sequence[Path]) -
     miners: dict[str, dict] = {}
     for (cid, hotkey), entry in entries.items():
         n = neurons[hotkey]
-        history = [{"round": r["round"], "sync_block": r["sync_block"], "win_rate": m["win_rate"],
+        history = [{"round": r["round"], "sync_block": r["sync_block"], "advantage": m["advantage"],
+                    "ci_low": m["ci_low"], "ci_high": m["ci_high"], "days": m["days"],
                     "mean_reward": m["mean_reward"], "weight": m["weight"]}
                    for r in rounds if (m := r["competitions"].get(cid, {}).get(hotkey))][-HISTORY_ROUNDS:]
         last = history[-1] if history else {}
-        row = {"rank": 0, "uid": n.uid, "hotkey": hotkey, **entry, "win_rate": last.get("win_rate"),
+        row = {"rank": 0, "uid": n.uid, "hotkey": hotkey, **entry, "advantage": last.get("advantage"),
+               "ci_low": last.get("ci_low"), "ci_high": last.get("ci_high"), "days": last.get("days"),
                "mean_reward": last.get("mean_reward"), "weight": last.get("weight"),
                "incentive": n.incentive, "emission": n.emission.tao, "history": history}
         by_comp[cid].append(row)
@@ -95,9 +97,10 @@ def snapshot(subtensor: bt.Subtensor, netuid: int, state_dirs: Sequence[Path]) -
 
 
 def _rank_key(row: dict) -> tuple:
-    """Incentive, then the latest win rate and mean reward (unscored last), then the earlier commitment."""
-    unscored = row["win_rate"] is None
-    return (-row["incentive"], unscored, -(row["win_rate"] or 0.0), -(row["mean_reward"] or 0.0),
+    """Incentive, then the latest lower bound of the advantage and the mean reward (unscored last), then
+    the earlier commitment."""
+    unscored = row["ci_low"] is None
+    return (-row["incentive"], unscored, -(row["ci_low"] or 0.0), -(row["mean_reward"] or 0.0),
             row["commit_block"], row["uid"])
 
 
@@ -143,7 +146,7 @@ def _rounds(tables: Sequence[dict], stake: dict[str, float]) -> list[dict]:
                 share = _weights([v for v, _ in seen], stake)
                 combined[cid][hotkey] = {
                     **seen[0][1],  # pointer fields from the highest-stake validator
-                    **{k: sum(share[v] * (m[k] or 0.0) for v, m in seen) for k in ("win_rate", "mean_reward", "weight")}}
+                    **{k: sum(share[v] * (m[k] or 0.0) for v, m in seen) for k in ("advantage", "ci_low", "ci_high", "mean_reward", "weight")}}
         out.append({"sync_block": sync_block, "round": group[0]["round"], "tables": group,
                     "competitions": dict(combined)})
     return out
@@ -158,14 +161,14 @@ def _detail(rounds: Sequence[dict], cid: str, hotkey: str, stake: dict[str, floa
             top = seen[0][1]
             return {"scored_round": r["round"], "scored_sync_block": r["sync_block"],
                     "scored_revision": top["revision"], "scored_by": seen[0][0]["validator"],
-                    "reason": top["reason"], "detail": top["detail"], "mean_advantage": top["mean_advantage"],
+                    "reason": top["reason"], "detail": top["detail"], "earned": top["earned"],
                     "metrics": top["metrics"],
                     "per_validator": [{"validator": t["validator"], "stake": stake.get(t["validator"], 0.0),
                                        "round": t["round"], **{k: m[k] for k in (
-                                           "win_rate", "mean_reward", "mean_advantage", "softmax", "weight",
+                                           "advantage", "ci_low", "ci_high", "days", "mean_reward", "weight",
                                            "reason")}} for t, m in seen]}
     return {"scored_round": None, "scored_sync_block": None, "scored_revision": None, "scored_by": None,
-            "reason": None, "detail": None, "mean_advantage": None, "metrics": {}, "per_validator": []}
+            "reason": None, "detail": None, "earned": None, "metrics": {}, "per_validator": []}
 
 
 def _base(rounds: Sequence[dict], cid: str) -> dict | None:

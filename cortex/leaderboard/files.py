@@ -4,11 +4,11 @@ Validators publish one score table per round (``scores/round-NNNNNN.json`` and a
 ``scores/latest.json``, see ``validator/round.py``); the averager writes one record per merge round
 (``rounds/round-NNNNNN.json``). Both are looked for recursively under every state folder given.
 
-Every file is untrusted: one that is too large, does not parse, or does not have the expected
-shape (types, finite numbers) is skipped with a logged warning (once per version of the file),
-and the rest are still read. What
-comes back holds only the fields checked here, so the pages and the JSON API never pass on
-anything else a file carries.
+Every file is untrusted: one that is too large, does not parse, or is not exactly what its record
+class writes (``ScoreTable.from_json``, ``AveragerRound.from_json``) is skipped with a logged
+warning (once per version of the file), and the rest are still read. What comes back holds only the
+fields of those records (a score table reduced to what the pages show), so the pages and the JSON
+API never pass on anything else a file carries.
 """
 
 from __future__ import annotations
@@ -20,52 +20,18 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from cortex.protocol.records import RecordError
+from cortex.protocol.rounds import AveragerRound
+from cortex.protocol.scores import CompetitionTable, ModelMetrics, ScoreTable
+
 log = logging.getLogger(__name__)
 
 MAX_FILE_BYTES = 32 << 20
-STATUSES = ("published", "rejected", "skipped")
 _METRIC_KEYS = 64  # at most this many metrics kept per model
 
 
 class Malformed(ValueError):
     """A file, or a part of one, that does not have the expected shape."""
-
-
-def _int(d: dict, key: str) -> int:
-    value = d.get(key)
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise Malformed(f"{key!r} is not an integer")
-    return value
-
-
-def _num(d: dict, key: str, *, optional: bool = False) -> float | None:
-    value = d.get(key)
-    if value is None and optional:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise Malformed(f"{key!r} is not a finite number")
-    return float(value)
-
-
-def _str(d: dict, key: str, *, optional: bool = False) -> str | None:
-    value = d.get(key)
-    if value is None and optional:
-        return None
-    if not isinstance(value, str):
-        raise Malformed(f"{key!r} is not a string")
-    return value
-
-
-def _dict(value: Any, what: str) -> dict:
-    if not isinstance(value, dict):
-        raise Malformed(f"{what} is not an object")
-    return value
-
-
-def _list(value: Any, what: str) -> list:
-    if not isinstance(value, list):
-        raise Malformed(f"{what} is not a list")
-    return value
 
 
 def _metrics(value: Any) -> dict[str, float | None]:
@@ -80,68 +46,42 @@ def _metrics(value: Any) -> dict[str, float | None]:
     return out
 
 
-def _model(m: Any) -> dict:
-    m = _dict(m, "a model row")
-    return {"uid": _int(m, "uid"), "hotkey": _str(m, "hotkey"), "repo": _str(m, "repo"),
-            "revision": _str(m, "revision"), "commit_block": _int(m, "commit_block"),
-            "reason": _str(m, "reason", optional=True), "detail": _str(m, "detail", optional=True),
-            "win_rate": _num(m, "win_rate"), "mean_reward": _num(m, "mean_reward"),
-            "mean_advantage": _num(m, "mean_advantage", optional=True),
-            "softmax": _num(m, "softmax", optional=True), "smoothed": _num(m, "smoothed", optional=True),
-            "weight": _num(m, "weight", optional=True), "metrics": _metrics(m.get("metrics"))}
+def _metrics_of(metrics: ModelMetrics | None) -> dict[str, float | None]:
+    if metrics is None:
+        return {}
+    return _metrics({k: v for k, v in metrics.to_json().items() if k not in ("kind", "schema")})
 
 
-def _competition(cid: Any, t: Any) -> dict:
-    if not isinstance(cid, str):
-        raise Malformed("a competition id is not a string")
-    t = _dict(t, f"competition {cid!r}")
-    base = _dict(t.get("base_model"), "base_model")
-    return {"base": _str(t, "base", optional=True),
-            "base_model": {"win_rate": _num(base, "win_rate"), "mean_reward": _num(base, "mean_reward"),
-                           "metrics": _metrics(base.get("metrics"))},
-            "models": [_model(m) for m in _list(t.get("models"), "models")]}
+def _competition(c: CompetitionTable) -> dict:
+    """A competition's table as the pages read it: one row per scored or refused model."""
+    models = [{"uid": m.uid, "hotkey": m.hotkey, "repo": m.repo, "revision": m.revision,
+               "commit_block": m.commit_block, "reason": None if m.earned else m.reason,
+               "detail": f"versus {m.versus}" if m.versus else None, "advantage": m.advantage, "ci_low": m.ci_low,
+               "ci_high": m.ci_high, "days": m.days, "earned": m.earned, "weight": m.weight,
+               "mean_reward": c.metrics[m.key].mean_reward if m.key in c.metrics else None,
+               "metrics": _metrics_of(c.metrics.get(m.key))} for m in c.scores.models]
+    models += [{"uid": r.uid, "hotkey": r.hotkey, "repo": r.key.rsplit("@", 1)[0], "revision": r.key.rsplit("@", 1)[-1],
+                "commit_block": r.commit_block, "reason": r.reason, "detail": r.detail, "advantage": None,
+                "ci_low": None, "ci_high": None, "days": 0, "earned": False, "weight": 0.0, "mean_reward": None,
+                "metrics": {}} for r in c.refused]
+    base = c.metrics.get(c.base)
+    return {"base": c.base, "window": list(c.window), "days": c.days, "unearned": c.scores.unearned,
+            "base_model": {"mean_reward": base.mean_reward if base else None, "metrics": _metrics_of(base)},
+            "models": models}
 
 
 def score_table(data: Any) -> dict:
-    """The checked parts of one validator's score table; raises ``Malformed``."""
-    data = _dict(data, "the table")
-    comps = _dict(data.get("competitions"), "competitions")
-    return {"validator": _str(data, "validator"), "round": _int(data, "round"),
-            "sync_block": _int(data, "sync_block"),
-            "competitions": {cid: _competition(cid, t) for cid, t in comps.items()}}
-
-
-def _input(i: Any) -> dict:
-    i = _dict(i, "an input")
-    return {"uid": _int(i, "uid") if "uid" in i else None, "hotkey": _str(i, "hotkey", optional=True),
-            "repo": _str(i, "repo", optional=True), "revision": _str(i, "revision", optional=True),
-            "commit_block": _int(i, "commit_block") if i.get("commit_block") is not None else None,
-            "weight": _num(i, "weight", optional=True), "score": _num(i, "score", optional=True),
-            "decision": _str(i, "decision", optional=True), "reason": _str(i, "reason", optional=True)}
+    """The parts of one validator's score table (``cortex.protocol.scores.ScoreTable``) the pages show;
+    raises ``RecordError`` when it is not exactly a score table."""
+    t = ScoreTable.from_json(data)
+    return {"validator": t.validator, "round": t.round, "sync_block": t.sync_block,
+            "competitions": {cid: _competition(c) for cid, c in t.competitions.items()}}
 
 
 def averager_round(data: Any) -> dict:
-    """The checked parts of one averager round record; raises ``Malformed``."""
-    data = _dict(data, "the record")
-    status = _str(data, "status")
-    if status not in STATUSES:
-        raise Malformed(f"status {status!r} is not one of {', '.join(STATUSES)}")
-    gate = data.get("gate")
-    if gate is not None:
-        gate = _dict(gate, "gate")
-        passed = gate.get("passed")
-        if passed is not None and not isinstance(passed, bool):
-            raise Malformed("gate.passed is not true or false")
-        gate = {**{k: _num(gate, k, optional=True) for k in
-                   ("merged_reward", "base_reward", "best_single_reward", "margin")},
-                "best_single": _str(gate, "best_single", optional=True), "passed": passed}
-    return {"round": _int(data, "round"),
-            "block": _int(data, "block") if data.get("block") is not None else None,
-            "competition": _str(data, "competition", optional=True), "status": status,
-            "reason": _str(data, "reason", optional=True), "method": _str(data, "method", optional=True),
-            "inputs": [_input(i) for i in _list(data.get("inputs", []), "inputs")], "gate": gate,
-            "parent": _str(data, "parent", optional=True), "published": _str(data, "published", optional=True),
-            "pointer_block": _int(data, "pointer_block") if data.get("pointer_block") is not None else None}
+    """One averager round record (:class:`cortex.protocol.rounds.AveragerRound`) as plain data; raises
+    ``RecordError`` when it is not exactly that."""
+    return AveragerRound.from_json(data).to_json()
 
 
 def _read(path: Path) -> Any:
@@ -158,7 +98,7 @@ def _load(paths: Iterable[Path], check) -> list[tuple[Path, dict]]:
     for path in paths:
         try:
             out.append((path, check(_read(path))))
-        except (OSError, ValueError, RecursionError) as exc:  # Malformed and JSON errors are ValueErrors
+        except (OSError, ValueError, RecursionError, RecordError) as exc:  # Malformed and JSON errors are ValueErrors
             try:
                 stat = path.stat()
                 key = (str(path), stat.st_mtime_ns, stat.st_size)

@@ -88,7 +88,7 @@ def miner_page(snap: Mapping, uid: int, links: Links) -> str | None:
         return None
     keys = [k for k in METRIC_ORDER if k in m["metrics"]] + sorted(k for k in m["metrics"] if k not in METRIC_ORDER)
     labels = [f"r{h['round']}" for h in m["history"]]
-    chart = line_chart(labels, [Series("win rate", [h["win_rate"] for h in m["history"]], PALETTE[0]),
+    chart = line_chart(labels, [Series("advantage", [h["advantage"] for h in m["history"]], PALETTE[0]),
                                 Series("mean reward", [h["mean_reward"] for h in m["history"]], PALETTE[3])],
-                       chart_id="miner-history", title=f"uid {uid}: win rate and mean reward per round")
+                       chart_id="miner-history", title=f"uid {uid}: advantage over the base and mean reward per round")
     return _render("miner.html", snap, links, m=m, metric_keys=keys, history_chart=chart)

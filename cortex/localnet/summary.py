@@ -43,7 +43,8 @@ def build(s: Settings, snap: dict[str, Any], names: dict[str, str], extra: dict[
             continue
         row = rows.get(hotkey, {})
         miners.append({"name": name, "uid": row.get("uid"), "hotkey": hotkey, "rank": row.get("rank"),
-                       "repo": row.get("repo"), "revision": row.get("revision"), "win_rate": row.get("win_rate"),
+                       "repo": row.get("repo"), "revision": row.get("revision"), "advantage": row.get("advantage"),
+                       "ci_low": row.get("ci_low"), "ci_high": row.get("ci_high"), "days": row.get("days"),
                        "mean_reward": row.get("mean_reward"), "incentive": row.get("incentive"),
                        "emission": row.get("emission")})
     miners.sort(key=lambda m: (m["rank"] is None, m["rank"] or 0, m["name"]))
@@ -74,11 +75,14 @@ def _num(value: float | None, fmt: str) -> str:
 
 def render(summary: dict[str, Any], console: Console) -> None:
     miners = Table(title=f"miners (block {summary['block']})", title_justify="left")
-    for column in ("rank", "uid", "miner", "hotkey", "revision", "win rate", "mean reward", "incentive", "emission"):
+    for column in ("rank", "uid", "miner", "hotkey", "revision", "advantage", "interval", "days", "mean reward",
+                   "incentive", "emission"):
         miners.add_column(column, justify="right" if column not in ("miner", "hotkey", "revision") else "left")
     for m in summary["miners"]:
         miners.add_row(_num(m["rank"], "d"), _num(m["uid"], "d"), m["name"], m["hotkey"][:12] + "…",
-                       (m["revision"] or "-")[:12], _num(m["win_rate"], ".3f"), _num(m["mean_reward"], "+.3f"),
+                       (m["revision"] or "-")[:12], _num(m["advantage"], ".3f"),
+                       "-" if m["ci_low"] is None else f"[{m['ci_low']:+.3f}, {m['ci_high']:+.3f}]",
+                       _num(m["days"], "d"), _num(m["mean_reward"], "+.3f"),
                        _num(m["incentive"], ".4f"), _num(m["emission"], ".4f"))
     validators = Table(title="validators", title_justify="left")
     for column in ("uid", "validator", "hotkey", "stake", "validator trust"):
