@@ -31,7 +31,19 @@ from safetensors.torch import save_file
 from tqdm import tqdm
 
 from averager.merge import BaseTransform, merge_weight, rank_r_delta, weight_warnings
-from cortex.adapter import PICKLE_SUFFIXES, WEIGHTS_FILE, Adapter, Term, group_terms, tensor_name
+from cortex.adapter import (
+    CONFIG_FILE,
+    NO_NORM_BOUNDS,
+    PICKLE_SUFFIXES,
+    WEIGHTS_FILE,
+    Adapter,
+    BaseSpec,
+    Term,
+    group_terms,
+    load_adapter,
+    own_limits,
+    tensor_name,
+)
 from cortex.errors import CortexError
 from cortex.protocol.hashing import content_hash
 
@@ -132,6 +144,24 @@ def model_layout(base: Path) -> dict[str, list[TensorInfo]]:
             if listed != {i.name for i in layout[shard]}:
                 raise CortexError(f"{base}: {shard} does not hold the tensors the index lists for it")
     return layout
+
+
+def merge_peak_bytes(layout: dict[str, list[TensorInfo]], adapter_bytes: int, targeted: set[str],
+                     out_dtype: torch.dtype | None = torch.float32) -> int:
+    """An upper bound on ``merge_exact``'s tensor memory, from the shard headers alone (no weight read).
+
+    The adapters' factors are held throughout (``adapter_bytes``); one tensor is in flight at a time:
+    its read buffer, the fp32 master and, for a targeted weight (``targeted``: tensor names), the
+    scaled copy and the ``addmm`` result, then the cast output.
+    """
+    peak = 0
+    for info in (i for items in layout.values() for i in items):
+        n = math.prod(info.shape)
+        source = info.end - info.start
+        out = n * torch.empty((), dtype=out_dtype or DTYPES[info.dtype]).element_size()
+        masters = (3 if info.name in targeted else 1) * 4 * n
+        peak = max(peak, source + masters + out)
+    return adapter_bytes + peak
 
 
 def check_fit(layout: dict[str, list[TensorInfo]], modules: dict[str, list[Term]]) -> None:
@@ -353,3 +383,15 @@ def _fill_zeros(tensors: dict[str, torch.Tensor], modules: dict[str, Any], where
             tensors[tensor_name(key, "lora_A.weight")] = torch.zeros(rank, inp)
             tensors[tensor_name(key, "lora_B.weight")] = torch.zeros(out, rank)
     return names, None if touched == every else touched
+
+
+def load_rank_r(out: str | Path, spec: BaseSpec, rank: int) -> Adapter:
+    """The adapter :func:`merge_rank_r` wrote at ``out``, through the checked loader (its adapter files
+    only: the folder also holds the merge's ``manifest.json``), for folding into the base."""
+    out = Path(out)
+    files = out.parent / f".{out.name}.adapter"
+    shutil.rmtree(files, ignore_errors=True)
+    files.mkdir(parents=True)
+    for name in (CONFIG_FILE, WEIGHTS_FILE):
+        shutil.copyfile(out / name, files / name)
+    return load_adapter(files, spec, own_limits(spec, rank), bounds=NO_NORM_BOUNDS)
