@@ -9,31 +9,16 @@ the validators ranked the adapters on, and every input was committed before its 
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from cortex.eval.evalset import EvalWindow, round_rows
 from cortex.protocol.competition import Competition
+from cortex.protocol.rounds import GateResult
 
 log = logging.getLogger(__name__)
 SALT = "averager-gate"
-
-
-@dataclass(frozen=True)
-class GateResult:
-    merged_reward: float | None
-    base_reward: float | None
-    best_single_reward: float | None
-    best_single: str | None  # repo@revision of the best input adapter
-    margin: float
-    passed: bool
-    reason: str
-    prompts: int = 0
-    singles: dict[str, float | None] | None = None
-
-    def record(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def decide(merged: float | None, base: float | None, singles: Mapping[str, float | None],

@@ -21,13 +21,12 @@ from __future__ import annotations
 
 import logging
 import statistics
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from typing import Any, Iterable, Mapping, Sequence
 
-log = logging.getLogger(__name__)
+from cortex.protocol.rounds import DROPPED, KEPT, RoundInput
 
-KEPT = "kept"
-DROPPED = "dropped"
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -45,33 +44,12 @@ class SelectConfig:
 
 
 @dataclass(frozen=True)
-class Choice:
-    """One input of a round and the averager's decision about it."""
-
-    uid: int
-    hotkey: str
-    repo: str
-    revision: str
-    commit_block: int
-    incentive: float
-    score: float | None = None  # mean reward in the validators' tables
-    weight: float = 0.0  # final merge weight (after the cap and the clip)
-    decision: str = KEPT
-    reason: str = "selected"
-    detail: str = ""
-    norm: float | None = None  # ‖ΔW‖_F over all modules
-    clip: float | None = None  # min(1, median / norm)
-
-    @property
-    def model_key(self) -> str:
-        return f"{self.repo}@{self.revision}"
+class Choice(RoundInput):
+    """One input of a round and the averager's decision about it: the round record's input, as it is built."""
 
     def drop(self, reason: str, detail: str) -> Choice:
         log.info("uid %d %s: dropped (%s): %s", self.uid, self.model_key[:60], reason, detail)
         return replace(self, decision=DROPPED, reason=reason, detail=detail, weight=0.0)
-
-    def record(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def from_chain(commitments: Iterable[Any], uids: Mapping[str, int], incentives: Mapping[int, float],

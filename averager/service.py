@@ -5,8 +5,9 @@ clipping, duplicates, outliers) → fetch and check every input → merge into t
 (``averager.stream``, atomic) → gate (``averager.gate``) → publish and commit the pointer
 (``averager.publish``), or record the round as rejected and change nothing.
 
-Each round leaves one record, ``<state>/rounds/round-NNNNNN.json`` and ``<state>/rounds/latest.json``
-(written atomically; docs/averager.md lists the keys). Work happens under ``<state>/work`` and is
+Each round leaves one record, a :class:`cortex.protocol.rounds.AveragerRound` in
+``<state>/rounds/round-NNNNNN.json`` and ``<state>/rounds/latest.json`` (written atomically;
+docs/averager.md lists the keys). Work happens under ``<state>/work`` and is
 removed at the end of the round and at the start of the next one, so a killed round leaves nothing
 that a restart could publish half-made: the merge is rebuilt from the inputs, the upload of the same
 content gives the same revision, and the same pointer is never committed twice.
@@ -17,7 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,12 +26,15 @@ import bittensor as bt
 
 from averager import select as S
 from averager.config import AveragerConfig
-from cortex.adapter import ADAPTER_FILES, Adapter, AdapterRejected, BaseSpec, check_listing, load_adapter
-from cortex.atomic import write_json
+from cortex.adapter import (ADAPTER_FILES, NO_NORM_BOUNDS, Adapter, AdapterRejected, BaseSpec, check_listing,
+                            load_adapter, own_limits)
 from cortex.chain.commitments import OnChainCommitment, read_all
 from cortex.errors import CortexError
 from cortex.hub.store import ModelStore, StoreError
 from cortex.model.pointer import BaseRef, current_base
+from cortex.protocol.records import RecordError
+from cortex.protocol.rounds import AveragerRound, Manifest
+from cortex.wandb_log import WandbLog
 
 log = logging.getLogger(__name__)
 
@@ -49,10 +53,12 @@ class Averager:
         self.comp = self.cfg.competition
         self.rounds = Path(self.cfg.state) / "rounds"
         self.work_root = Path(self.cfg.state) / "work"
+        self.wandb = WandbLog(self.cfg.wandb, folder=self.cfg.state, project="cortex-averager",
+                              name=f"averager-{self.cfg.wallet_name}-{self.cfg.wallet_hotkey}")
 
     # --- the service ----------------------------------------------------------------------
 
-    def run(self) -> dict[str, Any]:
+    def run(self) -> AveragerRound | None:
         """One round (``--once``), or one every ``every_epochs`` tempos; a failed round is retried later."""
         while True:
             try:
@@ -63,7 +69,7 @@ class Averager:
                 log.exception("the round failed; retrying next epoch")
                 record = None
             if self.cfg.once:
-                return record or {}
+                return record
             tempo = int(self.sub.subnets.metagraph(self.cfg.netuid, commitments=False).tempo) or 1
             head = int(self.sub.block)
             target = head - head % tempo + self.cfg.every_epochs * tempo + 1  # just after the epoch's Yuma step
@@ -73,10 +79,12 @@ class Averager:
     # --- one round ------------------------------------------------------------------------
 
     def last_round(self) -> int:
+        """The number of the last round recorded (0 before the first); an unreadable record stops the averager
+        rather than numbering a round twice."""
         latest = self.rounds / "latest.json"
-        return int(json.loads(latest.read_text())["round"]) if latest.is_file() else 0
+        return AveragerRound.read(latest).round if latest.is_file() else 0
 
-    def run_round(self) -> dict[str, Any]:
+    def run_round(self) -> AveragerRound:
         """Run one round and return its record (also written under ``<state>/rounds``)."""
         round_no = self.last_round() + 1
         if self.work_root.exists():
@@ -87,16 +95,15 @@ class Averager:
         graph = self.sub.subnets.metagraph(self.cfg.netuid, commitments=False)
         if graph is None:
             raise CortexError(f"subnet {self.cfg.netuid} does not exist on this chain: check --netuid")
-        record: dict[str, Any] = {
-            "round": round_no, "block": int(graph.block), "competition": self.comp.id, "status": "skipped",
-            "reason": "", "inputs": [], "method": self.cfg.method, "energy_kept": None, "gate": None,
-            "parent": None, "published": None, "pointer_block": None}
+        record: dict[str, Any] = {  # AveragerRound's fields, filled in as the round goes
+            "round": round_no, "block": int(graph.block), "competition": self.comp.id, "method": self.cfg.method}
         try:
             self._round(record, graph, work)
         finally:
             shutil.rmtree(self.work_root, ignore_errors=True)
-        self._write(record)
-        return record
+        done = AveragerRound(**record)
+        self._write(done)
+        return done
 
     def _round(self, record: dict[str, Any], graph: Any, work: Path) -> None:
         base = current_base(self.sub, self.cfg.netuid, self.comp, self.store)
@@ -119,16 +126,16 @@ class Averager:
 
         live = [c for c in choices if c.decision == S.KEPT]
         choices = S.plan(choices, gram([adapters[c.hotkey] for c in live]), self.cfg.select)
-        record["inputs"] = [self._input(c) for c in choices]
+        record["inputs"] = choices  # each Choice is the record's RoundInput
         chosen = S.kept(choices)
         if not chosen:
             record["reason"] = "no input survived the selection"
             return
         base_dir = self._base_dir(base)
         merged, merge_manifest = self._merge(base_dir, [(adapters[c.hotkey], c.weight) for c in chosen], work)
-        record["energy_kept"] = merge_manifest.get("energy")
+        record["energy_kept"] = merge_manifest.get("energy") or None
         gate = self._gate(base_dir, merged, {c.model_key: adapters[c.hotkey].path for c in chosen}, record["block"])
-        record["gate"] = gate.record()
+        record["gate"] = gate
         if not gate.passed:
             record.update(status="rejected", reason=f"gate: {gate.reason}")
             log.warning("round %d rejected: %s; the base stays %s", record["round"], gate.reason, base)
@@ -139,8 +146,7 @@ class Averager:
         from averager.publish import finalise, manifest, publish_base
 
         repo, hotkey = self.cfg.base_repo, self.parts.wallet.hotkey.ss58_address
-        man = manifest(self.comp, record["round"], record["parent"], chosen, merge_manifest, record["gate"], merged,
-                       hotkey)
+        man = manifest(self.comp, record["round"], record["parent"], chosen, merge_manifest, record["gate"], hotkey)
         finalise(merged, man, repo)
         done = publish_base(self.sub, self.parts.wallet, self.cfg.netuid, self.store, self.comp, repo, merged)
         record.update(status="published", reason="gate passed", published=f"{done.repo}@{done.revision}",
@@ -164,12 +170,20 @@ class Averager:
 
     def _not_merged_yet(self, choices: list[S.Choice], base: BaseRef, work: Path) -> list[S.Choice]:
         """Drop inputs the current base already holds (its manifest lists them)."""
+        from averager.publish import MANIFEST
+
         try:
-            folder = self.store.download(base.repo, base.revision, work / "parent", allow=["manifest.json"],
+            folder = self.store.download(base.repo, base.revision, work / "parent", allow=[MANIFEST],
                                          max_bytes=16 << 20)
-            merged = {i["model"] for i in json.loads((folder / "manifest.json").read_text()).get("inputs", [])}
-        except (StoreError, OSError, ValueError, KeyError, TypeError):
+        except StoreError:
+            return choices
+        if not (folder / MANIFEST).is_file():
             return choices  # a bootstrap or pinned base: no manifest
+        try:
+            merged = Manifest.read(folder / MANIFEST).models
+        except RecordError as exc:
+            log.warning("the current base's manifest is not readable (%s): merging as if it held no input", exc)
+            return choices
         return [c.drop("already_merged", f"the current base {base.revision[:12]} already holds it")
                 if c.decision == S.KEPT and c.model_key in merged else c for c in choices]
 
@@ -212,7 +226,7 @@ class Averager:
         """The base's files, fetched and checked against its pointer once per process."""
         held = self.__dict__.setdefault("_bases", {})
         if str(base) not in held:
-            held[str(base)] = base.fetch(self.store, Path(self.cfg.state) / "cache" / "bases").path
+            held[str(base)] = base.fetch(self.store, Path(self.cfg.state) / "cache" / "bases")
         return held[str(base)]
 
     def _spec(self, base_dir: Path) -> BaseSpec:
@@ -223,13 +237,14 @@ class Averager:
         return held[base_dir]
 
     def _merge(self, base_dir: Path, weighted: list, work: Path) -> tuple[Path, dict[str, Any]]:
-        from averager.stream import load_rank_r, merge_exact, merge_rank_r
+        from averager.stream import merge_exact, merge_rank_r
 
         out, progress = work / "merged", self.cfg.progress
         if self.cfg.method == "exact":
             return out, merge_exact(base_dir, weighted, out, dtype=self.cfg.dtype, progress=progress)
         delta = merge_rank_r(base_dir, weighted, work / "delta", self.cfg.rank, progress=progress)
-        own = load_rank_r(work / "delta", self._spec(base_dir), self.cfg.rank)
+        spec = self._spec(base_dir)
+        own = load_adapter(work / "delta", spec, own_limits(spec, self.cfg.rank), bounds=NO_NORM_BOUNDS)
         folded = merge_exact(base_dir, [(own, 1.0)], out, dtype=self.cfg.dtype,
                              progress=progress)
         return out, {**delta, "dtype": folded["dtype"]}
@@ -246,34 +261,14 @@ class Averager:
                          self.sub.chain.block_info(sync)["hash"])
         return run_gate(base_dir, merged, adapters, rows, self.comp, self.cfg.margin, self.cfg.device)
 
-    @staticmethod
-    def _input(c: S.Choice) -> dict[str, Any]:
-        return {"uid": c.uid, "hotkey": c.hotkey, "repo": c.repo, "revision": c.revision,
-                "commit_block": c.commit_block, "weight": c.weight, "score": c.score, "incentive": c.incentive,
-                "norm": c.norm, "clip": c.clip, "decision": c.decision, "reason": c.reason, "detail": c.detail}
-
-    def _write(self, record: dict[str, Any]) -> None:
-        write_json(self.rounds / f"round-{record['round']:06d}.json", record)
-        write_json(self.rounds / "latest.json", record)
-        log.info("round %d: %s (%s)", record["round"], record["status"], record["reason"])
-        if self.cfg.wandb:
-            self._wandb_log(record)
-
-    def _wandb_log(self, record: dict[str, Any]) -> None:
-        """The round's numbers to wandb (offline files under the state folder); never fatal."""
-        try:
-            import wandb
-
-            if getattr(self, "_run", None) is None:
-                self._run = wandb.init(project="cortex-averager", mode="offline", dir=str(self.cfg.state),
-                                       name=f"averager-{self.parts.wallet.hotkey.ss58_address[:8]}")
-            gate = record.get("gate") or {}
-            self._run.log({"round": record["round"], "published": int(record["status"] == "published"),
-                           "inputs": sum(i["decision"] == S.KEPT for i in record["inputs"]),
-                           **{f"gate/{k}": v for k, v in gate.items() if isinstance(v, (int, float))}})
-        except Exception as exc:  # noqa: BLE001 - logging must never stop the averager
-            log.warning("wandb logging failed (%s); continuing without it", exc)
-            self.cfg = replace(self.cfg, wandb=False)
+    def _write(self, record: AveragerRound) -> None:
+        record.write(self.rounds / f"round-{record.round:06d}.json")
+        record.write(self.rounds / "latest.json")
+        log.info("round %d: %s (%s)", record.round, record.status, record.reason)
+        gate = record.gate.to_json() if record.gate else {}
+        self.wandb.log({"round": record.round, "published": int(record.status == "published"),
+                        "inputs": sum(i.decision == S.KEPT for i in record.inputs),
+                        **{f"gate/{k}": v for k, v in gate.items() if isinstance(v, (int, float)) and k != "schema"}})
 
 
 def _over_limits(adapter: Adapter, base: BaseRef) -> tuple[str, str] | None:

@@ -4,8 +4,9 @@ Training configs (``miner.config``), competition definitions (``cortex.protocol.
 typed records (``cortex.protocol.records``) are all read through :func:`build`. It walks the
 dataclass's field types and checks every value: an unknown key is an error that names the closest
 known one ("did you mean"), a missing required key is named with its dotted path, a value of the
-wrong type says what was expected, and every problem is reported at once, in one line. The only
-conversions: an integer where a float is expected, a list where a tuple is expected.
+wrong type (or a value outside a ``Literal``) says what was expected, and every problem is reported
+at once, in one line. The only conversions: an integer where a float is expected, a list where a
+tuple is expected.
 
 :func:`read_yaml` reads a file with YAML 1.2's number rules: PyYAML follows YAML 1.1, which reads
 ``2e-4`` (no dot) as a string, and people write learning rates that way.
@@ -98,6 +99,11 @@ class _Build:
     def value(self, hint: Any, value: object, where: str) -> Any:
         origin, args = typing.get_origin(hint), typing.get_args(hint)
         if hint is Any:
+            return value
+        if origin is typing.Literal:
+            if value not in args or isinstance(value, bool) != isinstance(args[0], bool):
+                self.problems.append(_say(where, f"expected one of {', '.join(map(repr, args))}, got {value!r:.80}"))
+                return None
             return value
         if origin in (typing.Union, types.UnionType):
             options = [a for a in args if a is not type(None)]

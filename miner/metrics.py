@@ -1,63 +1,43 @@
-"""Where a run's numbers go: ``metrics.json``, ``training_loss.png`` and wandb (offline by default).
-
-wandb runs offline unless ``WANDB_MODE`` says otherwise (the files land in ``OUTPUT/wandb``;
-``wandb sync`` uploads them later); ``--wandb.off`` or ``report_to: none`` turns it off. The
-trainers log every step through transformers' wandb callback; the run's summary gets the final
-metrics here.
+"""Where a run's numbers go: ``metrics.json`` (a :class:`cortex.protocol.metrics.RunMetrics`) and
+``training_loss.png``. wandb (offline by default, ``cortex.wandb_log``) gets them from ``miner.run``.
 """
 
 from __future__ import annotations
 
 import logging
-import os
+import math
 from pathlib import Path
 from typing import Any
 
-from cortex.atomic import write_json
+from cortex.protocol.metrics import RunMetrics
 
 log = logging.getLogger(__name__)
 METRICS = "metrics.json"
 PLOT = "training_loss.png"
 
 
-def setup_wandb(out: Path, project: str, enabled: bool) -> str:
-    """The ``report_to`` value for the trainers; sets wandb's environment when it is on."""
-    if not enabled:
-        os.environ["WANDB_DISABLED"] = "true"
-        return "none"
-    os.environ.pop("WANDB_DISABLED", None)
-    os.environ.setdefault("WANDB_MODE", "offline")
-    os.environ.setdefault("WANDB_PROJECT", project)
-    os.environ.setdefault("WANDB_DIR", str(out))
-    os.environ.setdefault("WANDB_SILENT", "true")
-    (out / "wandb").mkdir(parents=True, exist_ok=True)
-    return "wandb"
-
-
-def finish_wandb(metrics: dict[str, Any]) -> None:
-    """Put the final numbers in the wandb run's summary and close it (if one is open)."""
-    try:
-        import wandb
-    except ImportError:
-        return
-    if wandb.run is None:
-        return
-    flat = {k: v for k, v in metrics.items() if isinstance(v, (int, float, str, bool)) or v is None}
-    wandb.run.summary.update(flat)
-    wandb.finish()
+def _finite(value: Any) -> Any:
+    """``value`` with NaN and infinities as None (JSON has no such numbers; a diverged loss is one)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
 
 
 def write_metrics(out: Path, metrics: dict[str, Any]) -> Path:
+    """Check ``metrics`` against :class:`RunMetrics` (a key it does not declare is an error) and write it."""
     path = out / METRICS
-    write_json(path, metrics)
+    RunMetrics.from_json(_finite(metrics), where=f"the run's metrics for {path}").write(path)
     return path
 
 
 def read_metrics(out: Path) -> dict[str, Any]:
-    import json
-
+    """A run's metrics as written (``RecordError`` if the file is not a ``RunMetrics``); {} when absent."""
     path = out / METRICS
-    return json.loads(path.read_text()) if path.exists() else {}
+    return RunMetrics.read(path).plain() if path.exists() else {}
 
 
 def plot_loss(out: Path, stages: dict[str, list[dict[str, Any]]]) -> Path | None:

@@ -20,11 +20,12 @@ from typing import TYPE_CHECKING, Any
 
 from cortex.errors import CortexError
 from cortex.protocol.competition import Competition
+from cortex.wandb_log import WandbConfig, WandbLog
 from miner import data as D
 from miner.backends import check_backend, has_gpu
 from miner.config import TrainConfig, from_dict
 from miner.heldout import decide, score_heldout
-from miner.metrics import finish_wandb, plot_loss, read_metrics, setup_wandb, write_metrics
+from miner.metrics import plot_loss, read_metrics, write_metrics
 
 if TYPE_CHECKING:
     from cortex.model.pointer import BaseRef
@@ -47,7 +48,7 @@ class Options:
     push_only: Path | None = None
     force: bool = False
     resume: bool = False
-    wandb: bool = True
+    wandb: WandbConfig = field(default_factory=WandbConfig)  # --wandb.* (cortex.neuron)
     loop: bool = False
     loop_interval_s: float = 3600.0
     loop_rounds: int | None = None
@@ -118,8 +119,8 @@ def train(cfg: TrainConfig, opts: Options, base: BaseRef, dd, report_to: str) ->
 
 
 def flat_metrics(summaries: dict[str, dict]) -> dict[str, Any]:
-    """Stage summaries as ``STAGE_KEY`` entries, plus the SFT losses at the top level."""
-    out = {f"{stage}_{k}": v for stage, s in summaries.items() for k, v in s.items()}
+    """Stage summaries under ``stages``, plus the SFT losses at the top level (``RunMetrics``' fields)."""
+    out: dict[str, Any] = {"stages": {stage: dict(s) for stage, s in summaries.items()}}
     for k in ("eval_loss_initial", "eval_loss_best", "eval_loss_final", "train_loss_first", "train_loss_last"):
         if k in summaries.get("sft", {}):
             out[k] = summaries["sft"][k]
@@ -146,7 +147,9 @@ def run_round(opts: Options, cfg: TrainConfig, *, refresh_data: bool = False) ->
         _check_registered(sub, opts)
     state = PartialState(cpu=not has_gpu())  # several CPU processes: gloo (see configs/accelerate/cpu-2proc.yaml)
     out.mkdir(parents=True, exist_ok=True)
-    report_to = setup_wandb(out, cfg.wandb_project, opts.wandb and cfg.report_to == "wandb")
+    wandb = WandbLog(opts.wandb if cfg.report_to == "wandb" else WandbConfig(enabled=False), folder=out,
+                     project=cfg.wandb_project, name=f"miner-{opts.competition.id}")
+    report_to = wandb.report_to()  # the trainers log every step through transformers' wandb callback
     source = D.resolve_source(cfg, opts.source)
     with state.main_process_first():
         base = sync_base(opts, cfg, sub, store)
@@ -169,7 +172,7 @@ def run_round(opts: Options, cfg: TrainConfig, *, refresh_data: bool = False) ->
     metrics.update(_check_and_publish(opts, cfg, base, adapter, dict(metrics), data, sub, store))
     metrics["seconds"] = round(time.time() - started, 1)
     write_metrics(out, metrics)
-    finish_wandb(metrics)
+    wandb.finish(metrics)  # the final numbers in the run's summary
     log.info("round done: adapter %s vs base %s on %s held-out prompts; %s", metrics.get("heldout_reward_adapter"),
              metrics.get("heldout_reward_base"), metrics.get("heldout_prompts"),
              metrics.get("published") or metrics.get("publish_reason"))

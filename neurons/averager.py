@@ -11,7 +11,6 @@ A thin entry point: parse the flags, build the parts, run the rounds (docs/avera
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
@@ -23,8 +22,7 @@ from cortex.errors import run_command
 
 def main(argv: list[str] | None = None) -> int:
     from averager.config import add_args, from_args
-    from cortex.flags import open_chain, open_wallet, setup_logging
-    from cortex.hub.store import open_store
+    from cortex.neuron import setup_logging
 
     parser = argparse.ArgumentParser(prog="averager", description=__doc__.splitlines()[0])
     add_args(parser)
@@ -33,14 +31,12 @@ def main(argv: list[str] | None = None) -> int:
 
     def body() -> None:
         cfg = from_args(args)
-        if not cfg.wandb:
-            os.environ.setdefault("WANDB_MODE", "disabled")
         from averager.service import Averager, Parts
 
-        record = Averager(Parts(cfg, open_chain(args), open_wallet(args), open_store(cfg.store))).run()
+        record = Averager(Parts(cfg, cfg.open_chain(), cfg.open_wallet(), cfg.open_store())).run()
         if record:
-            print(f"round {record['round']}: {record['status']} ({record['reason']})"
-                  + (f"; published {record['published']}" if record.get("published") else ""))
+            print(f"round {record.round}: {record.status} ({record.reason})"
+                  + (f"; published {record.published}" if record.published else ""))
 
     return run_command("averager", body)
 

@@ -5,7 +5,8 @@
         --config configs/tiny-cpu.yaml [--offline] [--push-only DIR] [--output-dir DIR] [--source SRC] \\
         [--store local:DIR|hf] [--base DIR] [--wandb.off] [--force] [--resume] [--loop]
 
-docs/miner.md explains every flag and configuration key.
+The shared flags (netuid, wallet, network, store, source, wandb) are ``cortex.neuron``'s; docs/miner.md
+explains every flag and configuration key.
 """
 
 from __future__ import annotations
@@ -18,16 +19,16 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from cortex.chain.connect import EMBEDDED
+from cortex import neuron
 from cortex.errors import CortexError, run_command
-from cortex.flags import add_neuron_args, open_wallet, setup_logging
+from cortex.neuron import NeuronConfig
 
 log = logging.getLogger("cortex.miner")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="neurons/miner.py", description=__doc__.splitlines()[0])
-    add_neuron_args(parser)
+    neuron.add_args(parser, clock=False)  # --netuid, --wallet.*, --subtensor.network, --chain.path, --store, --source, --wandb.*
     a = parser.add_argument
     a("--competition", default="cortex-tiny", help="competition id (built-in) or a competitions YAML/JSON file")
     a("--competition.id", dest="competition_id", default=None, help="the id to pick from a competitions file")
@@ -35,11 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     a("--output-dir", default="runs/miner", help="where adapter/, metrics.json and checkpoints go")
     a("--offline", action="store_true", help="train and evaluate only: no chain, no store")
     a("--push-only", default=None, metavar="DIR", help="publish a trained output dir (or adapter folder); no training")
-    a("--source", default=None, help="market data: csv:DIR, synthetic[:SEED], binance (default: config, "
-                                     "then csv:$CORTEX_MARKET_DATA, then synthetic)")
-    a("--store", default=None, help="model store: hf (real networks) or local:DIR (default beside --chain.path)")
     a("--base", default=None, metavar="DIR", help="a local base folder instead of the competition's base")
-    a("--wandb.off", dest="wandb_off", action="store_true", help="do not log to wandb (offline mode by default)")
     a("--force", action="store_true", help="publish even if the adapter does not beat the base / last adapter")
     a("--resume", action="store_true", help="resume training from the newest checkpoint in the output dir")
     a("--loop", action="store_true", help="keep mining: a new round against fresh data and the newest base")
@@ -55,30 +52,38 @@ def competition(args):
 
 
 def options(args):
+    """The round's options: the shared neuron flags (``cortex.neuron``; ``--source`` unset: the training
+    config's, then csv:$CORTEX_MARKET_DATA, then synthetic) and the miner's own."""
     from miner.run import Options
 
-    offline = args.offline
-    store = args.store
-    if not offline and store is None:
-        if args.network != EMBEDDED:
-            store = "hf"
-        elif args.chain_path:
-            store = f"local:{Path(args.chain_path).expanduser().resolve().parent / 'store'}"
-        else:
-            raise CortexError("--subtensor.network embedded needs --chain.path (and --store local:DIR)")
+    shared = NeuronConfig(**neuron.neuron_fields(args, need_store=not args.offline, default_source=False))
     return Options(
-        competition=competition(args), output_dir=Path(args.output_dir).expanduser(), offline=offline,
-        netuid=args.netuid, network=args.network, chain_path=args.chain_path,
-        wallet=None if offline else open_wallet(args), store=store, source=args.source, base=args.base,
-        push_only=Path(args.push_only).expanduser() if args.push_only else None, force=args.force,
-        resume=args.resume, wandb=not args.wandb_off, loop=args.loop, loop_interval_s=args.loop_interval,
+        competition=competition(args), output_dir=Path(args.output_dir).expanduser(), offline=args.offline,
+        netuid=shared.netuid, network=shared.network, chain_path=shared.chain_path,
+        wallet=None if args.offline else shared.open_wallet(), store=None if args.offline else shared.store,
+        source=shared.source, base=args.base, push_only=Path(args.push_only).expanduser() if args.push_only else None,
+        force=args.force, resume=args.resume, wandb=shared.wandb, loop=args.loop, loop_interval_s=args.loop_interval,
         loop_rounds=args.loop_rounds,
     )
 
 
+def preload_backend(cfg) -> None:
+    """Import Unsloth first when the config chooses it: it patches transformers, TRL and peft as it is
+    imported, so it must come before them (nothing above this point imports them)."""
+    if cfg.backend != "unsloth":
+        return
+    from miner.backends import check_backend
+
+    check_backend(cfg)  # no GPU or no package: a clear message instead of Unsloth's own error
+    loaded = sorted(m for m in ("transformers", "trl", "peft") if m in sys.modules)
+    if loaded:
+        log.warning("unsloth is imported after %s: its patches may not apply", ", ".join(loaded))
+    import unsloth  # noqa: F401
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    setup_logging(args.debug)
+    neuron.setup_logging(args.debug)
 
     def body() -> None:
         from miner.config import load_config
@@ -86,12 +91,14 @@ def main(argv: list[str] | None = None) -> int:
 
         if args.offline and args.push_only:
             raise CortexError("--push-only publishes, --offline never does: pick one")
-        metrics = run(options(args), load_config(args.config))
-        keys = ("eval_loss_initial", "eval_loss_best", "grpo_reward_mean", "heldout_reward_base",
-                "heldout_reward_adapter", "publish_reason", "published")
-        for key in keys:
-            if key in (metrics or {}):
-                print(f"{key}: {metrics[key]}")
+        metrics = run(options(args), load_config(args.config)) or {}
+        grpo = metrics.get("stages", {}).get("grpo", {})
+        shown = {"eval_loss_initial": metrics.get("eval_loss_initial"), "eval_loss_best": metrics.get("eval_loss_best"),
+                 "grpo_reward_mean": grpo.get("reward_mean"), **{k: metrics.get(k) for k in (
+                     "heldout_reward_base", "heldout_reward_adapter", "publish_reason", "published")}}
+        for key, value in shown.items():
+            if value is not None:
+                print(f"{key}: {value}")
 
     return run_command("miner", body)
 

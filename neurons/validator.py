@@ -7,7 +7,6 @@ A thin entry point: parse the flags, build the parts, run the rounds (docs/valid
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
@@ -17,10 +16,9 @@ from cortex.errors import run_command
 
 
 def main(argv: list[str] | None = None) -> int:
-    from cortex.flags import open_chain, open_wallet, setup_logging
-    from cortex.hub.store import open_store
-    from validator.config import add_args, from_args
     from cortex.eval.engines import require_engine
+    from cortex.neuron import setup_logging
+    from validator.config import add_args, from_args
 
     parser = argparse.ArgumentParser(prog="validator", description=__doc__.splitlines()[0])
     add_args(parser)
@@ -29,17 +27,22 @@ def main(argv: list[str] | None = None) -> int:
 
     def body() -> None:
         cfg = from_args(args)
+        if args.export_ledger:  # no chain, no model: the ledger's entries as JSON
+            from validator.ledger import Ledger
+
+            with Ledger(cfg.ledger) as ledger:
+                count = ledger.export(args.export_ledger, validator=cfg.wallet_hotkey)
+            print(f"{count} ledger entries written to {args.export_ledger}")
+            return
         # before any work: no GPU, no vllm, or an engine that cannot serve a competition is a one-line error
         require_engine(cfg.engine, cfg.schedule().competitions, cfg.engine_options)
         if cfg.threads:
             import torch
 
             torch.set_num_threads(cfg.threads)
-        if not cfg.wandb:
-            os.environ.setdefault("WANDB_MODE", "disabled")
         from validator.round import Parts, Validator
 
-        parts = Parts(cfg, open_chain(args), open_wallet(args), open_store(cfg.store), cfg.schedule())
+        parts = Parts(cfg, cfg.open_chain(), cfg.open_wallet(), cfg.open_store(), cfg.schedule())
         Validator(parts).run()
 
     return run_command("validator", body)

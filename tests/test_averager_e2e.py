@@ -31,11 +31,13 @@ from averager.select import SelectConfig
 from averager.service import Averager, Parts
 from cortex.cli import main as cortex_main
 from cortex.model.pointer import current_base
+from cortex.wandb_log import WandbConfig
 from validator.config import ValidatorConfig
 from validator.round import Parts as ValidatorParts
 from validator.round import Validator
 
 pytestmark = pytest.mark.slow
+NO_WANDB = WandbConfig(enabled=False)
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +50,7 @@ def world(tmp_path_factory):
         cfg = ValidatorConfig(
             netuid=NETUID, wallet_name="validator0", wallet_path=str(chain.wallet_path), chain_path=str(chain.path),
             store=f"local:{store.root}", state=root / "v0" / "state.json", competitions=(str(root / "competitions.yaml"),),
-            start_day=date.fromisoformat(START_DAY), blocks_per_day=BLOCKS_PER_DAY, wandb=False, once=True)
+            start_day=date.fromisoformat(START_DAY), blocks_per_day=BLOCKS_PER_DAY, wandb=NO_WANDB, once=True)
         validator = Validator(ValidatorParts(cfg, chain.sub, chain.wallets["validator0"], store, SCHEDULE16,
                                              wait_blocks=chain.advance))
         yield SimpleNamespace(art=art, root=root, chain=chain, store=store, genesis=genesis, validator=validator,
@@ -61,7 +63,7 @@ def averager(w, **kw) -> Averager:
                          store=f"local:{w.store.root}", state=w.root / "averager",
                          scores=(w.vcfg.state_dir / "scores" / "latest.json",),
                          start_day=date.fromisoformat(START_DAY), blocks_per_day=BLOCKS_PER_DAY,
-                         select=SelectConfig(max_inputs=2, max_weight=1.0), progress=False, wandb=False, **kw)
+                         select=SelectConfig(max_inputs=2, max_weight=1.0), progress=False, wandb=NO_WANDB, **kw)
     return Averager(Parts(cfg, w.chain.sub, w.chain.wallets["owner"], w.store))
 
 
@@ -81,7 +83,7 @@ def test_round_1_merges_the_winner_passes_the_gate_publishes_and_commits(world):
     assert table["weights_set"]
     to_block(w, 31)  # the epoch at block 30 turns the weights into incentive
     with torch_threads(1):
-        record = averager(w).run_round()
+        record = averager(w).run_round().to_json()  # the record as written
     w.rounds.append(record)
     assert record["status"] == "published", record
     inputs = {i["hotkey"]: i for i in record["inputs"]}
@@ -125,7 +127,7 @@ def test_validators_and_miners_pick_up_the_new_base_and_a_worse_merge_is_rejecte
     assert models[hotkey(w, "upgrader")]["reason"] is None
     to_block(w, 51)
     with torch_threads(1):
-        record = averager(w, method="rank-r", rank=1).run_round()
+        record = averager(w, method="rank-r", rank=1).run_round().to_json()
     w.rounds.append(record)
     assert record["status"] == "rejected", record
     assert record["gate"]["merged_reward"] < record["gate"]["base_reward"] and not record["gate"]["passed"]
@@ -141,7 +143,7 @@ def test_validators_and_miners_pick_up_the_new_base_and_a_worse_merge_is_rejecte
 def test_round_3_publishes_again_and_rollback_repoints_to_an_earlier_revision(world, capsys):
     w = world
     with torch_threads(1):
-        record = averager(w).run_round()
+        record = averager(w).run_round().to_json()  # the record as written
     assert record["round"] == 3 and record["status"] == "published", record
     assert record["parent"] == w.rounds[0]["published"]
     gate = record["gate"]

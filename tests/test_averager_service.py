@@ -11,6 +11,7 @@ from averager.service import Averager, Parts
 from cortex.errors import CortexError
 from cortex.hub.local import LocalStore
 from cortex.protocol.competition import CORTEX_TINY
+from cortex.wandb_log import WandbConfig
 
 TEMPO = 10
 
@@ -23,7 +24,7 @@ def service(tmp_path, every_epochs: int, once: bool = False):
     chain = make_chain(tmp_path, tempo=TEMPO)
     chain.advance(3)
     cfg = AveragerConfig(netuid=NETUID, competition=CORTEX_TINY, state=tmp_path / "state",
-                         every_epochs=every_epochs, once=once, wandb=False)
+                         every_epochs=every_epochs, once=once, wandb=WandbConfig(enabled=False))
     averager = Averager(Parts(cfg, chain.sub, chain.wallets.get("owner"), LocalStore(tmp_path / "store")))
     return chain, averager
 

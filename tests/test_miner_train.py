@@ -82,12 +82,12 @@ def test_embedded_chain_end_to_end(env, tmp_path):
     assert main(args) == 0
     m = json.loads((out / "metrics.json").read_text())
     assert m["base"] == f"{TINY_REPO}@{revision}"  # followed the owner's pointer
-    assert m["eval_loss_best"] < m["eval_loss_initial"] == m["sft_eval_loss_curve"][0][1]
-    assert m["sft_eval_loss_curve"][0][0] == 0 and len(m["sft_eval_loss_curve"]) == 4
+    assert m["eval_loss_best"] < m["eval_loss_initial"] == m["stages"]["sft"]["eval_loss_curve"][0][1]
+    assert m["stages"]["sft"]["eval_loss_curve"][0][0] == 0 and len(m["stages"]["sft"]["eval_loss_curve"]) == 4
     assert m["adapter_check"] == "ok" and m["adapter_type"] == "dora" and (out / "training_loss.png").is_file()
     # the gate: a weak adapter that does not beat the base is not published
     assert m["heldout_reward_adapter"] <= m["heldout_reward_base"] and not m["publish_decision"]
-    assert "does not beat the base" in m["publish_reason"] and "published" not in m
+    assert "does not beat the base" in m["publish_reason"] and m["published"] is None
     store = LocalStore(store_dir)
     assert not (store_dir / "miner").exists()
     # --push-only --force publishes the finished run: private upload, commit, read back, public
@@ -130,8 +130,8 @@ def test_grpo_after_sft_logs_mean_reward(env, tmp_path):
     assert main(["--netuid", "1", "--offline", "--base", str(base), "--config", str(cfg), "--output-dir", str(out),
                  "--wandb.off"]) == 0
     m = json.loads((out / "metrics.json").read_text())
-    assert m["grpo_global_step"] == 2 and len(m["grpo_reward_curve"]) >= 1
-    assert -1.0 <= m["grpo_reward_mean"] <= 2.0 and m["grpo_learning_rate"] == 3e-6
+    assert m["stages"]["grpo"]["global_step"] == 2 and len(m["stages"]["grpo"]["reward_curve"]) >= 1
+    assert -1.0 <= m["stages"]["grpo"]["reward_mean"] <= 2.0 and m["stages"]["grpo"]["learning_rate"] == 3e-6
     assert "heldout_reward_adapter" in m and "offline" in m["publish_reason"]
 
 
@@ -143,13 +143,13 @@ def test_kto_and_resume(env, tmp_path):
                  heldout_max_new_tokens=8, save_steps=1, eval_steps=1)
     assert main(common + ["--config", str(cfg)]) == 0
     m = json.loads((out / "metrics.json").read_text())
-    assert m["kto_global_step"] == 2 and m["kto_desirable"] > 0 and m["kto_undesirable"] > 0
+    assert m["stages"]["kto"]["global_step"] == 2 and m["stages"]["kto"]["desirable"] > 0 and m["stages"]["kto"]["undesirable"] > 0
     # --resume continues from the newest checkpoint (step 2) up to the new max
     cfg = config(root, "kto3", stage=["kto"], kto_max_steps=3, kto_reward_threshold=0.9, heldout_samples=1,
                  heldout_max_new_tokens=8, save_steps=1, eval_steps=1)
     assert main(common + ["--config", str(cfg), "--resume"]) == 0
     m = json.loads((out / "metrics.json").read_text())
-    assert m["kto_global_step"] == 3
+    assert m["stages"]["kto"]["global_step"] == 3
 
 
 def test_accelerate_two_cpu_processes(env, tmp_path):
@@ -164,6 +164,6 @@ def test_accelerate_two_cpu_processes(env, tmp_path):
     done = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert done.returncode == 0, done.stderr[-3000:]
     m = json.loads((out / "metrics.json").read_text())
-    assert m["processes"] == 2 and m["sft_global_step"] == 4
+    assert m["processes"] == 2 and m["stages"]["sft"]["global_step"] == 4
     assert sorted(p.name for p in (out / "adapter").iterdir()) == ["README.md", "adapter_config.json",
                                                                    "adapter_model.safetensors"]

@@ -102,3 +102,8 @@ def test_write_refuses_numbers_json_cannot_hold(tmp_path):
     with pytest.raises(RecordError, match="write null"):
         Leaf("x", share=float("inf")).write(tmp_path / "l.json")
     assert not (tmp_path / "l.json").exists()
+
+
+def test_plain_is_the_fields_alone():
+    assert Leaf("x", 2).plain() == {"name": "x", "count": 2, "share": None}
+    assert TREE.plain()["root"] == TREE.root.to_json()  # nested records keep their header

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 import pytest
 
@@ -82,3 +83,17 @@ def test_value_checkers():
     assert is_int(3) and is_int(3, 3) and not is_int(2, 3) and not is_int(True) and not is_int(3.0)
     assert is_number(1) and is_number(0.5) and not is_number(True) and not is_number(float("inf"))
     assert not is_number("1")
+
+
+@dataclass(frozen=True)
+class Choice:
+    status: Literal["on", "off"] = "on"
+    level: Literal[1, 2] = 1
+
+
+def test_literal_fields_take_only_their_values():
+    assert build(Choice, {"status": "off", "level": 2}) == Choice("off", 2)
+    with pytest.raises(CortexError) as err:
+        build(Choice, {"status": "exploded", "level": True})
+    assert "status: expected one of 'on', 'off', got 'exploded'" in str(err.value)
+    assert "level: expected one of 1, 2, got True" in str(err.value)

@@ -8,6 +8,7 @@ metrics, score table or round record) is read here too.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 from pathlib import Path
@@ -15,6 +16,11 @@ from typing import Any
 
 from cortex.localnet.config import REPO_ROOT, Settings
 from cortex.localnet.processes import Command
+from cortex.protocol.metrics import RunMetrics
+from cortex.protocol.records import R, RecordError
+from cortex.protocol.rounds import AveragerRound
+
+log = logging.getLogger(__name__)
 
 NEURONS = REPO_ROOT / "neurons"
 
@@ -86,7 +92,9 @@ def _read_json(path: Path) -> dict[str, Any] | None:
 
 
 def miner_metrics(s: Settings, name: str, round_: int) -> dict[str, Any]:
-    return _read_json(miner_dir(s, name, round_) / "metrics.json") or {}
+    """The miner's ``RunMetrics`` as plain data; {} when the round left none (or an unreadable one)."""
+    record = _record(RunMetrics, miner_dir(s, name, round_) / "metrics.json")
+    return record.plain() if record else {}
 
 
 def score_table(s: Settings, name: str) -> dict[str, Any]:
@@ -94,7 +102,18 @@ def score_table(s: Settings, name: str) -> dict[str, Any]:
 
 
 def averager_rounds(s: Settings) -> list[dict[str, Any]]:
-    """Every round record the averager wrote, oldest first."""
+    """Every round record the averager wrote (``AveragerRound`` as plain data), oldest first."""
     folder = averager_dir(s) / "rounds"
-    records = [_read_json(p) for p in sorted(folder.glob("round-*.json"))] if folder.is_dir() else []
-    return [r for r in records if r]
+    records = [_record(AveragerRound, p) for p in sorted(folder.glob("round-*.json"))] if folder.is_dir() else []
+    return [r.to_json() for r in records if r]
+
+
+def _record(cls: type[R], path: Path) -> R | None:
+    """The record in ``path``; None when there is none, or it is not readable (logged)."""
+    if not path.is_file():
+        return None
+    try:
+        return cls.read(path)
+    except RecordError as exc:
+        log.warning("%s", exc)
+        return None

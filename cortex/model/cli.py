@@ -234,22 +234,21 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 
 def _pointer_args(p: argparse.ArgumentParser) -> None:
-    from cortex.flags import add_neuron_args
+    from cortex import neuron
 
-    add_neuron_args(p)
+    neuron.add_args(p, source=False, clock=False, wandb=False)  # --netuid, --wallet.*, --subtensor.network, --store …
     p.add_argument("--competition", default="cortex-tiny", help="built-in id, or a competitions YAML/JSON file")
     p.add_argument("--competition.id", dest="competition_id", default=None, help="the id to pick from a file")
-    p.add_argument("--store", default=None, help="hf or local:DIR (default: local:<dir of --chain.path>/store)")
     p.add_argument("--repo", default=None, help="the base repo (default: the current pointer's)")
 
 
 def _pointer_parts(args: argparse.Namespace):
-    from cortex.flags import open_chain, store_spec
-    from cortex.hub.store import open_store
+    from cortex import neuron
     from cortex.protocol.competition import find_competition
 
     comp = find_competition(args.competition, args.competition_id)
-    return open_chain(args), open_store(store_spec(args.store, args.network, args.chain_path)), comp
+    cfg = neuron.from_args(args)
+    return cfg.open_chain(), cfg.open_store(), comp
 
 
 def _history(args: argparse.Namespace) -> int:
@@ -265,11 +264,12 @@ def _history(args: argparse.Namespace) -> int:
 
 
 def _rollback(args: argparse.Namespace) -> int:
-    from cortex.flags import open_wallet
+    from cortex import neuron
     from cortex.model.pointer import rollback
 
     sub, store, comp = _pointer_parts(args)
-    commitment, block = rollback(sub, open_wallet(args), args.netuid, comp, store, args.to, args.repo)
+    commitment, block = rollback(sub, neuron.from_args(args).open_wallet(), args.netuid, comp, store, args.to,
+                                 args.repo)
     print(f"{comp.id}: base pointer -> {commitment.repo_id}@{commitment.revision} at block {block}")
     return 0
 

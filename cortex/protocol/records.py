@@ -55,6 +55,10 @@ class Record:
             out[f.name] = _plain(getattr(self, f.name))
         return out
 
+    def plain(self) -> dict[str, Any]:
+        """The fields alone (no ``kind``/``schema``), as plain data."""
+        return {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)}
+
     @classmethod
     def from_json(cls: type[R], data: Any, *, where: str | None = None) -> R:
         where = where or cls.kind
