@@ -1,10 +1,21 @@
-"""Supervised fine-tuning of a DoRA/LoRA adapter with TRL's ``SFTTrainer``.
+"""Supervised fine-tuning of a DoRA/LoRA adapter with TRL's ``SFTTrainer``, on any chat model.
 
-The loss covers the assistant's tokens only: ``assistant_only_loss`` masks everything outside the
-chat template's ``{% generation %}`` span (the base's template marks the answer and its stop
-token). AdamW with weight decay, a cosine (or any ``lr_scheduler_type``) schedule after a linear
-warm-up, gradient accumulation, and early stopping on the validation loss: the trainer evaluates
-every ``eval_steps``, keeps the best checkpoint (``load_best_model_at_end``) and stops after
+The loss covers the assistant's answer and its end-of-turn token only, for any Hugging Face chat
+template: each row becomes a prompt and a completion, tokenized with the base's own tokenizer and
+template, and TRL's completion-only loss (``completion_only_loss``) masks the prompt. Real bases
+(Llama 3.1/3.3, Qwen2.5, Mistral) have no ``{% generation %}`` markers, which TRL's
+``assistant_only_loss`` needs. The rows reach TRL already tokenized (``input_ids`` and
+``completion_mask``) rather than as conversational prompt/completion rows, because TRL renders
+prompt+completion as one conversation and takes the common prefix as the prompt: templates that
+render the prompt differently inside a longer conversation (Mistral's attaches the system prompt to
+the last user turn, which drops it once the answer follows) would then train on a context the model
+never sees. Here the prompt is exactly what generation feeds the model (the template with
+``add_generation_prompt``), and the completion is the answer as the template renders it, cut after
+the tokenizer's end-of-turn (eos) token: what the model must write before it stops.
+
+AdamW with weight decay, a cosine (or any ``lr_scheduler_type``) schedule after a linear warm-up,
+gradient accumulation, and early stopping on the validation loss: the trainer evaluates every
+``eval_steps``, keeps the best checkpoint (``load_best_model_at_end``) and stops after
 ``early_stopping_patience`` evaluations without improvement. The validation loss is measured once
 before the first step too, so the curve shows where the base started.
 """
@@ -32,9 +43,65 @@ def sft_config(cfg: TrainConfig, out: Path, report_to: str, has_eval: bool):
         **args, **evals, save_strategy="steps", learning_rate=cfg.learning_rate,
         num_train_epochs=cfg.num_train_epochs, max_steps=cfg.max_steps,
         per_device_train_batch_size=cfg.per_device_train_batch_size,
-        max_length=cfg.cutoff_len, assistant_only_loss=True, packing=False,
+        max_length=cfg.cutoff_len, completion_only_loss=True, packing=False,
         dataset_num_proc=None, remove_unused_columns=True,
     )
+
+
+def completion_ids(tokenizer, prompt: list[dict], answer: dict) -> tuple[list[int], list[int]]:
+    """``(prompt_ids, completion_ids)`` for one row: the prompt as generation sees it, the answer as the
+    template renders it up to and including the end-of-turn token."""
+    prompt_ids = list(tokenizer.apply_chat_template(prompt, add_generation_prompt=True, tokenize=True,
+                                                    return_dict=True)["input_ids"])
+    rendered_prompt = tokenizer.apply_chat_template(prompt, add_generation_prompt=True, tokenize=False)
+    full = tokenizer.apply_chat_template([*prompt, answer], tokenize=False)
+    if full.startswith(rendered_prompt):
+        text = full[len(rendered_prompt):]
+    else:  # the template renders the prompt differently once the answer follows: take the answer's own span
+        content = str(answer["content"]).strip()
+        at = full.rfind(content) if content else -1
+        if at < 0:
+            raise CortexError("the base's chat template does not render the assistant's answer as given; "
+                              "cannot tell which tokens to train on")
+        text = full[at:]
+    eos = tokenizer.eos_token
+    if eos and eos in text:  # nothing after the stop token is ever generated
+        text = text[:text.rindex(eos) + len(eos)]
+    return prompt_ids, list(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
+def tokenize_rows(rows, tokenizer):
+    """Rows with ``messages`` (the prompt, then the assistant's answer) as ``input_ids`` + ``completion_mask``."""
+    def one(row: dict) -> dict:
+        messages = row["messages"]
+        if not messages or messages[-1]["role"] != "assistant":
+            raise CortexError("an SFT row must end with the assistant's answer")
+        prompt, completion = completion_ids(tokenizer, messages[:-1], messages[-1])
+        return {"input_ids": prompt + completion, "completion_mask": [0] * len(prompt) + [1] * len(completion)}
+
+    return rows.map(one, remove_columns=rows.column_names)
+
+
+def make_trainer(cfg: TrainConfig, base: Path, train, eval_, out: Path, *, targets: list[str],
+                 adapter: Path | None = None, report_to: str = "none"):
+    """The ``SFTTrainer`` for ``train`` / ``eval_`` (rows with ``messages``); continues ``adapter`` when given."""
+    from transformers import EarlyStoppingCallback
+    from trl import SFTTrainer
+
+    if len(train) == 0:
+        raise CortexError("no training rows for SFT: use more data (data_start/data_end) or a lower min_teacher_reward")
+    if adapter is not None:
+        (model, tokenizer), peft_config = load_adapter_for_training(cfg, base, adapter), None
+    else:
+        model, tokenizer, peft_config = load_for_training(cfg, base, targets)
+    train = tokenize_rows(train.select_columns(["messages"]), tokenizer)
+    eval_ = tokenize_rows(eval_.select_columns(["messages"]), tokenizer) if eval_ is not None else None
+    callbacks = []
+    if cfg.early_stopping_patience and eval_ is not None:
+        callbacks.append(EarlyStoppingCallback(cfg.early_stopping_patience, cfg.early_stopping_threshold))
+    return SFTTrainer(model=model, args=sft_config(cfg, out, report_to, eval_ is not None),
+                      train_dataset=train, eval_dataset=eval_, processing_class=tokenizer,
+                      peft_config=peft_config, callbacks=callbacks)
 
 
 def train_sft(cfg: TrainConfig, base: Path, train, eval_, out: Path, *, targets: list[str],
@@ -42,21 +109,10 @@ def train_sft(cfg: TrainConfig, base: Path, train, eval_, out: Path, *, targets:
     """Train an adapter on ``train`` (rows with ``messages``) and save it to ``out/adapter``;
     continues ``adapter`` when given."""
     from transformers import EarlyStoppingCallback
-    from trl import SFTTrainer
 
-    if len(train) == 0:
-        raise CortexError("no training rows for SFT: use more data (data_start/data_end) or a lower min_teacher_reward")
-    train, eval_ = train.select_columns(["messages"]), eval_.select_columns(["messages"]) if eval_ is not None else None
-    if adapter is not None:
-        (model, tokenizer), peft_config = load_adapter_for_training(cfg, base, adapter), None
-    else:
-        model, tokenizer, peft_config = load_for_training(cfg, base, targets)
-    callbacks = []
-    if cfg.early_stopping_patience and eval_ is not None:
-        callbacks.append(EarlyStoppingCallback(cfg.early_stopping_patience, cfg.early_stopping_threshold))
-    trainer = SFTTrainer(model=model, args=sft_config(cfg, out, report_to, eval_ is not None),
-                         train_dataset=train, eval_dataset=eval_, processing_class=tokenizer,
-                         peft_config=peft_config, callbacks=callbacks)
+    trainer = make_trainer(cfg, base, train, eval_, out, targets=targets, adapter=adapter, report_to=report_to)
+    eval_ = trainer.eval_dataset
+    stops = any(isinstance(c, EarlyStoppingCallback) for c in trainer.callback_handler.callbacks)
     checkpoint = resume_checkpoint(Path(trainer.args.output_dir), resume)
     initial = []
     if eval_ is not None and checkpoint is None:  # step 0: the base's validation loss, the curve's first point
@@ -66,10 +122,10 @@ def train_sft(cfg: TrainConfig, base: Path, train, eval_, out: Path, *, targets:
     history = initial + list(trainer.state.log_history)
     summary = {**losses(history), "train_runtime_s": result.metrics.get("train_runtime"),
                "global_step": trainer.state.global_step, "best_checkpoint": trainer.state.best_model_checkpoint,
-               "stopped_early": bool(callbacks) and trainer.state.global_step < trainer.state.max_steps,
-               "train_rows": len(train), "eval_rows": len(eval_) if eval_ is not None else 0,
+               "stopped_early": stops and trainer.state.global_step < trainer.state.max_steps,
+               "train_rows": len(trainer.train_dataset), "eval_rows": len(eval_) if eval_ is not None else 0,
                "trainable_parameters": sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)}
     log.info("sft: %d steps, validation loss %s -> best %s", trainer.state.global_step,
              summary.get("eval_loss_initial"), summary.get("eval_loss_best"))
-    del trainer, model
+    del trainer
     return StageResult("sft", history, summary)
