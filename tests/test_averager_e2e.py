@@ -122,7 +122,7 @@ def test_validators_and_miners_pick_up_the_new_base_and_a_worse_merge_is_rejecte
     with torch_threads(1):
         table = w.validator.run_round()
     assert published.startswith(table["competitions"][COMP]["base"].split("@")[0])
-    assert table["competitions"][COMP]["base"] == f"{base1.repo}@{base1.revision[:12]}"  # the validator too
+    assert table["competitions"][COMP]["base"] == f"{base1.repo}@{base1.revision}"  # the validator too (one BaseRef)
     models = {m["hotkey"]: m for m in table["competitions"][COMP]["models"]}
     assert models[hotkey(w, "upgrader")]["reason"] is None
     to_block(w, 51)
