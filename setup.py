@@ -53,6 +53,7 @@ EXTRAS = {
     "data": [],  # every data source uses the core requirements (httpx, openai)
     "gpu": ["bitsandbytes>=0.45", "vllm>=0.8"],
     "unsloth": ["unsloth"],
+    "deepspeed": ["deepspeed>=0.15"],  # configs/accelerate/zero3.yaml (ZeRO-3 across GPUs)
     "dev": ["ruff>=0.6", "mypy>=1.10"],
 }
 

@@ -37,7 +37,8 @@ def has_gpu() -> bool:
 def check_backend(cfg: TrainConfig) -> str:
     """The device to train on ("cuda" or "cpu"); raises before any work if the backend cannot run."""
     needs_gpu = [what for what, on in (("finetuning_type: qlora (4-bit bitsandbytes)", cfg.finetuning_type == "qlora"),
-                                       ("backend: unsloth", cfg.backend == "unsloth")) if on]
+                                       ("backend: unsloth", cfg.backend == "unsloth"),
+                                       ("grpo_use_vllm: true", cfg.grpo_use_vllm and "grpo" in cfg.stage)) if on]
     if needs_gpu and not has_gpu():
         raise BackendUnavailable(
             f"{' and '.join(needs_gpu)} needs an NVIDIA GPU and none is visible (torch.cuda.is_available() is False): "
@@ -47,6 +48,11 @@ def check_backend(cfg: TrainConfig) -> str:
         raise BackendUnavailable("finetuning_type: qlora needs bitsandbytes: pip install -e '.[gpu]'")
     if cfg.backend == "unsloth" and importlib.util.find_spec("unsloth") is None:
         raise BackendUnavailable("backend: unsloth needs the unsloth package: pip install -e '.[unsloth]'")
+    if cfg.grpo_use_vllm and "grpo" in cfg.stage and importlib.util.find_spec("vllm") is None:
+        raise BackendUnavailable("grpo_use_vllm: true needs the vllm package: pip install -e '.[gpu]'")
+    if cfg.backend == "unsloth" and (cfg.use_dora or cfg.lora_dropout != 0):
+        log.warning("backend: unsloth skips its fast LoRA kernels for DoRA and for lora_dropout != 0 "
+                    "(configs/gpu-8b-unsloth.yaml uses lora and 0.0)")
     return "cuda" if has_gpu() else "cpu"
 
 
@@ -68,6 +74,17 @@ def lora_config(cfg: TrainConfig, targets: list[str]):
     )
 
 
+def quantization_config(cfg: TrainConfig):
+    """QLoRA's base: bitsandbytes 4-bit NF4, double quantisation (``double_quantization``), bf16 compute;
+    stored as bf16 so FSDP can shard it alongside the bf16 layers."""
+    from transformers import BitsAndBytesConfig
+
+    return BitsAndBytesConfig(
+        load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=cfg.double_quantization,
+        bnb_4bit_compute_dtype=torch.bfloat16, bnb_4bit_quant_storage=torch.bfloat16,
+    )
+
+
 def load_for_training(cfg: TrainConfig, base: Path, targets: list[str]) -> tuple[Any, Any, Any]:
     """``(model, tokenizer, peft_config)``; with unsloth the model already carries its adapter (config None)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -79,12 +96,7 @@ def load_for_training(cfg: TrainConfig, base: Path, targets: list[str]) -> tuple
         return (*_unsloth(cfg, base, targets), None)
     kwargs: dict[str, Any] = {"trust_remote_code": False, "use_safetensors": True}
     if cfg.finetuning_type == "qlora":
-        from transformers import BitsAndBytesConfig
-
-        kwargs["quantization_config"] = BitsAndBytesConfig(
-            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=cfg.double_quantization,
-            bnb_4bit_compute_dtype=torch.bfloat16, bnb_4bit_quant_storage=torch.bfloat16,
-        )
+        kwargs["quantization_config"] = quantization_config(cfg)
         kwargs["dtype"] = torch.bfloat16
     else:
         kwargs["dtype"] = torch.bfloat16 if use_bf16(cfg) else torch.float32

@@ -106,6 +106,8 @@ class TrainConfig:
     grpo_max_steps: int = 20
     grpo_temperature: float = 1.0
     max_completion_length: int = 256
+    grpo_use_vllm: bool = False  # generate with vLLM colocated on the training GPUs (pip install vllm)
+    grpo_vllm_gpu_memory_utilization: float = 0.3  # the share of each GPU vLLM may take (colocated)
     # KTO
     pref_beta: float = 0.1
     kto_learning_rate: float = 5.0e-6
@@ -174,6 +176,8 @@ def _check_values(c: TrainConfig) -> list[str]:
         need(getattr(c, name) > 0, f"{name}: expected a number > 0, got {getattr(c, name)}")
     for name in ("weight_decay", "grpo_beta", "early_stopping_threshold"):
         need(getattr(c, name) >= 0, f"{name}: expected a number >= 0, got {getattr(c, name)}")
+    need(0 < c.grpo_vllm_gpu_memory_utilization < 1,
+         f"grpo_vllm_gpu_memory_utilization: expected a fraction in (0, 1), got {c.grpo_vllm_gpu_memory_utilization}")
     need(c.kto_rejected_weight is None or c.kto_rejected_weight > 0,
          f"kto_rejected_weight: expected a number > 0 or null, got {c.kto_rejected_weight}")
     need(c.lora_alpha is None or c.lora_alpha > 0, f"lora_alpha: expected a number > 0 or null, got {c.lora_alpha}")

@@ -5,12 +5,14 @@ against the prompt's realised outcome (the dataset keeps the outcome columns, wh
 the reward function as keyword arguments); the group-normalised rewards weight the policy
 gradient, with a KL penalty ``grpo_beta`` towards the adapter-free base. The learning rate
 defaults to 3e-6, inside the 1e-6 ... 5e-6 range the seeds plan. TRL logs the mean reward of each
-step as ``reward``; the summary keeps its first, last and overall mean.
+step as ``reward``; the summary keeps its first, last and overall mean. On GPUs, ``grpo_use_vllm``
+generates with vLLM colocated in the training processes (TRL's ``vllm_mode="colocate"``).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 from cortex.errors import CortexError
@@ -24,6 +26,22 @@ log = logging.getLogger(__name__)
 REWARD_COLUMNS = ("prompt", "asset", "horizon_days", "outcome_return", "outcome_direction", "realized_vol")
 
 
+def under_zero3() -> bool:
+    """Whether ``accelerate launch`` started this process with DeepSpeed ZeRO stage 3."""
+    return os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true" and \
+        os.environ.get("ACCELERATE_DEEPSPEED_ZERO_STAGE") == "3"
+
+
+def generation_args(cfg: TrainConfig, zero3: bool) -> dict:
+    """How GRPO generates: vLLM colocated on the training GPUs (``grpo_use_vllm``), else transformers'
+    ``generate``. Under ZeRO-3 without vLLM the weights are not gathered onto each GPU to generate
+    (TRL's default ``ds3_gather_for_generation``): a 70B base would not fit; generation is slower."""
+    if cfg.grpo_use_vllm:
+        return {"use_vllm": True, "vllm_mode": "colocate",
+                "vllm_gpu_memory_utilization": cfg.grpo_vllm_gpu_memory_utilization}
+    return {"use_vllm": False, "ds3_gather_for_generation": not zero3}
+
+
 def grpo_config(cfg: TrainConfig, out: Path, report_to: str):
     from trl import GRPOConfig
 
@@ -33,6 +51,7 @@ def grpo_config(cfg: TrainConfig, out: Path, report_to: str):
         per_device_train_batch_size=cfg.num_generations * cfg.grpo_prompts_per_step,
         num_generations=cfg.num_generations, beta=cfg.grpo_beta, temperature=cfg.grpo_temperature,
         max_completion_length=cfg.max_completion_length, log_completions=False,
+        **generation_args(cfg, under_zero3()),
     )
 
 

@@ -87,11 +87,15 @@ def main(argv: list[str] | None = None) -> int:
 
     def body() -> None:
         from miner.config import load_config
-        from miner.run import run
 
         if args.offline and args.push_only:
             raise CortexError("--push-only publishes, --offline never does: pick one")
-        metrics = run(options(args), load_config(args.config)) or {}
+        cfg = load_config(args.config)
+        if not args.push_only:  # (publishing alone trains nothing)
+            preload_backend(cfg)  # before anything imports transformers, TRL or peft
+        from miner.run import run
+
+        metrics = run(options(args), cfg) or {}
         grpo = metrics.get("stages", {}).get("grpo", {})
         shown = {"eval_loss_initial": metrics.get("eval_loss_initial"), "eval_loss_best": metrics.get("eval_loss_best"),
                  "grpo_reward_mean": grpo.get("reward_mean"), **{k: metrics.get(k) for k in (
