@@ -33,6 +33,8 @@ from tqdm import tqdm
 from averager.merge import BaseTransform, merge_weight, rank_r_delta, weight_warnings
 from cortex.adapter import (
     CONFIG_FILE,
+    LORA_A,
+    LORA_B,
     NO_NORM_BOUNDS,
     PICKLE_SUFFIXES,
     WEIGHTS_FILE,
@@ -352,8 +354,8 @@ def merge_rank_r(base: str | Path, weighted: Sequence[tuple[Adapter, float]], ou
                 W = read_tensor(handle, info).float()
             W = transform(f"{module}.weight", W) if transform is not None else W
         B, A, energy[module] = rank_r_delta(W, terms, rank)
-        tensors[tensor_name(module, "lora_A.weight")] = A.contiguous()
-        tensors[tensor_name(module, "lora_B.weight")] = B.contiguous()
+        tensors[tensor_name(module, LORA_A)] = A.contiguous()
+        tensors[tensor_name(module, LORA_B)] = B.contiguous()
     names, layers = _fill_zeros(tensors, modules, where, rank)
     with atomic_dir(out) as tmp:
         config = LoraConfig(r=rank, lora_alpha=rank, target_modules=names, layers_to_transform=layers,
@@ -380,8 +382,8 @@ def _fill_zeros(tensors: dict[str, torch.Tensor], modules: dict[str, Any], where
             if f"{key}.weight" not in where:
                 raise CortexError(f"the base has no {key}.weight for the rank-r adapter's zero factors")
             out, inp = where[f"{key}.weight"][1].shape
-            tensors[tensor_name(key, "lora_A.weight")] = torch.zeros(rank, inp)
-            tensors[tensor_name(key, "lora_B.weight")] = torch.zeros(out, rank)
+            tensors[tensor_name(key, LORA_A)] = torch.zeros(rank, inp)
+            tensors[tensor_name(key, LORA_B)] = torch.zeros(out, rank)
     return names, None if touched == every else touched
 
 

@@ -23,15 +23,13 @@ from typing import TYPE_CHECKING, Any
 from cortex.adapter.errors import AdapterRejected
 from cortex.adapter.files import CONFIG_FILE, WEIGHTS_FILE, check_folder
 from cortex.adapter.header import HeaderError, TensorInfo, load_checked, read_header
-from cortex.adapter.names import EMBEDDINGS, PARTS, parse_tensor_name, tensor_name
+from cortex.adapter.names import EMBEDDINGS, LORA_A, LORA_B, MAGNITUDE, parse_tensor_name, tensor_name
 from cortex.adapter.policy import AdapterConfig, read_config
 from cortex.adapter.spec import BaseSpec, NormBounds
 from cortex.protocol.hashing import content_hash
 
 if TYPE_CHECKING:
     from cortex.protocol.competition import AdapterLimits
-
-A, B, MAGNITUDE = PARTS
 
 
 @dataclass(frozen=True)
@@ -74,7 +72,7 @@ def _group(header: Mapping[str, TensorInfo], config: AdapterConfig, base: BaseSp
         if kind == MAGNITUDE and not config.dora:
             raise _reject("unexpected_tensor", f"{name}: a magnitude in a LoRA (not DoRA) adapter")
         groups.setdefault((layer, module), {})[kind] = info
-    needed = (A, B) + ((MAGNITUDE,) if config.dora else ())
+    needed = (LORA_A, LORA_B) + ((MAGNITUDE,) if config.dora else ())
     for layer in config.layers:
         for module in config.targets:
             missing = [k for k in needed if k not in groups.get((layer, module), {})]
@@ -87,7 +85,7 @@ def _check_shapes(groups: Mapping[tuple[int, str], Mapping[str, TensorInfo]], co
                   base: BaseSpec, limits: AdapterLimits) -> None:
     for (layer, module), parts in sorted(groups.items()):
         where = f"layers.{layer}.{module}"
-        a, b = parts[A].shape, parts[B].shape
+        a, b = parts[LORA_A].shape, parts[LORA_B].shape
         _, fan_in, fan_out = base.modules[module]
         if len(a) != 2 or len(b) != 2:
             raise _reject("shape_mismatch", f"{where}: lora_A {list(a)} and lora_B {list(b)} must be 2-D")
@@ -115,7 +113,7 @@ def _check_values(tensors: Mapping[str, Any], groups: Mapping[tuple[int, str], A
     norms: dict[str, float] = {}
     for layer, module in sorted(groups):
         where, key = f"layers.{layer}.{module}", base.key(layer, module)
-        a, b = tensors[tensor_name(key, A)].double(), tensors[tensor_name(key, B)].double()
+        a, b = tensors[tensor_name(key, LORA_A)].double(), tensors[tensor_name(key, LORA_B)].double()
         # ‖s·B·A‖_F² = s²·trace((BᵀB)(AAᵀ)): two r×r products instead of the out×in delta.
         square = float(((b.T @ b) * (a @ a.T)).sum())
         norms[where] = config.scale(key) * math.sqrt(max(square, 0.0))

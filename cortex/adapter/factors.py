@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
 from cortex.adapter.checks import CheckedAdapter, inspect_adapter
-from cortex.adapter.names import PARTS, tensor_name
+from cortex.adapter.names import LORA_A, LORA_B, MAGNITUDE, tensor_name
 from cortex.adapter.spec import BaseSpec, NormBounds
 
 if TYPE_CHECKING:
@@ -65,14 +65,13 @@ def load_adapter(folder: str | Path, base: BaseSpec, limits: AdapterLimits, *, e
                  bounds: NormBounds = NormBounds()) -> Adapter:
     """Check ``folder`` exactly as a validator does (raise AdapterRejected), then return its fp32 factors."""
     seen = inspect_adapter(folder, base, limits, expected_hash=expected_hash, bounds=bounds)
-    a, b, magnitude = PARTS
     modules = {}
     for layer in seen.config.layers:
         for module in seen.config.targets:
             key = base.key(layer, module)
-            mag = seen.tensors[tensor_name(key, magnitude)].float() if seen.config.dora else None
-            modules[key] = LowRank(A=seen.tensors[tensor_name(key, a)].float(),
-                                   B=seen.tensors[tensor_name(key, b)].float(),
+            mag = seen.tensors[tensor_name(key, MAGNITUDE)].float() if seen.config.dora else None
+            modules[key] = LowRank(A=seen.tensors[tensor_name(key, LORA_A)].float(),
+                                   B=seen.tensors[tensor_name(key, LORA_B)].float(),
                                    scale=seen.config.scale(key), magnitude=mag)
     return Adapter(Path(folder), seen.checked, dict(sorted(modules.items())))
 

@@ -23,6 +23,7 @@ ARCHITECTURES: dict[str, dict[str, str]] = {"llama": DECODER_MODULES, "mistral":
 LLAMA_TARGETS: tuple[str, ...] = tuple(DECODER_MODULES)  # every projection, in the order above
 EMBEDDINGS = ("embed_tokens", "lm_head", "wte", "embed_out")
 PARTS = ("lora_A.weight", "lora_B.weight", "lora_magnitude_vector")
+LORA_A, LORA_B, MAGNITUDE = PARTS
 
 _PARENTS = "|".join(sorted({p for modules in ARCHITECTURES.values() for p in modules.values()}))
 _TENSOR = re.compile(rf"base_model\.model\.model\.layers\.(0|[1-9][0-9]{{0,5}})\.({_PARENTS})\."
