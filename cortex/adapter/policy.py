@@ -35,6 +35,7 @@ from cortex.adapter.errors import AdapterRejected
 from cortex.adapter.files import CONFIG_FILE
 from cortex.adapter.header import strict_json
 from cortex.adapter.names import EMBEDDINGS
+from cortex.typed import is_int
 
 if TYPE_CHECKING:
     from cortex.adapter.spec import BaseSpec
@@ -43,10 +44,6 @@ if TYPE_CHECKING:
 _PATTERN_KEY = re.compile(r"[A-Za-z0-9_]+(\.[A-Za-z0-9_]+)*")
 _LIBRARY = re.compile(r"transformers(\.[a-z_][a-z0-9_]*)*")
 _CLASS = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-
-
-def _is_int(v: Any, lo: int = 0) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool) and v >= lo
 
 
 def _is_pos(v: Any) -> bool:  # a finite number > 0 (and < 1e12, so even a huge int is safe)
@@ -75,7 +72,7 @@ _FREE = {
     "task_type": lambda v: v in (None, "CAUSAL_LM"), "inference_mode": lambda v: isinstance(v, bool),
     "peft_version": _is_text, "base_model_name_or_path": _is_text, "revision": _is_text,
     "lora_dropout": lambda v: v == 0 or (_is_pos(v) and v < 1), "use_rslora": lambda v: isinstance(v, bool),
-    "qalora_group_size": _is_int, "init_lora_weights": lambda v: v in (True, False, "gaussian"),
+    "qalora_group_size": lambda v: is_int(v, 0), "init_lora_weights": lambda v: v in (True, False, "gaussian"),
     "layers_pattern": lambda v: v in (None, "layers", ["layers"]), "use_dora": lambda v: isinstance(v, bool),
 }
 # Keys that must stay unset (None, False, [] or {}), with the reason when they are not.
@@ -178,21 +175,21 @@ def read_config(path: Path, base: BaseSpec, limits: AdapterLimits) -> AdapterCon
         if t not in limits.target_modules or t not in base.modules:
             raise _reject("target_not_allowed", f"{t[:60]!r} is not among {list(limits.target_modules)}")
     ranks, alphas = cfg.get("rank_pattern") or {}, cfg.get("alpha_pattern") or {}
-    for name, pattern, ok in (("rank_pattern", ranks, lambda v: _is_int(v, 1)),
+    for name, pattern, ok in (("rank_pattern", ranks, lambda v: is_int(v, 1)),
                               ("alpha_pattern", alphas, _is_pos)):
         if not isinstance(pattern, dict) or not all(
             len(k) <= 128 and _PATTERN_KEY.fullmatch(k) and ok(v) for k, v in pattern.items()
         ):
             raise _reject("bad_config", f"{name} must map module names to positive numbers")
     r = cfg["r"]
-    if not _is_int(r, 1) or not _is_pos(cfg["lora_alpha"]):
+    if not is_int(r, 1) or not _is_pos(cfg["lora_alpha"]):
         raise _reject("bad_config", "r must be an integer >= 1 and lora_alpha a number > 0")
     if max([r, *ranks.values()]) > limits.max_rank:
         raise _reject("rank_over_limit", f"rank {max([r, *ranks.values()])} > {limits.max_rank}")
     layers = cfg.get("layers_to_transform")
-    layers = list(range(base.num_layers)) if layers is None else [layers] if _is_int(layers) else layers
+    layers = list(range(base.num_layers)) if layers is None else [layers] if is_int(layers, 0) else layers
     if not isinstance(layers, list) or not layers or len(set(map(str, layers))) != len(layers) or not all(
-        _is_int(i) and i < base.num_layers for i in layers
+        is_int(i, 0) and i < base.num_layers for i in layers
     ):
         raise _reject("bad_config", f"layers_to_transform must list layers below {base.num_layers}")
     return AdapterConfig(bool(dora), r, float(cfg["lora_alpha"]), bool(cfg.get("use_rslora", False)),
