@@ -34,7 +34,7 @@ SHA1 = "6f6073b423013f6a7d4d9f39144961bfbfbc386b"
 
 
 def test_builtins():
-    assert set(BUILTIN_COMPETITIONS) == {"cortex-tiny", "cortex-70b"}
+    assert set(BUILTIN_COMPETITIONS) == {"cortex-tiny", "cortex-8b", "cortex-70b"}
     tiny = get_competition("cortex-tiny")
     assert tiny.base.follow_pointer and tiny.base.builtin and tiny.tokenizer is tiny.base
     assert tiny.adapters.target_modules == LLAMA_TARGETS
@@ -45,10 +45,14 @@ def test_builtins():
     assert big.adapters.max_rank > tiny.adapters.max_rank
     assert big.adapters.max_bytes > tiny.adapters.max_bytes
     hash(tiny), hash(big)  # frozen and hashable
+    one_gpu = get_competition("cortex-8b")  # LoRA only: validators can batch adapters in one vLLM engine
+    assert one_gpu.base.repo == "meta-llama/Llama-3.1-8B-Instruct" and len(one_gpu.base.revision) == 40
+    assert one_gpu.adapters.types == ("lora",) and one_gpu.adapters.max_rank == 32
+    assert one_gpu.adapters.target_modules == LLAMA_TARGETS and not one_gpu.base.follow_pointer
 
 
 def test_unknown_competition_lists_known_ids():
-    with pytest.raises(CompetitionError, match="unknown competition 'nope'; known: cortex-70b, cortex-tiny"):
+    with pytest.raises(CompetitionError, match="unknown competition 'nope'; known: cortex-70b, cortex-8b, cortex-tiny"):
         get_competition("nope")
 
 

@@ -314,7 +314,29 @@ CORTEX_70B = Competition(
     ),
 )
 
-BUILTIN_COMPETITIONS: dict[str, Competition] = {c.id: c for c in (CORTEX_TINY, CORTEX_70B)}
+# One GPU per miner (24-80 GB: QLoRA on 24 GB, LoRA in bf16 on 40 GB and up) and one 80 GB GPU per
+# validator. LoRA only, so validators can serve every adapter of a round from one vLLM engine
+# (multi-LoRA batches, max_lora_rank 32); DoRA would need the transformers engine. The base is
+# meta-llama/Llama-3.1-8B-Instruct at the commit its Hub snapshots carry (docs/miner.md, "cortex-8b").
+CORTEX_8B = Competition(
+    id="cortex-8b",
+    description="Llama 3.1 8B Instruct at a pinned revision; LoRA up to rank 32; one GPU per miner and validator.",
+    base=BaseModelRef(
+        repo="meta-llama/Llama-3.1-8B-Instruct",
+        revision="0e9e39f249a16976918f6564b8830bc894c89659",
+    ),
+    adapters=AdapterLimits(("lora",), 32, LLAMA_TARGETS, max_bytes=512 << 20),  # 512 MiB (rank 32, all: ~168 MB bf16)
+    eval=EvalConfig(
+        assets=("BTC", "ETH", "SOL", "NEAR", "BNB", "XRP", "ADA", "DOGE", "AVAX", "DOT", "LINK", "LTC"),
+        horizons_days=(1, 3, 7), prompts_per_round=128,
+        eval_window_days=30, eligibility_delay_blocks=300, max_new_tokens=768, batch_size=32,
+        time_budget_s=1800.0,
+    ),
+    # 12 assets x 3 horizons = 36 questions a day, all asked
+    scoring=SkillConfig(window_days=60, min_days=21, questions_per_day=36),
+)
+
+BUILTIN_COMPETITIONS: dict[str, Competition] = {c.id: c for c in (CORTEX_TINY, CORTEX_8B, CORTEX_70B)}
 
 
 def get_competition(
