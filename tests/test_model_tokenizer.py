@@ -107,7 +107,8 @@ def test_saves_in_the_standard_format(tok, tmp_path):
 
 @pytest.mark.slow
 def test_trl_sft_trains_on_the_assistant_tokens_only(tok, tmp_path):
-    """What miners run: TRL's SFTTrainer(assistant_only_loss=True) on `messages` rows."""
+    """TRL's SFTTrainer(assistant_only_loss=True) on `messages` rows trusts the tiny template's markers
+    (the miner itself masks by prompt/completion, for templates without markers: miner/sft.py)."""
     import datasets
     from trl import SFTConfig, SFTTrainer
 
