@@ -7,8 +7,9 @@ Pure functions over plain numbers (the low-rank geometry they need comes from
 1. ``from_chain``: every adapter commitment of the competition from a registered hotkey, with its
    uid's incentive from the metagraph. No incentive: ``no_incentive``.
 2. ``cross_check``: against the validators' score tables (``<validator state>/scores/latest.json``).
-   A model most tables rejected or scored zero is ``rejected_by_validators``; one no table lists is
-   ``unscored``. The input's ``score`` is the mean reward the tables report.
+   A model most tables refused or did not pay (it has not earned: too few days, no advantage over
+   the base beyond the minimum, a copy) is ``rejected_by_validators``; one no table lists is
+   ``unscored``. The input's ``score`` is the mean advantage over the base the tables report.
 3. ``top``: the ``max_inputs`` with the most incentive (earliest commitment first on ties): ``not_top``.
 4. ``plan``: near-identical updates (cosine ≥ ``duplicate_cosine``) keep only the earliest
    commitment (``duplicate``); updates whose norm is over ``outlier_factor`` × the median are
@@ -25,6 +26,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Iterable, Mapping, Sequence
 
 from cortex.protocol.rounds import DROPPED, KEPT, RoundInput
+from cortex.protocol.scores import ModelSkill, Refused, ScoreTable
 
 log = logging.getLogger(__name__)
 
@@ -66,18 +68,18 @@ def from_chain(commitments: Iterable[Any], uids: Mapping[str, int], incentives: 
     return sorted(out, key=lambda c: (c.commit_block, c.hotkey))
 
 
-def table_rows(tables: Sequence[Mapping[str, Any]], competition_id: str) -> list[dict[str, Any]]:
-    """Every model row of ``competition_id`` across score tables, each tagged with its validator."""
-    rows = []
+def table_rows(tables: Sequence[ScoreTable], competition_id: str) -> list[ModelSkill | Refused]:
+    """Every model's row of ``competition_id`` across score tables: its skill, or why it was refused."""
+    rows: list[ModelSkill | Refused] = []
     for table in tables:
-        comp = (table.get("competitions") or {}).get(competition_id)
-        for row in (comp or {}).get("models") or []:
-            rows.append({**row, "validator": table.get("validator")})
+        comp = table.competitions.get(competition_id)
+        if comp is not None:
+            rows += comp.scores.models + comp.refused
     return rows
 
 
-def cross_check(choices: Sequence[Choice], tables: Sequence[Mapping[str, Any]], competition_id: str) -> list[Choice]:
-    """Drop what the validators rejected or scored zero, or never scored; attach the mean reward."""
+def cross_check(choices: Sequence[Choice], tables: Sequence[ScoreTable], competition_id: str) -> list[Choice]:
+    """Drop what the validators refused or did not pay, or never scored; attach the mean advantage over the base."""
     if not tables:
         log.warning("no validator score tables given: choosing on the metagraph's incentive alone")
         return list(choices)
@@ -87,15 +89,14 @@ def cross_check(choices: Sequence[Choice], tables: Sequence[Mapping[str, Any]], 
         if c.decision != KEPT:
             out.append(c)
             continue
-        mine = [r for r in rows if r.get("hotkey") == c.hotkey and r.get("repo") == c.repo
-                and r.get("revision") == c.revision]
+        mine = [r for r in rows if r.hotkey == c.hotkey and r.key == f"{c.repo}@{c.revision}"]
         if not mine:
             out.append(c.drop("unscored", f"none of the {len(tables)} score tables lists {c.model_key}"))
             continue
-        bad = [r for r in mine if r.get("reason") or not (r.get("win_rate") or 0) > 0]
-        good = [float(r["mean_reward"]) for r in mine if r not in bad and r.get("mean_reward") is not None]
+        bad = [r for r in mine if not isinstance(r, ModelSkill) or not r.earned]
+        good = [r.advantage for r in mine if r not in bad]
         if 2 * len(bad) > len(mine):
-            why = sorted({str(r.get("reason") or "zero_win_rate") for r in bad})
+            why = sorted({r.reason for r in bad})
             out.append(c.drop("rejected_by_validators", f"{len(bad)} of {len(mine)} tables: {', '.join(why)}"))
         else:
             out.append(replace(c, score=statistics.fmean(good) if good else None))

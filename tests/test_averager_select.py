@@ -21,6 +21,7 @@ from averager.select import (
     top,
 )
 from cortex.protocol.commitment import ModelCommitment
+from cortex.protocol.scores import CompetitionScores, CompetitionTable, ModelSkill, Refused, ScoreTable
 
 COMP = "cortex-test"
 
@@ -43,26 +44,37 @@ def test_from_chain_keeps_the_competitions_adapters_with_incentive():
         ("b", KEPT, "selected"), ("e", DROPPED, "no_incentive"), ("a", KEPT, "selected")]
 
 
-def table(validator: str, rows: list[dict]) -> dict:
-    return {"validator": validator, "competitions": {COMP: {"models": rows}}}
+def table(validator: str, rows: list) -> ScoreTable:
+    skills = [r for r in rows if isinstance(r, ModelSkill)]
+    scores = CompetitionScores(COMP, "2024-03-20", "2024-03-11", "base@1", skills)
+    comp = CompetitionTable(COMP, "base@1", ["2024-03-11", "2024-03-20"], 10, 10, scores,
+                            refused=[r for r in rows if isinstance(r, Refused)])
+    return ScoreTable(1, 100, 10, validator, 1000, {COMP: comp})
 
 
-def row(c: Choice, reward: float, *, reason=None, win_rate=0.5) -> dict:
-    return {"hotkey": c.hotkey, "repo": c.repo, "revision": c.revision, "mean_reward": reward, "reason": reason,
-            "win_rate": win_rate}
+def row(c: Choice, advantage: float, *, reason=None, earned=True):
+    key = f"{c.repo}@{c.revision}"
+    if reason is not None and not earned:
+        return ModelSkill(key, c.hotkey, c.uid, c.commit_block, advantage, advantage - 0.1, advantage + 0.1, 10, 10,
+                          False, reason, 0.0)
+    if reason is not None:
+        return Refused(c.hotkey, c.uid, key, c.commit_block, reason, "refused")
+    return ModelSkill(key, c.hotkey, c.uid, c.commit_block, advantage, advantage - 0.1, advantage + 0.1, 10, 10,
+                      True, "earned", 1.0)
 
 
-def test_cross_check_drops_what_validators_rejected_zeroed_or_never_scored():
+def test_cross_check_drops_what_validators_refused_did_not_pay_or_never_scored():
     good, rejected, zero, unscored, split = (choice(i, 0.2, i) for i in range(5))
-    tables = [table("v0", [row(good, 0.3), row(rejected, 0, reason="non_finite"), row(zero, -1.0, win_rate=0.0),
-                           row(split, 0.1)]),
-              table("v1", [row(good, 0.5), row(rejected, 0, reason="non_finite"), row(zero, -1.0, win_rate=0.0),
-                           row(split, 0, reason="time_budget")])]
+    tables = [table("v0", [row(good, 0.3), row(rejected, 0, reason="non_finite"),
+                           row(zero, -1.0, reason="not_above_min_improvement", earned=False), row(split, 0.1)]),
+              table("v1", [row(good, 0.5), row(rejected, 0, reason="non_finite"),
+                           row(zero, -1.0, reason="not_above_min_improvement", earned=False),
+                           row(split, 0, reason="too_few_days", earned=False)])]
     out = {c.uid: c for c in cross_check([good, rejected, zero, unscored, split], tables, COMP)}
     assert out[0].decision == KEPT and out[0].score == pytest.approx(0.4)
     assert (out[1].reason, out[2].reason, out[3].reason) == ("rejected_by_validators", "rejected_by_validators",
                                                              "unscored")
-    assert "non_finite" in out[1].detail and "zero_win_rate" in out[2].detail
+    assert "non_finite" in out[1].detail and "not_above_min_improvement" in out[2].detail
     assert out[4].decision == KEPT and out[4].score == pytest.approx(0.1)  # one of two tables is not a majority
     assert cross_check([good], [], COMP) == [good]  # no tables: incentive alone
 

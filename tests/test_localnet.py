@@ -194,7 +194,7 @@ def test_a_small_localnet_runs_and_its_summary_matches_the_leaderboard(localnet_
     assert all(v["validator_trust"] > 0.9 for v in summary["validators"])
     assert len(summary["miners"]) == 2
     for m in summary["miners"]:
-        assert m["revision"] and m["win_rate"] is not None and m["mean_reward"] is not None
+        assert m["revision"] and m["days"] is not None and m["mean_reward"] is not None
     assert len(summary["rounds"]) == 2 and all(r["sync_block"] for r in summary["rounds"])
     assert len(summary["merges"]) == 2  # one averager round per round
 
@@ -205,11 +205,11 @@ def test_a_small_localnet_runs_and_its_summary_matches_the_leaderboard(localnet_
     rows = {r["hotkey"]: r for c in snap["competitions"] for r in c["rows"]}
     for m in summary["miners"]:
         row = rows[m["hotkey"]]
-        for key in ("uid", "revision", "win_rate", "mean_reward", "incentive", "emission"):
+        for key in ("uid", "revision", "advantage", "ci_low", "days", "mean_reward", "incentive", "emission"):
             assert m[key] == row[key], key
     trust = {v["hotkey"]: v["validator_trust"] for v in snap["validators"]}
     assert {v["hotkey"]: v["validator_trust"] for v in summary["validators"]} == trust
-    assert "validator trust" in stdout and "win rate" in stdout
+    assert "validator trust" in stdout and "advantage" in stdout
     for log in ("setup/bootstrap", "round-1/miner0", "round-1/validator1", "round-2/validator0", "round-2/averager"):
         assert (work / "logs" / f"{log}.log").is_file(), log
 

@@ -215,8 +215,8 @@ def _miner_outcome(metrics: dict[str, Any]) -> dict[str, Any]:
 def _validator_outcome(table: dict[str, Any], sync_block: int | None) -> dict[str, Any]:
     if not table or table.get("sync_block") != sync_block:
         return {"scored": False}
-    comps = table.get("competitions", {})
-    models = [m for c in comps.values() for m in c.get("models", [])]
-    base = next((c.get("base_model", {}) for c in comps.values()), {})
+    comps = table.get("competitions", {})  # a cortex.protocol.scores.ScoreTable as JSON
+    models = [m for c in comps.values() for m in c.get("scores", {}).get("models", []) + c.get("refused", [])]
+    base = next((c.get("metrics", {}).get(c.get("base"), {}) for c in comps.values()), {})
     return {"scored": True, "weights_set": table.get("weights_set"), "models": len(models),
             "base_reward": base.get("mean_reward"), "weights": table.get("weights", {})}
