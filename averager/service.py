@@ -252,11 +252,11 @@ class Averager:
     def _gate(self, base_dir: Path, merged: Path, adapters: dict[str, Path], block: int):
         from averager.gate import gate_rows, run_gate
         from cortex.data import get_source
-        from cortex.eval.evalset import market_clock, sync_block, window
+        from cortex.eval.evalset import sync_block, window
 
         tempo = int(self.sub.subnets.metagraph(self.cfg.netuid, commitments=False).tempo) or 1
         sync = sync_block(block, tempo)
-        clock = market_clock(self.cfg.clock, self.sub, sync, self.cfg.start_day, self.cfg.blocks_per_day)
+        clock = self.cfg.market_clock(self.sub, sync)
         rows = gate_rows(self.comp, get_source(self.cfg.source), window(clock, sync, self.comp.eval),
                          self.sub.chain.block_info(sync)["hash"])
         return run_gate(base_dir, merged, adapters, rows, self.comp, self.cfg.margin, self.cfg.device)

@@ -43,7 +43,7 @@ from cortex.adapter import AdapterRejected, BaseSpec, check_adapter
 from cortex.data import build_samples, get_source
 from cortex.errors import CortexError
 from cortex.eval.engines import Engine, Job, build_engine
-from cortex.eval.evalset import HISTORY_LOOKBACK_DAYS, market_clock, sync_block
+from cortex.eval.evalset import HISTORY_LOOKBACK_DAYS, sync_block
 from cortex.hub.store import ModelStore
 from cortex.model.pointer import BaseRef
 from cortex.protocol.competition import Competition, CompetitionSchedule
@@ -291,7 +291,7 @@ class Validator:
     # --- parts that are loaded once -------------------------------------------------------
 
     def _clock(self, sync: int):
-        return market_clock(self.cfg.clock, self.sub, sync, self.cfg.start_day, self.cfg.blocks_per_day)
+        return self.cfg.market_clock(self.sub, sync)
 
     def _rows(self, comp: Competition, days: Sequence[date]) -> dict[str, dict]:
         """Question id → sample row (prompt from data up to the cutoff; the outcome once its day has closed)."""
