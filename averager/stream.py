@@ -33,6 +33,7 @@ from tqdm import tqdm
 from averager.merge import BaseTransform, merge_weight, rank_r_delta, weight_warnings
 from cortex.adapter import (
     CONFIG_FILE,
+    HeaderError,
     LORA_A,
     LORA_B,
     NO_NORM_BOUNDS,
@@ -46,6 +47,7 @@ from cortex.adapter import (
     own_limits,
     tensor_name,
 )
+from cortex.adapter import read_header as strict_header
 from cortex.errors import CortexError
 from cortex.protocol.hashing import content_hash
 
@@ -74,17 +76,16 @@ class TensorInfo:
 
 
 def read_header(path: Path) -> tuple[list[TensorInfo], dict[str, str]]:
-    """A safetensors file's tensors (in file order) and its ``__metadata__``."""
+    """A safetensors file's tensors (in file order, absolute byte offsets) and its ``__metadata__``,
+    through the one strict header reader (``cortex.adapter.header``)."""
+    try:
+        tensors, meta = strict_header(path, allowed=tuple(DTYPES))
+    except HeaderError as exc:
+        raise CortexError(f"{path}: {exc}; the merge reads only well-formed safetensors "
+                          f"of {', '.join(DTYPES)}") from None
     with open(path, "rb") as handle:
         (size,) = struct.unpack("<Q", handle.read(8))
-        header = json.loads(handle.read(size))
-    meta = header.pop("__metadata__", None) or {}
-    infos = []
-    for name, spec in header.items():
-        if spec["dtype"] not in DTYPES:
-            raise CortexError(f"{path}: tensor {name} has dtype {spec['dtype']}, which the merge does not read")
-        begin, end = spec["data_offsets"]
-        infos.append(TensorInfo(name, spec["dtype"], tuple(spec["shape"]), 8 + size + begin, 8 + size + end))
+    infos = [TensorInfo(name, t.dtype, t.shape, 8 + size + t.begin, 8 + size + t.end) for name, t in tensors.items()]
     return sorted(infos, key=lambda i: i.start), meta
 
 

@@ -14,7 +14,6 @@ import copy
 import dataclasses
 import json
 import shutil
-import warnings
 from pathlib import Path
 
 import pytest
@@ -32,6 +31,7 @@ from cortex.protocol.commitment import ModelCommitment
 from cortex.protocol.competition import CORTEX_TINY, AdapterLimits
 from cortex.protocol.hashing import content_hash
 from cortex.wandb_log import WandbConfig
+from test_adapter_checks import save_peft, tiny_config
 from validator.fetch import AdapterCache, FetchRejected, verify
 
 LIMITS = AdapterLimits(("lora", "dora"), 8, LLAMA_TARGETS, max_bytes=1 << 20)
@@ -42,31 +42,15 @@ HOSTILE = {"nan": "non_finite", "pickle": "pickle", "wrong_shape": "shape_mismat
 
 
 def tiny_base():
-    from transformers import LlamaConfig, LlamaForCausalLM
+    from transformers import LlamaForCausalLM
 
     torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=48, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, head_dim=8)
-    return LlamaForCausalLM(config).eval()
+    return LlamaForCausalLM(tiny_config()).eval()
 
 
 def honest(base, folder: Path, seed: int, dora: bool) -> Path:
     """Stock peft output (no task_type) with a small random update, as a miner would publish it."""
-    from peft import LoraConfig, get_peft_model
-
-    torch.manual_seed(seed)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        model = get_peft_model(copy.deepcopy(base), LoraConfig(r=4, lora_alpha=8, use_dora=dora,
-                                                               target_modules=list(LLAMA_TARGETS)))
-        with torch.no_grad():
-            for name, p in model.named_parameters():
-                if "lora_B" in name:
-                    p.normal_(0.0, 0.02)
-                if "lora_magnitude_vector" in name:
-                    p.mul_(1.05)
-        model.save_pretrained(folder)
-    return folder
+    return save_peft(copy.deepcopy(base), folder, seed, task_type=None, use_dora=dora)
 
 
 def hostile(src: Path, folder: Path, kind: str) -> Path:
