@@ -90,7 +90,8 @@ def worker(method: str, base: str, adapters: list[str], out: str) -> None:
     rss_start = peak_rss_mb()
     start = time.perf_counter()
     if method == "stream":
-        merge_exact(base, [(load_adapter(a, spec, own_limits(spec), bounds=NO_NORM_BOUNDS), weight) for a in adapters], out, progress=False)
+        checked = [(load_adapter(a, spec, own_limits(spec), bounds=NO_NORM_BOUNDS), weight) for a in adapters]
+        merge_exact(base, checked, out, progress=False)
     else:
         master = LlamaForCausalLM.from_pretrained(base, dtype=torch.float32)
         original = {k: v.clone() for k, v in master.state_dict().items()}

@@ -44,7 +44,8 @@ from cortex.adapter.factors import Adapter, LowRank, Term, group_terms, load_ada
 __all__ = [
     "ADAPTER_FILES", "ALLOWED_CONFIG_KEYS", "ARCHITECTURES", "Adapter", "AdapterConfig", "AdapterRejected",
     "BaseSpec", "CARD_FILE", "CONFIG_FILE", "CheckedAdapter", "DECODER_MODULES", "HeaderError", "LLAMA_TARGETS",
-    "LORA_A", "LORA_B", "LowRank", "MAGNITUDE", "NO_NORM_BOUNDS", "PARTS", "NormBounds", "PICKLE_SUFFIXES", "REASONS", "TensorInfo", "Term", "WEIGHTS_FILE", "check_adapter",
+    "LORA_A", "LORA_B", "LowRank", "MAGNITUDE", "NO_NORM_BOUNDS", "NormBounds", "PARTS", "PICKLE_SUFFIXES",
+    "REASONS", "TensorInfo", "Term", "WEIGHTS_FILE", "check_adapter",
     "check_listing", "group_terms", "is_transformers_class", "load_adapter", "module_key", "own_limits",
     "parse_header", "parse_tensor_name", "read_header", "target_modules", "tensor_name",
 ]
