@@ -100,7 +100,7 @@ def finalise(folder: Path, man: Manifest, repo: str) -> Manifest:
 def publish_base(sub: bt.Subtensor, wallet: bt.Wallet, netuid: int, store: ModelStore, competition: Competition,
                  repo: str, folder: Path) -> Published:
     """Upload ``folder`` as a new revision of ``repo`` and commit the base pointer to it."""
-    man = json.loads((folder / "manifest.json").read_text())
+    man = Manifest.read(folder / MANIFEST)
     revision = store.upload(repo, folder, private=False, message=f"cortex averager: {competition.id} round "
                                                                  f"{man.round}")
     log.info("uploaded %s@%s", repo, revision[:12])
