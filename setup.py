@@ -19,7 +19,9 @@ INSTALL_REQUIRES = [
     "kyber-py>=1.2",  # ML-KEM-768 decapsulation for the embedded chain's MEV shield
     "pycryptodome>=3.20",  # XChaCha20-Poly1305 for the same
     "torch>=2.4",
-    "transformers>=4.56",
+    # 5.23: TrainingArguments' `activation_checkpointing` (miner/training.py); 5.0: `rope_parameters`
+    # (cortex/model/tiny.py, random_base.py; 4.x ignores it and falls back to rope_theta 10000)
+    "transformers>=5.23",
     "peft>=0.17",
     "trl>=0.23",
     "accelerate>=1.0",
