@@ -1,5 +1,6 @@
-"""Validator throughput: one base with adapters swapped and batched generation, against a full model
-load per adapter with one prompt at a time (what the peer subnets do), side by side in one run.
+"""Validator throughput: the validator's multi-LoRA engine (one base, every adapter x prompt row in
+peft's mixed-adapter batches) against a full model load per adapter with one prompt at a time (what
+the peer subnets do), side by side in one run.
 
     python bench/validator_throughput.py [--adapters 8] [--prompts 8] [--new-tokens 128] [--threads 1]
 
@@ -8,15 +9,17 @@ way the tiny base's is (``cortex.model.tokenizer``), saved as a Hugging Face fol
 rank-8 LoRA adapters. Both sides answer the same market prompts with greedy decoding and
 ``min_new_tokens = max_new_tokens``, so both generate exactly the same number of tokens:
 
-  (a) ``cortex.eval.generate.Generator``: the base loaded once; each adapter injected, used for all
-      prompts in one left-padded batch, and unloaded;
+  (a) ``cortex.eval.engines.MultiLoraEngine``, what a validator runs for a LoRA-only competition:
+      the base loaded once (``cortex.eval.base``), the adapters loaded side by side, and every
+      (adapter, prompt) row in mixed-adapter batches of ``--batch`` rows (default: all of them);
   (b) per adapter: ``AutoModelForCausalLM.from_pretrained`` + ``PeftModel.from_pretrained``, then
       one ``generate`` per prompt (batch 1).
 
-The two sides take turns adapter by adapter (other load on the machine falls on both alike); each
-side's wall and CPU seconds are summed. It also times a large fp32 matmul for the machine's GFLOP/s
-and reports each side's model FLOP/s (2 × parameters × tokens processed) against it. The last
-line is ``ratio=<(b) wall time / (a) wall time>``.
+The sides are interleaved: (a) runs ``--a-runs`` times, between slices of (b)'s adapters, so that
+other load on a shared machine falls on both alike; (a)'s time is the mean of its runs, (b)'s the sum
+over its adapters. The machine's fp32 matmul rate is measured as in ``bench/train_throughput.py``
+(the same function), and each side's model FLOP/s (2 x parameters x tokens processed) is reported
+against it. The last line is ``ratio=<(b) wall time / (a) wall time>``.
 """
 
 from __future__ import annotations
@@ -33,21 +36,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch
 
-
-def matmul_gflops(n: int = 2048, repeats: int = 5) -> float:
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    a @ b  # warm-up
-    started = time.perf_counter()
-    for _ in range(repeats):
-        a @ b
-    return 2 * n**3 * repeats / (time.perf_counter() - started) / 1e9
+from bench.gpu_validator import random_adapters
+from bench.train_throughput import matmul_gflops
 
 
 def build(root: Path, adapters: int, prompts: int, seed: int = 0):
     """The base folder, the adapter folders and the chat prompts."""
-    from peft import LoraConfig, get_peft_model
-
-    from cortex.adapter import LLAMA_TARGETS
     from cortex.data import build_samples, get_source
     from cortex.model.tiny import TinyConfig, build_model, parameter_count
     from cortex.model.tokenizer import chat_corpus, train_tokenizer
@@ -63,31 +57,21 @@ def build(root: Path, adapters: int, prompts: int, seed: int = 0):
     model.save_pretrained(base)
     tokenizer.save_pretrained(base)
     torch.manual_seed(seed)
-    peft_model = get_peft_model(model, LoraConfig(r=8, lora_alpha=16, task_type="CAUSAL_LM",
-                                                    target_modules=list(LLAMA_TARGETS)))
-    folders = []
-    for i in range(adapters):
-        with torch.no_grad():
-            for name, p in peft_model.named_parameters():
-                if "lora_B" in name:
-                    p.normal_(0, 0.02)
-        peft_model.save_pretrained(root / f"adapter-{i}")
-        folders.append(root / f"adapter-{i}")
+    folders = random_adapters(model, root, adapters, rank=8)
     step = max(1, len(samples) // prompts)
-    chats = [s.prompt for s in samples[::step][:prompts]]
-    lengths = [len(tokenizer.apply_chat_template(c, add_generation_prompt=True, tokenize=True, return_dict=True)["input_ids"])
-               for c in chats]
-    return base, folders, chats, parameter_count(model), lengths
+    rows = [s.row() for s in samples[::step][:prompts]]
+    lengths = [len(tokenizer.apply_chat_template(r["prompt"], add_generation_prompt=True, tokenize=True,
+                                                 return_dict=True)["input_ids"]) for r in rows]
+    return base, folders, rows, parameter_count(model), lengths
 
 
 class Clock:
-    """Wall and CPU seconds per side; the sides take turns adapter by adapter, so that other load
-    on the machine falls on both alike."""
+    """Wall and CPU seconds and new tokens per side."""
 
     def __init__(self) -> None:
-        self.wall = {"a": 0.0, "b": 0.0}
-        self.cpu = {"a": 0.0, "b": 0.0}
-        self.tokens = {"a": 0, "b": 0}
+        self.wall = {"a": [], "b": []}
+        self.cpu = {"a": [], "b": []}
+        self.tokens = {"a": [], "b": []}
 
     @contextlib.contextmanager
     def side(self, name: str):
@@ -95,22 +79,28 @@ class Clock:
         try:
             yield
         finally:
-            self.wall[name] += time.perf_counter() - wall
-            self.cpu[name] += time.process_time() - cpu
+            self.wall[name].append(time.perf_counter() - wall)
+            self.cpu[name].append(time.process_time() - cpu)
 
 
-def load_swapped(base: Path, chats, new_tokens: int):
-    """(a) the one base load: a ``Generator`` that swaps adapters and batches all prompts."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
+def engine_run(base: Path, adapters: list[Path], rows, new_tokens: int, batch: int) -> int:
+    """(a) one validator engine: load the base once, every adapter x prompt in mixed batches; new tokens."""
+    from cortex.eval.engines import EngineOptions, Job, MultiLoraEngine
     from cortex.eval.generate import Generator
+    from cortex.reward import RewardConfig
 
-    model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
-    model.generation_config.min_new_tokens = new_tokens  # the same token count as (b)
-    return Generator(model, AutoTokenizer.from_pretrained(base), max_new_tokens=new_tokens, batch_size=len(chats))
+    generator = Generator.load(base, device="cpu", max_new_tokens=new_tokens, batch_size=batch)
+    generator.model.generation_config.min_new_tokens = new_tokens  # the same token count as (b)
+    engine = MultiLoraEngine(generator=generator, max_new_tokens=new_tokens, batch_size=batch,
+                             options=EngineOptions(device="cpu", max_loras=len(adapters)))
+    jobs = [Job(f"adapter-{i}", path) for i, path in enumerate(adapters)]
+    results = list(engine.evaluate(rows, jobs, reward=RewardConfig(), time_budget=1e9))
+    failed = [r for r in results if r.reason]
+    assert not failed, failed[0].reason
+    return sum(r.new_tokens for r in results)
 
 
-def reloaded(base: Path, adapter: Path, chats, new_tokens: int) -> int:
+def reloaded(base: Path, adapter: Path, rows, new_tokens: int) -> int:
     """(b) for one adapter: a full model load, then one prompt at a time; returns the new tokens."""
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -119,8 +109,9 @@ def reloaded(base: Path, adapter: Path, chats, new_tokens: int) -> int:
     model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32),
                                       str(adapter)).eval()
     tokens = 0
-    for chat in chats:
-        ids = tokenizer.apply_chat_template(chat, add_generation_prompt=True, return_dict=True, return_tensors="pt")
+    for row in rows:
+        ids = tokenizer.apply_chat_template(row["prompt"], add_generation_prompt=True, return_dict=True,
+                                            return_tensors="pt")
         with torch.inference_mode():
             out = model.generate(**ids, max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False,
                                  pad_token_id=tokenizer.pad_token_id)
@@ -128,27 +119,31 @@ def reloaded(base: Path, adapter: Path, chats, new_tokens: int) -> int:
     return tokens
 
 
-def measure(base: Path, adapters: list[Path], chats, new_tokens: int) -> Clock:
+def measure(base: Path, adapters: list[Path], rows, new_tokens: int, batch: int, a_runs: int) -> Clock:
+    """(a) ``a_runs`` times, each followed by a slice of (b)'s adapters."""
     clock = Clock()
-    with clock.side("a"):
-        generator = load_swapped(base, chats, new_tokens)
-    for adapter in adapters:
+    slices = [adapters[i::a_runs] for i in range(a_runs)]
+    for part in slices:
         with clock.side("a"):
-            clock.tokens["a"] += generator.generate(chats, adapter)[1]
-        with clock.side("b"):
-            clock.tokens["b"] += reloaded(base, adapter, chats, new_tokens)
+            clock.tokens["a"].append(engine_run(base, adapters, rows, new_tokens, batch))
+        for adapter in part:
+            with clock.side("b"):
+                clock.tokens["b"].append(reloaded(base, adapter, rows, new_tokens))
     return clock
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--adapters", type=int, default=8)
     parser.add_argument("--prompts", type=int, default=8)
     parser.add_argument("--new-tokens", type=int, default=128)
+    parser.add_argument("--batch", type=int, default=0, help="(a)'s rows per generate (0: adapters x prompts)")
+    parser.add_argument("--a-runs", type=int, default=2, help="(a) runs, interleaved with slices of (b)")
+    parser.add_argument("--matmul", type=int, default=1024, help="size of the reference fp32 matmul")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch CPU threads for both sides (default 1: on small models thread hand-offs cost more "
                              "than they save; on the 2-core development machine 2 threads run 3x slower)")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     import logging
     import warnings
@@ -157,28 +152,35 @@ def main() -> None:
 
     transformers.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()
-    logging.getLogger("cortex").setLevel(logging.WARNING)
+    logging.getLogger("cortex").setLevel(logging.ERROR)
     warnings.filterwarnings("ignore")
     root = Path(tempfile.mkdtemp(prefix="cortex-bench-"))
     try:
-        gflops = matmul_gflops()
-        base, adapters, chats, params, lengths = build(root, args.adapters, args.prompts)
+        base, adapters, rows, params, lengths = build(root, args.adapters, args.prompts)
+        batch = args.batch or len(adapters) * len(rows)
         prompt_tokens = sum(lengths) * len(adapters)
-        print(f"machine: {torch.get_num_threads()} torch threads, fp32 matmul {gflops:.1f} GFLOP/s")
+        gflops = matmul_gflops(args.matmul)
+        print(f"machine: {torch.get_num_threads()} torch threads, fp32 matmul {gflops:.1f} GFLOP/s "
+              f"({args.matmul}x{args.matmul}, best of 2 s, bench/train_throughput.py)")
         print(f"base: Llama, {params / 1e6:.1f}M parameters, random weights; {len(adapters)} rank-8 LoRA adapters; "
-              f"{len(chats)} prompts of {min(lengths)}-{max(lengths)} tokens; {args.new_tokens} new tokens each")
-        clock = measure(base, adapters, chats, args.new_tokens)
-        expected = len(adapters) * len(chats) * args.new_tokens
-        labels = {"a": "(a) one base, adapters swapped, batched", "b": "(b) full load per adapter, batch 1"}
+              f"{len(rows)} prompts of {min(lengths)}-{max(lengths)} tokens; {args.new_tokens} new tokens each; "
+              f"(a) in mixed batches of {batch} rows")
+        clock = measure(base, adapters, rows, args.new_tokens, batch, max(1, min(args.a_runs, len(adapters))))
+        gflops = max(gflops, matmul_gflops(args.matmul, 0.5))  # re-measured after the run
+        expected = len(adapters) * len(rows) * args.new_tokens
+        seconds = {"a": sum(clock.wall["a"]) / len(clock.wall["a"]), "b": sum(clock.wall["b"])}
+        cpu = {"a": sum(clock.cpu["a"]) / len(clock.cpu["a"]), "b": sum(clock.cpu["b"])}
+        tokens = {"a": clock.tokens["a"][0], "b": sum(clock.tokens["b"])}
+        labels = {"a": "(a) validator engine, multi-LoRA batches", "b": "(b) full load per adapter, batch 1"}
         for side, label in labels.items():
-            seconds, tokens = clock.wall[side], clock.tokens[side]
-            assert tokens == expected, f"{label}: generated {tokens} tokens, expected {expected}"
-            flops = 2 * params * (tokens + prompt_tokens) / seconds / 1e9
-            print(f"{label:<42} {seconds:7.1f} s ({clock.cpu[side]:6.1f} s CPU)  {tokens / seconds:6.1f} new tokens/s  "
-                  f"{flops:5.1f} model GFLOP/s = {100 * flops / gflops:4.1f}% of matmul")
-        print(f"model FLOPs: 2 x {params / 1e6:.1f}M params x ({expected} new + {prompt_tokens} prompt tokens) per side; "
-              f"CPU-time ratio {clock.cpu['b'] / clock.cpu['a']:.2f}")
-        print(f"ratio={clock.wall['b'] / clock.wall['a']:.2f}")
+            assert tokens[side] == expected, f"{label}: generated {tokens[side]} tokens, expected {expected}"
+            flops = 2 * params * (tokens[side] + prompt_tokens) / seconds[side] / 1e9
+            print(f"{label:<42} {seconds[side]:7.1f} s ({cpu[side]:6.1f} s CPU)  "
+                  f"{tokens[side] / seconds[side]:6.1f} new tokens/s  {flops:5.1f} model GFLOP/s = "
+                  f"{100 * flops / gflops:4.1f}% of matmul")
+        print(f"(a) runs: {', '.join(f'{s:.1f} s' for s in clock.wall['a'])}; model FLOPs: 2 x {params / 1e6:.1f}M params "
+              f"x ({expected} new + {prompt_tokens} prompt tokens) per side; CPU-time ratio {cpu['b'] / cpu['a']:.2f}")
+        print(f"ratio={seconds['b'] / seconds['a']:.2f}")
     finally:
         shutil.rmtree(root, ignore_errors=True)
 

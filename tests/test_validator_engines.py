@@ -64,8 +64,8 @@ def test_offline_and_live_defaults(tmp_path):
 
 
 def test_bad_flags_are_one_line_errors(tmp_path):
-    with pytest.raises(CortexError, match="weight of the NEW round|new round's weight"):
-        parse("--chain.path", "c.db", "--weights.alpha", "0")
+    with pytest.raises(CortexError, match="--round.blocks must be at least 1"):  # (--weights.alpha went with smoothing)
+        parse("--chain.path", "c.db", "--round.blocks", "0")
     with pytest.raises(CortexError, match="YYYY-MM-DD"):
         parse("--chain.path", "c.db", "--clock.start-day", "March")
     with pytest.raises(CortexError, match="--store local:DIR"):

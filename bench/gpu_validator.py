@@ -1,0 +1,226 @@
+"""GPU validator benchmark: the validator's multi-LoRA engine against reloading the base per adapter,
+on a random-initialised base of the Llama-3.1-8B shape in bf16.
+
+    python bench/gpu_validator.py                 # one GPU, under 8 minutes (prepared; see docs/benchmarks.md)
+    python bench/gpu_validator.py --tiny          # a tiny Llama on the CPU: the smoke test of the same code
+
+Needs only torch, transformers, peft and accelerate (and this checkout): no download, no data set.
+The base has Llama-3.1-8B's shape (32 layers, hidden 4096, MLP 14336, 32 query / 8 KV heads) with
+random weights and a 4,096-token byte-level BPE vocabulary trained on the prompts
+(``cortex.model.tokenizer``; the real 128,256-token vocabulary would add 0.5B parameters of
+embeddings and output layer). It is saved as a Hugging Face folder with ``--adapters`` random
+rank-``--rank`` LoRA adapters on every attention and MLP projection. ``--prompts`` market-style
+chats of a few hundred tokens are answered with greedy decoding and exactly ``--new-tokens`` new
+tokens each (``min_new_tokens = max_new_tokens``):
+
+  (a) ``cortex.eval.engines.MultiLoraEngine``, what a validator runs for a LoRA-only competition:
+      the base loaded once by ``cortex.eval.base`` (bf16, ``device_map``), every adapter loaded
+      side by side, every (adapter, prompt) row in peft mixed-adapter batches of ``--batch`` rows;
+  (b) reload per adapter: ``AutoModelForCausalLM.from_pretrained`` + ``PeftModel.from_pretrained``
+      for each adapter, its prompts in one batch, timed on the first ``--reload-adapters`` adapters
+      (each adapter is the same amount of work, so the rate holds for all of them).
+
+Prints the new tokens per second of each side and ``ratio=<(a) tokens/s / (b) tokens/s>`` last.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch
+
+LLAMA_31_8B = dict(hidden_size=4096, intermediate_size=14336, num_hidden_layers=32, num_attention_heads=32,
+                   num_key_value_heads=8, max_position_embeddings=8192)
+TINY = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+            max_position_embeddings=2048)
+ASSETS = ("BTC", "ETH", "SOL", "NEAR", "AVAX", "LINK")
+
+
+def chats(n: int, days: int = 30, seed: int = 0) -> list[list[dict[str, str]]]:
+    """Market-style prompts (no data set needed): a system line, then features of one asset."""
+    rng = random.Random(seed)
+    out = []
+    for _ in range(n):
+        asset, horizon = rng.choice(ASSETS), rng.choice((1, 7))
+        lines = [f"{asset} daily candles up to the cutoff, oldest first:"]
+        price = rng.uniform(1, 60000)
+        for day in range(days):
+            price *= 1 + rng.gauss(0, 0.03)
+            lines.append(f"day -{days - day}: close {price:.2f}, volume {rng.uniform(1e5, 1e8):.0f}, "
+                         f"return {rng.gauss(0, 3):+.1f}%")
+        lines.append(f"Forecast the close {horizon} days after the cutoff (asset {asset}, horizon_days {horizon}).")
+        out.append([{"role": "system", "content": "You forecast crypto markets. Think, then answer in JSON."},
+                    {"role": "user", "content": "\n".join(lines)}])
+    return out
+
+
+def build(root: Path, shape: dict, prompts, adapters: int, rank: int, device: str, dtype: torch.dtype):
+    """The base folder (random weights, saved), the adapter folders and the parameter count."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from cortex.model.tokenizer import chat_corpus, train_tokenizer
+
+    tokenizer = train_tokenizer(chat_corpus(prompts), vocab_size=4096)
+    config = LlamaConfig(vocab_size=-(-len(tokenizer) // 64) * 64, rope_theta=500000.0, rms_norm_eps=1e-5,
+                         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+                         pad_token_id=tokenizer.pad_token_id, tie_word_embeddings=False, **shape)
+    torch.manual_seed(0)
+    with torch.device(device):
+        model = LlamaForCausalLM._from_config(config, dtype=dtype)
+    params = sum(p.numel() for p in model.parameters())
+    base = root / "base"
+    model.save_pretrained(base)
+    tokenizer.save_pretrained(base)
+    folders = random_adapters(model, root, adapters, rank)
+    del model
+    _free()
+    return base, folders, params
+
+
+def random_adapters(model, root: Path, n: int, rank: int) -> list[Path]:
+    """``n`` LoRA adapters of ``model`` with random weights on every projection, saved under ``root``."""
+    from peft import LoraConfig, get_peft_model
+
+    from cortex.adapter import LLAMA_TARGETS
+
+    peft_model = get_peft_model(model, LoraConfig(r=rank, lora_alpha=2 * rank, target_modules=list(LLAMA_TARGETS)))
+    folders = []
+    for i in range(n):
+        with torch.no_grad():
+            for name, p in peft_model.named_parameters():
+                if "lora_B" in name:
+                    p.normal_(0, 0.02)
+        peft_model.save_pretrained(root / f"adapter-{i:02d}")
+        folders.append(root / f"adapter-{i:02d}")
+    return folders
+
+
+def _free() -> None:
+    import gc
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def _sync() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+def engine_side(base: Path, adapters: list[Path], prompts, new_tokens: int, batch: int, device: str) -> tuple[float, int]:
+    """(a) the validator's engine: one base load, mixed-adapter batches; (seconds, new tokens)."""
+    from cortex.eval.engines import EngineOptions, Job, MultiLoraEngine
+    from cortex.eval.generate import Generator
+    from cortex.reward import RewardConfig
+
+    started = time.perf_counter()
+    generator = Generator.load(base, device=device, max_new_tokens=new_tokens, batch_size=batch)
+    generator.model.generation_config.min_new_tokens = new_tokens
+    engine = MultiLoraEngine(generator=generator, max_new_tokens=new_tokens, batch_size=batch,
+                             options=EngineOptions(device=device, max_loras=len(adapters)))
+    rows = [{"prompt": p} for p in prompts]
+    results = list(engine.evaluate(rows, [Job(f"adapter-{i}", a) for i, a in enumerate(adapters)],
+                                   reward=RewardConfig(), time_budget=1e9))
+    _sync()
+    seconds = time.perf_counter() - started
+    failed = [r for r in results if r.reason]
+    if failed:
+        raise SystemExit(f"(a) failed: {failed[0].key}: {failed[0].reason}")
+    del engine, generator
+    _free()
+    return seconds, sum(r.new_tokens for r in results)
+
+
+def reload_side(base: Path, adapters: list[Path], prompts, new_tokens: int, device: str,
+                dtype: torch.dtype) -> tuple[float, int]:
+    """(b) per adapter: a full model load, then its prompts in one batch; (seconds, new tokens)."""
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(base)
+    tokenizer.padding_side = "left"
+    texts = [tokenizer.apply_chat_template(p, tokenize=False, add_generation_prompt=True) for p in prompts]
+    seconds, tokens = 0.0, 0
+    for adapter in adapters:
+        started = time.perf_counter()
+        placement = {"device_map": device} if device != "cpu" else {}
+        model = AutoModelForCausalLM.from_pretrained(base, dtype=dtype, **placement)
+        model = PeftModel.from_pretrained(model, str(adapter)).eval()
+        batch = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(device)
+        with torch.inference_mode():
+            out = model.generate(**batch, max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False,
+                                 pad_token_id=tokenizer.pad_token_id)
+        _sync()
+        seconds += time.perf_counter() - started
+        tokens += (out.shape[1] - batch["input_ids"].shape[1]) * out.shape[0]
+        del model, out
+        _free()
+    return seconds, tokens
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tiny", action="store_true", help="a tiny Llama on the CPU (smoke test)")
+    parser.add_argument("--adapters", type=int, default=16)
+    parser.add_argument("--prompts", type=int, default=64)
+    parser.add_argument("--new-tokens", type=int, default=128)
+    parser.add_argument("--rank", type=int, default=16)
+    parser.add_argument("--batch", type=int, default=512, help="(a)'s rows per generate (adapter x prompt rows)")
+    parser.add_argument("--reload-adapters", type=int, default=4, help="adapters (b) is timed on")
+    args = parser.parse_args(argv)
+    if args.tiny:
+        args.adapters, args.prompts, args.new_tokens, args.batch = min(args.adapters, 3), min(args.prompts, 3), 4, 5
+        args.rank, args.reload_adapters = 4, 2
+    import logging
+    import warnings
+
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+    logging.getLogger("cortex").setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore")
+    device = "cpu" if args.tiny else "cuda"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("no GPU visible: run with --tiny for the CPU smoke test")
+    dtype = torch.float32 if device == "cpu" else torch.bfloat16
+    shape, name = (TINY, "tiny Llama") if args.tiny else (LLAMA_31_8B, "Llama-3.1-8B shape")
+    root = Path(tempfile.mkdtemp(prefix="cortex-gpu-validator-"))
+    try:
+        started = time.perf_counter()
+        prompts = chats(args.prompts, days=3 if args.tiny else 30)
+        base, adapters, params = build(root, shape, prompts, args.adapters, args.rank, device, dtype)
+        gpu = torch.cuda.get_device_name(0) if device == "cuda" else "CPU"
+        print(f"device: {gpu}; base: {name} ({shape['num_hidden_layers']} layers, hidden {shape['hidden_size']}, MLP "
+              f"{shape['intermediate_size']}, {shape['num_attention_heads']}/{shape['num_key_value_heads']} heads), "
+              f"{params / 1e9:.2f}B parameters, random weights, {str(dtype).split('.')[-1]}; built in "
+              f"{time.perf_counter() - started:.0f} s")
+        print(f"{len(adapters)} rank-{args.rank} LoRA adapters; {len(prompts)} prompts; {args.new_tokens} new tokens each")
+        a_seconds, a_tokens = engine_side(base, adapters, prompts, args.new_tokens, args.batch, device)
+        b_adapters = adapters[:max(1, args.reload_adapters)]
+        b_seconds, b_tokens = reload_side(base, b_adapters, prompts, args.new_tokens, device, dtype)
+        expected = args.new_tokens * len(prompts)
+        assert a_tokens == expected * len(adapters) and b_tokens == expected * len(b_adapters), (a_tokens, b_tokens)
+        a_rate, b_rate = a_tokens / a_seconds, b_tokens / b_seconds
+        print(f"(a) validator engine, multi-LoRA batches of {args.batch} rows: {a_seconds:7.1f} s for {len(adapters)} "
+              f"adapters (one base load included)  {a_rate:9.1f} new tokens/s")
+        print(f"(b) reload per adapter, its prompts in one batch:  {b_seconds:7.1f} s for {len(b_adapters)} adapters "
+              f"(a load each)  {b_rate:9.1f} new tokens/s")
+        if device == "cuda":
+            print(f"peak GPU memory {torch.cuda.max_memory_allocated() / 2**30:.1f} GiB; total {time.perf_counter() - started:.0f} s")
+        print(f"ratio={a_rate / b_rate:.2f}")
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
