@@ -60,7 +60,10 @@ def test_base_pointer_then_store_fallback(tmp_path, monkeypatch):
     publish(c.sub, miner, NETUID, ModelCommitment.for_content("cortex-tiny", "x/fake", REV, REV,
                                                               miner.hotkey.ss58_address, kind="base"))
     assert R.sync_base(opts, TrainConfig(), c.sub, store).revision == genesis
-    publish(c.sub, owner, NETUID, ModelCommitment.for_content("cortex-tiny", "cortex/merged", REV, REV,
+    from cortex.model.pointer import model_hash
+
+    # the owner's pointer binds the files' model hash, which the miner checks (BaseRef.fetch) as validators do
+    publish(c.sub, owner, NETUID, ModelCommitment.for_content("cortex-tiny", "cortex/merged", REV, model_hash(tmp_path),
                                                               owner.hotkey.ss58_address, kind="base"))
     base = R.sync_base(opts, TrainConfig(), c.sub, store)
     assert (base.repo, base.revision) == ("cortex/merged", REV) and seen[-1] == ("cortex/merged", REV)
