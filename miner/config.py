@@ -73,6 +73,7 @@ class TrainConfig:
     heldout_split: str = "test"  # the split scored before publishing
     heldout_samples: int = 32
     heldout_max_new_tokens: int | None = None  # None: the competition's max_new_tokens
+    heldout_device: str = "auto"  # auto: bf16 across every visible GPU, else the CPU; or cpu, cuda, cuda:N
     # optimisation
     learning_rate: float = 2.0e-4
     num_train_epochs: float = 1.0
@@ -176,6 +177,8 @@ def _check_values(c: TrainConfig) -> list[str]:
         need(getattr(c, name) > 0, f"{name}: expected a number > 0, got {getattr(c, name)}")
     for name in ("weight_decay", "grpo_beta", "early_stopping_threshold"):
         need(getattr(c, name) >= 0, f"{name}: expected a number >= 0, got {getattr(c, name)}")
+    need(c.heldout_device in ("auto", "cpu", "cuda") or c.heldout_device.startswith("cuda:") and c.heldout_device[5:].isdigit(),
+         f"heldout_device: expected auto, cpu, cuda or cuda:N, got {c.heldout_device!r}")
     need(0 < c.grpo_vllm_gpu_memory_utilization < 1,
          f"grpo_vllm_gpu_memory_utilization: expected a fraction in (0, 1), got {c.grpo_vllm_gpu_memory_utilization}")
     need(c.kto_rejected_weight is None or c.kto_rejected_weight > 0,

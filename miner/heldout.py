@@ -34,11 +34,12 @@ def _fields(prefix: str, s: ModelScore) -> dict[str, Any]:
 
 
 def score_heldout(base: Path, models: Mapping[str, Path | None], rows: Sequence[Mapping], competition: Competition,
-                  *, max_new_tokens: int | None = None) -> dict[str, Any]:
-    """Mean held-out rewards of each model (``None``: the bare base), as ``heldout_reward_KEY`` etc."""
+                  *, max_new_tokens: int | None = None, device: str = "auto") -> dict[str, Any]:
+    """Mean held-out rewards of each model (``None``: the bare base), as ``heldout_reward_KEY`` etc.;
+    the base is placed by ``cortex.eval.base``'s policy (``device``: auto, cpu, cuda, cuda:N)."""
     if not rows:
         raise ValueError("no held-out rows to score")
-    generator = Generator.load(base, max_new_tokens=max_new_tokens or competition.eval.max_new_tokens,
+    generator = Generator.load(base, device=device, max_new_tokens=max_new_tokens or competition.eval.max_new_tokens,
                                batch_size=competition.eval.batch_size)
     out: dict[str, Any] = {"heldout_prompts": len(rows), "heldout_max_new_tokens": generator.max_new_tokens}
     for key, path in models.items():

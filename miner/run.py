@@ -11,6 +11,7 @@ process trains; only the main process scores, writes and publishes.
 
 from __future__ import annotations
 
+import gc
 import logging
 import shutil
 import time
@@ -115,6 +116,11 @@ def train(cfg: TrainConfig, opts: Options, base: BaseRef, dd, report_to: str) ->
                                report_to=report_to, resume=opts.resume)
         adapter = out / "adapter"
         histories[stage], summaries[stage] = result.log_history, result.summary
+    gc.collect()  # the trainers are gone: give their GPU memory back before the held-out check loads the base
+    if has_gpu():
+        import torch
+
+        torch.cuda.empty_cache()
     return {"histories": histories, "summaries": summaries}
 
 
@@ -168,7 +174,8 @@ def run_round(opts: Options, cfg: TrainConfig, *, refresh_data: bool = False) ->
     if not reuse:  # --push-only keeps the held-out numbers (and data summary) of its run when the base is the same
         metrics.update(data=data.summary, source=source)
         metrics.update(score_heldout(base.path, {"base": None, "adapter": adapter}, data.heldout,
-                                     opts.competition, max_new_tokens=cfg.heldout_max_new_tokens))
+                                     opts.competition, max_new_tokens=cfg.heldout_max_new_tokens,
+                                     device=cfg.heldout_device))
     metrics.update(_check_and_publish(opts, cfg, base, adapter, dict(metrics), data, sub, store))
     metrics["seconds"] = round(time.time() - started, 1)
     write_metrics(out, metrics)
@@ -259,7 +266,7 @@ def _check_and_publish(opts, cfg, base, adapter, metrics, data, sub, store) -> d
         previous = fetch_previous(sub, opts.netuid, hotkey, store, comp, base.revision, opts.output_dir / "previous")
         if previous is not None:
             metrics.update(score_heldout(base.path, {"previous": previous}, data.heldout, comp,
-                                         max_new_tokens=cfg.heldout_max_new_tokens))
+                                         max_new_tokens=cfg.heldout_max_new_tokens, device=cfg.heldout_device))
             result.update({k: v for k, v in metrics.items() if "previous" in k})
         decision = _decision(metrics, opts.force)
     result.update(decision)

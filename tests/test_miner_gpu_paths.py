@@ -23,7 +23,7 @@ import torch
 import yaml
 
 from miner import backends
-from miner.config import TrainConfig, load_config
+from miner.config import ConfigError, TrainConfig, load_config
 from miner.grpo import generation_args, under_zero3
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -123,3 +123,22 @@ def test_gpu_configs_load_and_target_their_paths():
     assert zero3["zero_stage"] == 3 and zero3["zero3_save_16bit_model"] is True  # stage3_gather_16bit_weights_on_model_save
     fsdp = yaml.safe_load((ROOT / "configs/accelerate/fsdp.yaml").read_text())["fsdp_config"]
     assert fsdp["fsdp_state_dict_type"] == "FULL_STATE_DICT"
+
+
+def test_heldout_device_reaches_the_base_loader(monkeypatch, tmp_path):
+    from cortex.protocol.competition import CORTEX_TINY
+    from miner import heldout
+
+    seen = {}
+
+    def fake_load(path, **kwargs):
+        seen.update(kwargs)
+        raise RuntimeError("stop before loading")
+
+    monkeypatch.setattr(heldout.Generator, "load", fake_load)
+    with pytest.raises(RuntimeError, match="stop before loading"):
+        heldout.score_heldout(tmp_path, {"base": None}, [{"prompt": []}], CORTEX_TINY, device="cuda:1")
+    assert seen["device"] == "cuda:1"
+    assert TrainConfig().heldout_device == "auto" and TrainConfig(heldout_device="cuda:0").heldout_device == "cuda:0"
+    with pytest.raises(ConfigError, match="heldout_device: expected auto, cpu, cuda or cuda:N"):
+        TrainConfig(heldout_device="gpu")

@@ -48,7 +48,7 @@ def test_base_pointer_then_store_fallback(tmp_path, monkeypatch):
     owner, miner = c.register("owner"), c.register("miner")
     store = LocalStore(tmp_path / "store")
     seen = []
-    monkeypatch.setattr("cortex.model.loading.fetch_base", lambda repo, rev, st: seen.append((repo, rev)) or tmp_path)
+    monkeypatch.setattr("cortex.model.loading.fetch_base", lambda repo, rev, st, **kw: seen.append((repo, rev)) or tmp_path)
     opts = R.Options(competition=CORTEX_TINY, output_dir=tmp_path, netuid=NETUID, wallet=miner)
     with pytest.raises(CortexError, match="has no base yet: no base pointer on chain"):
         R.sync_base(opts, TrainConfig(), c.sub, store)
