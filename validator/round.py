@@ -176,21 +176,22 @@ class Validator:
 
     def _competition(self, comp: Competition, snap: discovery.Snapshot, sync: int, state: ValidatorState,
                      active: set[str]) -> CompetitionTable:
-        clock = self._clock(sync)
+        clock = self._clock(sync)  # 1. the window and its questions
         days = questions.window_days(clock, sync, comp)
         first, today = days[0].isoformat(), days[-1].isoformat()
-        base = discovery.resolve_base(snap, comp, self.parts.store)
+        base = discovery.resolve_base(snap, comp, self.parts.store)  # 2. the base, and the base of each day
         if base is None:
             raise CortexError("no base yet: no base pointer on chain, no pinned revision, no bootstrap in the store "
                               "(publish one with `cortex base bootstrap --store …`)")
         base_key, base_dir = str(base), self._base(base)
         day_base = state.day_bases(comp.id, [d.isoformat() for d in days], base_key)
-        rows = self._rows(comp, days)
+        rows = self._rows(comp, days)  # 3. prompts up to each cutoff; outcomes of the days that resolved
         asked = [q for d in days for q in questions.day_questions(comp, d) if q.id in rows]
         if not asked:
             raise CortexError(f"no market data for the questions of {first}..{today}: check --source and the clock")
 
-        cands, ignored = discovery.candidates(snap, comp, questions.eligible_before(clock, days[-1], comp), active)
+        newest = questions.eligible_before(clock, days[-1], comp)  # 4. eligible commitments, fetched and checked
+        cands, ignored = discovery.candidates(snap, comp, newest, active)
         for i in ignored:
             log.info("uid %s %s…: ignored (%s): %s", i.uid, i.hotkey[:8], i.reason, i.detail)
         contenders, refused, adapters = self._check(comp, cands, base_dir, state, clock)
@@ -199,10 +200,10 @@ class Validator:
             block = min(c.commit_block for c in contenders if c.key == key)
             models.append(Model(key, adapter, tuple(q for q in asked if questions.may_answer(block, q, clock, comp))))
 
-        self.ledger.prune(comp.id, first)
+        self.ledger.prune(comp.id, first)  # 5. only the answers the ledger lacks; 6. rewards once resolved
         generated = self._answer(comp, base_dir, models, rows, sync)
         self._score_resolved(comp, rows, today)
-        entries = self.ledger.entries(comp.id, first, today)
+        entries = self.ledger.entries(comp.id, first, today)  # 7. the pure scoring over the window
         scores = score_competition(entries, contenders, day_base, comp.scoring, as_of=today, competition=comp.id)
         for m in scores.models:
             log.info("%s uid %d %s: advantage %+.4f [%+.4f, %+.4f] over %d days (%d questions): %s → weight %.4f",
