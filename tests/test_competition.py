@@ -1,4 +1,4 @@
-"""Competitions: invariants, the epsilon schedule, block scheduling, strict file loading."""
+"""Competitions: invariants, the scoring settings, block scheduling, strict file loading."""
 
 from __future__ import annotations
 
@@ -23,8 +23,9 @@ from cortex.protocol.competition import (
     Competition,
     CompetitionError,
     CompetitionSchedule,
-    EpsilonSchedule,
+    MAJOR_ASSETS,
     EvalConfig,
+    SkillConfig,
     get_competition,
     load_competitions,
 )
@@ -38,13 +39,18 @@ def test_builtins():
     tiny = get_competition("cortex-tiny")
     assert tiny.base.follow_pointer and tiny.base.builtin and tiny.tokenizer is tiny.base
     assert tiny.adapters.target_modules == LLAMA_TARGETS
-    assert tiny.eval.assets == ("BTC", "ETH", "SOL", "NEAR") and tiny.eval.horizons_days == (1, 7)
+    assert tiny.eval.assets == MAJOR_ASSETS and tiny.eval.horizons_days == (1, 7)
+    assert tiny.scoring.min_days <= 3  # the offline demo pays within minutes
     assert isinstance(tiny.reward, RewardConfig)
     big = get_competition("cortex-70b")
     assert big.base.repo == "meta-llama/Llama-3.3-70B-Instruct" and big.base.revision == SHA1
     assert big.adapters.max_rank > tiny.adapters.max_rank
     assert big.adapters.max_bytes > tiny.adapters.max_bytes
     hash(tiny), hash(big)  # frozen and hashable
+    # breadth: tens of assets and several horizons, every (asset, horizon) asked within the day's budget
+    assert len(big.eval.assets) >= 20 and len(big.eval.horizons_days) >= 3
+    assert len(big.eval.assets) * len(big.eval.horizons_days) <= big.scoring.questions_per_day
+    assert big.scoring.min_days < big.scoring.window_days and big.scoring.unearned == "burn"
     one_gpu = get_competition("cortex-8b")  # LoRA only: validators can batch adapters in one vLLM engine
     assert one_gpu.base.repo == "meta-llama/Llama-3.1-8B-Instruct" and len(one_gpu.base.revision) == 40
     assert one_gpu.adapters.types == ("lora",) and one_gpu.adapters.max_rank == 32
@@ -54,26 +60,6 @@ def test_builtins():
 def test_unknown_competition_lists_known_ids():
     with pytest.raises(CompetitionError, match="unknown competition 'nope'; known: cortex-70b, cortex-8b, cortex-tiny"):
         get_competition("nope")
-
-
-def test_epsilon_decays_linearly():
-    schedule = EpsilonSchedule(start=0.01, end=0.002, decay_blocks=100)
-    assert schedule.epsilon(0) == 0.01
-    assert schedule.epsilon(-5) == 0.01
-    assert schedule.epsilon(50) == pytest.approx(0.006)
-    assert schedule.epsilon(25) == pytest.approx(0.008)
-    assert schedule.epsilon(100) == 0.002
-    assert schedule.epsilon(10**9) == 0.002
-
-
-@given(
-    st.floats(0, 0.99), st.floats(0, 0.99), st.integers(1, 10**7),
-    st.integers(-10, 2 * 10**7), st.integers(0, 10**6),
-)
-def test_epsilon_is_monotone_and_bounded(a, b, decay, age, step):
-    schedule = EpsilonSchedule(start=max(a, b), end=min(a, b), decay_blocks=decay)
-    now, later = schedule.epsilon(age), schedule.epsilon(age + step)
-    assert schedule.end <= later <= now <= schedule.start
 
 
 def with_(competition: Competition, **changes) -> Competition:
@@ -96,24 +82,28 @@ def with_(competition: Competition, **changes) -> Competition:
         (lambda: EvalConfig(("BTC",), (1,), 0, 30), "prompts_per_round"),
         (lambda: EvalConfig(("BTC",), (1,), 8, 30, time_budget_s=0), "time_budget_s"),
         (lambda: EvalConfig(("BTC",), (1,), 8, 30, eligibility_delay_blocks=-1), "eligibility"),
-        (lambda: EpsilonSchedule(start=1.0), "start must be in \\[0, 1\\)"),
-        (lambda: EpsilonSchedule(end=-0.1), "end must be in"),
-        (lambda: EpsilonSchedule(start=0.001, end=0.01), "must not exceed start"),
-        (lambda: EpsilonSchedule(decay_blocks=0), "decay_blocks"),
-        (lambda: EpsilonSchedule(start=float("nan")), "start"),
         (lambda: BaseModelRef(repo="llama"), "namespace/name"),
         (lambda: BaseModelRef(repo="meta-llama/x"), "revision is required"),
         (lambda: BaseModelRef(repo="meta-llama/x", revision="main"), "40-hex commit sha"),
         (lambda: BaseModelRef(repo="meta-llama/x", revision=123), "40-hex commit sha"),
         (lambda: BaseModelRef(repo="a/b", revision=SHA1, averager_hotkey="5F"), "follow_pointer"),
         (lambda: with_(CORTEX_TINY, id="Cortex Tiny"), "id must be"),
-        (lambda: with_(CORTEX_TINY, temperature=0.0), "temperature must be a number > 0"),
         (lambda: with_(CORTEX_TINY, reward_share=-1.0), "reward_share"),
         (lambda: with_(CORTEX_TINY, reward_share=float("inf")), "reward_share"),
         (lambda: with_(CORTEX_TINY, start_block=-1), "start_block"),
         (lambda: with_(CORTEX_TINY, start_block=10, end_block=10), "end_block must be after"),
         (lambda: with_(CORTEX_TINY, reward={"floor": -1}), "reward must be a RewardConfig"),
         (lambda: CompetitionSchedule((CORTEX_TINY, CORTEX_TINY)), "unique"),
+        (lambda: SkillConfig(window_days=0), "window_days must be an integer >= 1"),
+        (lambda: SkillConfig(window_days=10, min_days=11), r"min_days \(11\) must not exceed window_days"),
+        (lambda: SkillConfig(min_improvement=-0.01), "min_improvement must be a number >= 0"),
+        (lambda: SkillConfig(copy_margin=float("nan")), "copy_margin"),
+        (lambda: SkillConfig(confidence=1.0), r"confidence must be in \[0.5, 1\)"),
+        (lambda: SkillConfig(confidence=0.4), "confidence"),
+        (lambda: SkillConfig(weight_power=0), "weight_power must be a number > 0"),
+        (lambda: SkillConfig(unearned="keep"), r"unearned must be one of \['burn', 'best'\]"),
+        (lambda: SkillConfig(questions_per_day=0), "questions_per_day"),
+        (lambda: with_(CORTEX_TINY, scoring={"window_days": 3}), "scoring must be a SkillConfig"),
     ],
 )
 def test_invariants(build, message: str):
@@ -189,8 +179,15 @@ MINIMAL = {
 
 def test_minimal_definition_uses_defaults(tmp_path: Path):
     (competition,) = load_competitions(write(tmp_path, {"competitions": [MINIMAL]})).competitions
-    assert competition.reward == RewardConfig() and competition.epsilon == EpsilonSchedule()
+    assert competition.reward == RewardConfig()
     assert competition.adapters.types == ("dora",) and competition.eval.batch_size == 8
+    assert competition.scoring == SkillConfig()
+
+
+def test_scoring_settings_load_from_yaml(tmp_path: Path):
+    data = edit("scoring", {"window_days": 45, "min_days": 20, "min_improvement": 0.001, "unearned": "best"})
+    (competition,) = load_competitions(write(tmp_path, data)).competitions
+    assert competition.scoring == SkillConfig(window_days=45, min_days=20, min_improvement=0.001, unearned="best")
 
 
 def edit(path: str, value) -> dict:
@@ -222,8 +219,11 @@ def edit(path: str, value) -> dict:
         (edit("eval.horizons_days", [1, "7"]), r"\.eval\.horizons_days\[1\]: expected an integer"),
         (edit("base.revision", 1234567), r"\.base\.revision: expected a string \(quote it in YAML\)"),
         (edit("base.follow_pointer", "yes"), r"\.base\.follow_pointer: expected true or false"),
-        (edit("temperature", 0), r"my-comp\): temperature must be a number > 0"),
+        (edit("temperature", 0.05), r"my-comp\): unknown key 'temperature'"),
         (edit("reward", [1]), r"\.reward: expected a mapping"),
+        (edit("scoring.window", 30), r"\.scoring: unknown key 'window'"),
+        (edit("scoring.unearned", "keep"), r"unearned must be one of"),
+        (edit("scoring.min_days", 1.5), r"\.scoring\.min_days: expected an integer"),
         ({"competitions": [MINIMAL, MINIMAL]}, "competition ids must be unique"),
         ({"competitions": []}, "expected a list"),
         ({"competition": [MINIMAL]}, "one top-level key 'competitions'"),
@@ -247,4 +247,4 @@ def test_yaml_example_in_docs_loads(tmp_path: Path):
     text = (Path(__file__).parents[1] / "docs" / "protocol.md").read_text()
     block = text.split("```yaml\n", 1)[1].split("```", 1)[0]
     (competition,) = load_competitions(write(tmp_path, block)).competitions
-    assert competition.id == "my-comp" and competition.epsilon.epsilon(3600) == pytest.approx(0.0125)
+    assert competition.id == "my-comp" and competition.scoring.window_days == 60

@@ -42,7 +42,6 @@ from cortex.protocol.competition import (
     BaseModelRef,
     Competition,
     CompetitionSchedule,
-    EpsilonSchedule,
     EvalConfig,
     SkillConfig,
 )
@@ -72,8 +71,6 @@ COMPETITION = Competition(
     eval=EvalConfig(assets=("BTC",), horizons_days=(1,), prompts_per_round=6, eval_window_days=8,
                     eligibility_delay_blocks=0, max_new_tokens=150, batch_size=8, time_budget_s=300.0),
     reward=RewardConfig(depth_min_tokens=2, depth_full_tokens=16),
-    epsilon=EpsilonSchedule(start=0.01, end=0.001, decay_blocks=1000),
-    temperature=0.2,
     scoring=SkillConfig(window_days=8, min_days=4, questions_per_day=1, confidence=0.9),
 )
 SCHEDULE = CompetitionSchedule((COMPETITION,))

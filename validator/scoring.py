@@ -18,10 +18,15 @@ ledger export. docs/validator.md ("Scoring") states the rules; in short, per com
    horizon − 1 day because questions of neighbouring days overlap in time. The one-sided bound at
    ``confidence`` is advantage ± z·se (z the normal quantile).
 4. **Earning.** A model earns when it has ``min_days`` days and its lower bound exceeds
-   ``min_improvement``. A later commitment must also beat every earlier earner, paired on the
-   questions both answered, with a lower bound above ``copy_margin``; otherwise it is a copy (its
-   answers score the same) or not above the earlier one, and gets nothing. Earners are weighted
-   ∝ (lower bound − min_improvement) ** weight_power, summing to 1.
+   ``min_improvement``, and the earlier commitment keeps its advantage: a model whose answers
+   score exactly as an earlier model's on every question both answered is a copy; a model must
+   also beat every earlier model with an advantage (point estimate above ``min_improvement``),
+   paired on the questions both answered over at least ``min_days`` days, with a lower bound above
+   ``copy_margin``. Otherwise it gets nothing (``copy_of_earlier`` / ``not_above_earlier``). Earners are weighted
+   ∝ (advantage − min_improvement) ** weight_power, summing to 1: the lower bound decides who
+   earns, the estimate how much (a lower bound also shrinks with the spread of a model's daily
+   results, which grows with the size of its bets, and would rank a bold skilled forecaster below
+   a timid one; bench/skill_power.py measured both).
 5. **Unearned.** When no model earns, ``unearned: burn`` gives the competition's share to the
    owner (``combine(..., burn_key=…)``), ``unearned: best`` to the model with the highest lower
    bound that has its days and is not a copy (burn if there is none): the subnet owner's choice.
@@ -32,7 +37,7 @@ from __future__ import annotations
 import math
 from collections import Counter, defaultdict
 from collections.abc import Hashable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, timedelta
 from statistics import NormalDist
 
@@ -178,22 +183,24 @@ def score_competition(entries: Iterable[LedgerEntry], contenders: Sequence[Conte
             reasons[c.key] = ("not_above_min_improvement", None)
         else:
             reasons[c.key] = ("earned", None)
-            for earlier in earners:
+            for earlier in order:
                 if earlier.commit_block >= c.commit_block:
-                    continue
-                diffs = _paired(answers[c.key], answers[earlier.key])
-                versus = day_interval(diffs, settings.confidence, lags)
-                if versus.days and all(abs(d) <= IDENTICAL for v in diffs.values() for d in v):
+                    break
+                diffs = _paired(answers.get(c.key, {}), answers.get(earlier.key, {}))
+                if diffs and all(abs(d) <= IDENTICAL for v in diffs.values() for d in v):
                     reasons[c.key] = ("copy_of_earlier", earlier.key)
                     break
-                if versus.days < settings.min_days or versus.low <= settings.copy_margin:
+                if skills[earlier.key].mean <= settings.min_improvement:
+                    continue  # no advantage to keep
+                versus = day_interval(diffs, settings.confidence, lags)
+                if versus.days >= settings.min_days and versus.low <= settings.copy_margin:
                     reasons[c.key] = ("not_above_earlier", earlier.key)
                     break
             if reasons[c.key][0] == "earned":
                 earners.append(c)
 
     weights: dict[str, float] = {}
-    margins = {c.key: (skills[c.key].low - settings.min_improvement) ** settings.weight_power for c in earners}
+    margins = {c.key: (skills[c.key].mean - settings.min_improvement) ** settings.weight_power for c in earners}
     total = sum(margins.values())
     for c in earners:
         weights[c.hotkey] = weights.get(c.hotkey, 0.0) + margins[c.key] / total
@@ -243,78 +250,3 @@ def combine(scores: Mapping[str, CompetitionScores], shares: Mapping[str, float]
                                              if s.unearned > 0 else {})}
                        for cid, s in scores.items()}
     return split_by_share(per_competition, shares)  # type: ignore[return-value]
-
-
-# ---- TEMPORARY (issue 12): the old win-rate scoring, until validator.weights calls score_competition.
-# It is deleted then; bench/legacy_winrate.py keeps the benchmark's labelled copy.
-from cortex.protocol.competition import EpsilonSchedule  # noqa: E402
-
-BASE = "base"
-
-
-@dataclass(frozen=True)
-class Entry:
-    """One model's results in a round: per-prompt rewards, or why it has none."""
-
-    key: Hashable  # a uid, or BASE
-    commit_block: int | None  # None for the base model
-    rewards: np.ndarray | None  # (prompts,), None when the model failed (zero score)
-    reason: str | None = None
-
-
-def win_rates(entries: list[Entry], epsilon: EpsilonSchedule, block: int) -> dict[Hashable, float]:
-    """Each scored model's share of pairwise per-prompt wins against every other scored model.
-
-    ``a`` beats ``b`` on a prompt when its reward, plus epsilon(age of a) if a committed
-    strictly earlier, is higher; an exact tie between equals counts half. Failed models
-    score 0 and are not opponents.
-    """
-    scored = [e for e in entries if e.rewards is not None]
-    out: dict[Hashable, float] = {e.key: 0.0 for e in entries}
-    if len(scored) < 2:
-        for e in scored:
-            out[e.key] = 1.0
-        return out
-    rewards = np.stack([np.asarray(e.rewards, np.float64) for e in scored])  # (m, k)
-    m = len(scored)
-    committed = np.array([e.commit_block is not None for e in scored])
-    blocks = np.array([e.commit_block if e.commit_block is not None else 0 for e in scored])
-    eps = np.array([epsilon.epsilon(block - b) for b in blocks])
-    earlier = (blocks[:, None] < blocks[None, :]) & committed[:, None] & committed[None, :]
-    bonus = np.where(earlier, eps[:, None], 0.0)  # bonus[a, b]: a's advantage over b
-    advantage = bonus - bonus.T  # what a gets over b, or owes b
-    margin = rewards[:, None, :] - rewards[None, :, :] + advantage[:, :, None]  # (m, m, k)
-    wins = (margin > 0) + 0.5 * (margin == 0)
-    wins[np.arange(m), np.arange(m), :] = 0.0
-    rate = wins.sum(axis=(1, 2)) / ((m - 1) * rewards.shape[1])
-    for e, r in zip(scored, rate):
-        out[e.key] = float(r)
-    return out
-
-
-def softmax_weights(rates: Mapping[Hashable, float], temperature: float) -> dict[Hashable, float]:
-    """softmax(win rate / temperature) over the models with a positive win rate; the rest get 0."""
-    if temperature <= 0:
-        raise ValueError("temperature must be positive")
-    keys = [k for k, r in rates.items() if k != BASE and r > 0]
-    out = {k: 0.0 for k in rates if k != BASE}
-    if not keys:
-        return out
-    logits = np.array([rates[k] for k in keys]) / temperature
-    exp = np.exp(logits - logits.max())
-    for k, v in zip(keys, exp / exp.sum()):
-        out[k] = float(v)
-    return out
-
-
-def smooth(previous: Mapping[Hashable, float], current: Mapping[Hashable, float],
-           alpha: float) -> dict[Hashable, float]:
-    """Exponential moving average across rounds: ``alpha`` is the weight of the NEW round.
-
-    alpha = 1 keeps only this round; alpha → 0 barely moves. A model absent from this
-    round (deregistered, or failed) decays toward 0 at the same rate.
-    """
-    if not 0 < alpha <= 1:
-        raise ValueError("alpha must be in (0, 1]: the weight given to the new round")
-    keys = set(previous) | set(current)
-    return {k: alpha * current.get(k, 0.0) + (1 - alpha) * previous.get(k, 0.0) for k in keys}

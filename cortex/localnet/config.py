@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 
 from cortex.errors import CortexError
-from cortex.protocol.competition import CORTEX_TINY, Competition, EpsilonSchedule
+from cortex.protocol.competition import CORTEX_TINY, Competition
 
 RETRAIN = ("new-base", "always")
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -118,7 +118,6 @@ def competition(s: Settings) -> Competition:
         description="cortex localnet: cortex-tiny with a few prompts per round and a 10-day window",
         eval=dataclasses.replace(CORTEX_TINY.eval, prompts_per_round=s.eval_prompts, eval_window_days=10,
                                  eligibility_delay_blocks=2, time_budget_s=3600.0),
-        epsilon=EpsilonSchedule(start=0.01, end=0.001, decay_blocks=20 * s.tempo),
     )
 
 

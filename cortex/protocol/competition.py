@@ -142,33 +142,6 @@ class EvalConfig:
         )
 
 
-@dataclass(frozen=True)
-class EpsilonSchedule:
-    """The earlier commitment's advantage in a pairwise comparison, decaying linearly with age.
-
-    A copy committed later must beat the original by epsilon; the decay lets a genuinely better
-    newcomer overtake an old incumbent by a smaller margin.
-    """
-
-    start: float = 0.01
-    end: float = 0.001
-    decay_blocks: int = 50_400  # seven days of 12-second blocks
-
-    def __post_init__(self) -> None:
-        for name in ("start", "end"):
-            value = getattr(self, name)
-            _check(_is_real(value) and 0 <= value < 1, f"{name} must be in [0, 1), got {value!r}")
-        _check(self.end <= self.start, f"end ({self.end}) must not exceed start ({self.start})")
-        _ints(self, 1, "decay_blocks")
-
-    def epsilon(self, age_blocks: int) -> float:
-        """``start`` at age 0, ``end`` from ``decay_blocks`` on, linear between (ages < 0 are 0)."""
-        if age_blocks >= self.decay_blocks:
-            return self.end
-        fraction = max(age_blocks, 0) / self.decay_blocks
-        return max(self.end, self.start - fraction * (self.start - self.end))  # monotone in age
-
-
 UNEARNED_RULES = ("burn", "best")
 
 
@@ -185,7 +158,7 @@ class SkillConfig:
     min_days: int = 14  # question days with paired answers a model needs before it can earn
     min_improvement: float = 0.0  # the lower confidence bound of the advantage must exceed this
     confidence: float = 0.95  # one-sided level of the lower bound
-    weight_power: float = 1.0  # earners' weights ∝ (lower bound − min_improvement) ** weight_power
+    weight_power: float = 1.0  # earners' weights ∝ (advantage − min_improvement) ** weight_power
     copy_margin: float = 0.002  # a later model must beat every earlier earner by this (lower bound)
     unearned: str = "burn"  # when no model earns: "burn" (to the owner's uid) or "best" (highest bound)
     questions_per_day: int = 64  # cap on a day's live questions (a deterministic subset beyond it)
@@ -206,15 +179,13 @@ class SkillConfig:
 
 @dataclass(frozen=True)
 class Competition:
-    """One competition: base, adapter limits, evaluation, reward, epsilon, weights, schedule."""
+    """One competition: base, adapter limits, evaluation, reward, scoring, share, schedule."""
 
     id: str
     base: BaseModelRef
     adapters: AdapterLimits
     eval: EvalConfig
     reward: RewardConfig = field(default_factory=RewardConfig)
-    epsilon: EpsilonSchedule = field(default_factory=EpsilonSchedule)
-    temperature: float = 0.05  # softmax temperature from win rates to weights
     scoring: SkillConfig = field(default_factory=SkillConfig)
     reward_share: float = 1.0  # relative share of the subnet's weights while active
     start_block: int = 0
@@ -225,10 +196,10 @@ class Competition:
         ok = isinstance(self.id, str) and COMPETITION_ID_RE.fullmatch(self.id) is not None
         _check(ok, f"id must be 1-32 of a-z, 0-9, '-' starting with a letter, got {self.id!r}")
         hints = get_type_hints(Competition)
-        for name in ("base", "adapters", "eval", "reward", "epsilon", "scoring"):
+        for name in ("base", "adapters", "eval", "reward", "scoring"):
             ok = isinstance(getattr(self, name), hints[name])
             _check(ok, f"{name} must be a {hints[name].__name__}")
-        _positive(self, "temperature", "reward_share")
+        _positive(self, "reward_share")
         _ints(self, 0, "start_block")
         end = self.end_block
         ok = end is None or (_is_int(end) and end > self.start_block)
@@ -286,17 +257,24 @@ class CompetitionSchedule:
         return {c.id: c.reward_share / total for c in active}
 
 
+# Breadth (DESIGN.md §9): the built-in competitions ask about many assets a day. MAJOR_ASSETS are the
+# twelve with daily Binance USDT candles since 2021 at the latest (the shared kline CSVs hold them);
+# BINANCE_ASSETS adds eight more that trade on Binance against USDT with years of history.
+MAJOR_ASSETS = ("BTC", "ETH", "SOL", "NEAR", "BNB", "XRP", "ADA", "DOGE", "AVAX", "DOT", "LINK", "LTC")
+BINANCE_ASSETS = MAJOR_ASSETS + ("TRX", "ATOM", "BCH", "UNI", "ETC", "XLM", "FIL", "AAVE")
+
 CORTEX_TINY = Competition(
     id="cortex-tiny",
     description="Offline: a tiny Llama built in code, following the averager's base pointer.",
     base=BaseModelRef(repo="cortex/tiny-llama", builtin=True, follow_pointer=True),
     adapters=AdapterLimits(("dora", "lora"), 8, LLAMA_TARGETS, max_bytes=8 << 20),  # 8 MiB
     eval=EvalConfig(
-        assets=("BTC", "ETH", "SOL", "NEAR"), horizons_days=(1, 7), prompts_per_round=32,
+        assets=MAJOR_ASSETS, horizons_days=(1, 7), prompts_per_round=32,
         eval_window_days=30, eligibility_delay_blocks=5, max_new_tokens=256, batch_size=8,
         time_budget_s=300.0,
     ),
-    epsilon=EpsilonSchedule(start=0.01, end=0.001, decay_blocks=7_200),
+    # a CPU demo: 8 of the 24 (asset, horizon) questions a day; pays after 3 days of evidence
+    scoring=SkillConfig(window_days=10, min_days=3, questions_per_day=8, confidence=0.9),
 )
 
 CORTEX_70B = Competition(
@@ -308,10 +286,12 @@ CORTEX_70B = Competition(
     ),
     adapters=AdapterLimits(("dora", "lora"), 64, LLAMA_TARGETS, max_bytes=2 << 30),  # 2 GiB
     eval=EvalConfig(
-        assets=("BTC", "ETH", "SOL", "NEAR"), horizons_days=(1, 7), prompts_per_round=256,
+        assets=BINANCE_ASSETS, horizons_days=(1, 3, 7), prompts_per_round=256,
         eval_window_days=30, eligibility_delay_blocks=300, max_new_tokens=1024, batch_size=32,
         time_budget_s=3600.0,
     ),
+    # 20 assets x 3 horizons = 60 questions a day, all asked; bench/skill_power.py measured these
+    scoring=SkillConfig(window_days=90, min_days=30, questions_per_day=64),
 )
 
 # One GPU per miner (24-80 GB: QLoRA on 24 GB, LoRA in bf16 on 40 GB and up) and one 80 GB GPU per
@@ -327,8 +307,7 @@ CORTEX_8B = Competition(
     ),
     adapters=AdapterLimits(("lora",), 32, LLAMA_TARGETS, max_bytes=512 << 20),  # 512 MiB (rank 32, all: ~168 MB bf16)
     eval=EvalConfig(
-        assets=("BTC", "ETH", "SOL", "NEAR", "BNB", "XRP", "ADA", "DOGE", "AVAX", "DOT", "LINK", "LTC"),
-        horizons_days=(1, 3, 7), prompts_per_round=128,
+        assets=MAJOR_ASSETS, horizons_days=(1, 3, 7), prompts_per_round=128,
         eval_window_days=30, eligibility_delay_blocks=300, max_new_tokens=768, batch_size=32,
         time_budget_s=1800.0,
     ),
