@@ -32,6 +32,7 @@ from cortex.chain.commitments import OnChainCommitment, read_all
 from cortex.errors import CortexError
 from cortex.hub.store import ModelStore, StoreError
 from cortex.model.pointer import BaseRef, current_base
+from cortex.protocol.hashing import content_hash
 from cortex.protocol.records import RecordError
 from cortex.protocol.rounds import AveragerRound, Manifest
 from cortex.wandb_log import WandbLog
@@ -191,8 +192,10 @@ class Averager:
                root: Path) -> tuple[dict[str, Adapter], list[S.Choice]]:
         """Download, verify and check each kept input exactly as a validator does; drop what fails.
 
-        The listing and the files pass ``cortex.adapter``'s checks against the base's ``BaseSpec`` and
-        the competition's limits; a refused adapter is dropped with the validator's reason code.
+        In the validator's order (``validator.round``): the listing (``check_listing``), the download,
+        the salted hash of the downloaded files (``hash_mismatch``), then ``cortex.adapter``'s checks
+        against the base's ``BaseSpec`` and the competition's limits; a refused adapter is dropped
+        with the validator's reason code.
         """
         limits, adapters, out = self.comp.adapters, {}, []
         spec = self._spec(self._base_dir(base))
@@ -204,15 +207,16 @@ class Averager:
                 check_listing({f.path: f.size for f in self.store.list_files(c.repo, c.revision)}, limits.max_bytes)
                 path = self.store.download(c.repo, c.revision, root / f"uid-{c.uid}", allow=sorted(ADAPTER_FILES),
                                            max_bytes=limits.max_bytes)
-                adapter = load_adapter(path, spec, limits)
+                digest = content_hash(path)
+                if not records[c.hotkey].commitment.verify(digest, c.hotkey):
+                    out.append(c.drop("hash_mismatch", "the files do not match the commitment's salted hash"))
+                    continue
+                adapter = load_adapter(path, spec, limits, expected_hash=digest)
             except StoreError as exc:
                 out.append(c.drop("fetch_failed", str(exc)))
                 continue
             except AdapterRejected as exc:
                 out.append(c.drop(exc.reason, exc.message))
-                continue
-            if not records[c.hotkey].commitment.verify(adapter.checked.content_hash, c.hotkey):
-                out.append(c.drop("hash_mismatch", "the files do not match the commitment's salted hash"))
                 continue
             problem = _over_limits(adapter, base)
             if problem is not None:

@@ -21,6 +21,7 @@ from safetensors.torch import load_file, save_file
 from cortex.adapter import (
     ALLOWED_CONFIG_KEYS,
     LLAMA_TARGETS,
+    REASONS,
     AdapterRejected,
     BaseSpec,
     HeaderError,
@@ -129,6 +130,7 @@ def rejected(folder: Path, spec: BaseSpec, limits: AdapterLimits = LIMITS, **kw)
     with pytest.raises(AdapterRejected) as info:
         check_adapter(folder, spec, limits, **kw)
     assert isinstance(info.value, CortexError) and info.value.reason in str(info.value)
+    assert info.value.reason in REASONS  # every code is a documented, stable one
     return info.value.reason
 
 

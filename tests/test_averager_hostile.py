@@ -1,5 +1,6 @@
 """An averager round given hostile adapters (issue 11): the averager's fetch refuses each one with the
-reason code a validator's fetch and checks give the same revision, and the round merges the rest exactly.
+reason code a validator's fetch and checks give the same revision (NaN, a pickle file, a wrong shape,
+a huge norm, and hostile files under a copied commitment), and the round merges the rest exactly.
 
 No chain is needed: the commitments are built as the chain would return them, the adapters and the
 base live in a local model store, and the round's own steps run (``Averager._fetch``: list, download,
@@ -38,7 +39,8 @@ LIMITS = AdapterLimits(("lora", "dora"), 8, LLAMA_TARGETS, max_bytes=1 << 20)
 COMPETITION = dataclasses.replace(CORTEX_TINY, adapters=LIMITS)
 BASE_REPO = "cortex/tiny-llama"
 WEIGHTS = "adapter_model.safetensors"
-HOSTILE = {"nan": "non_finite", "pickle": "pickle", "wrong_shape": "shape_mismatch", "huge_norm": "norm_too_large"}
+HOSTILE = {"nan": "non_finite", "pickle": "pickle", "wrong_shape": "shape_mismatch", "huge_norm": "norm_too_large",
+           "forged": "hash_mismatch"}  # NaN files under a commitment whose hash is the honest LoRA's
 
 
 def tiny_base():
@@ -82,12 +84,13 @@ def world(tmp_path_factory):
     base_revision = store.upload(BASE_REPO, root / "base", private=False)
     folders = {"lora": honest(base, root / "lora", 1, dora=False), "dora": honest(base, root / "dora", 2, dora=True)}
     for kind in HOSTILE:
-        folders[kind] = hostile(folders["lora"], root / kind, kind)
+        folders[kind] = hostile(folders["lora"], root / kind, "nan" if kind == "forged" else kind)
     choices, records = [], {}
     for uid, (name, folder) in enumerate(folders.items()):
         hotkey, repo = f"hotkey-{name}", f"miner-{name}/cortex-lora"
         revision = store.upload(repo, folder, private=False)
-        commitment = ModelCommitment.for_content(COMPETITION.id, repo, revision, content_hash(folder), hotkey)
+        digest = content_hash(folders["lora"] if name == "forged" else folder)
+        commitment = ModelCommitment.for_content(COMPETITION.id, repo, revision, digest, hotkey)
         records[hotkey] = OnChainCommitment(hotkey, uid, 10 + uid, commitment.encode(), commitment)
         choices.append(S.Choice(uid, hotkey, repo, revision, 10 + uid, 1.0))
     return {"root": root, "base": base, "store": store, "base_ref": BaseRef(BASE_REPO, base_revision),
