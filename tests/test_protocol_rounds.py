@@ -122,3 +122,27 @@ def test_the_averager_merges_as_if_a_hostile_manifest_held_nothing(tmp_path, cap
     with caplog.at_level(logging.WARNING, logger="averager.service"):
         assert averager._not_merged_yet([choice], base, tmp_path) == [choice]
     assert "manifest is not readable" in caplog.text
+
+
+def test_publish_base_uploads_the_manifest_and_commits_the_pointer(tmp_path):
+    from chainkit import NETUID, make_chain
+
+    from averager.publish import publish_base
+    from cortex.hub.local import LocalStore
+    from cortex.model.pointer import current_base
+
+    chain = make_chain(tmp_path, tempo=10)
+    owner, store = chain.register("owner"), LocalStore(tmp_path / "store")
+    chain.advance(1)
+    folder = tmp_path / "merged"
+    folder.mkdir()
+    (folder / "config.json").write_text("{}")
+    (folder / "model.safetensors").write_bytes(b"\0" * 16)
+    choice = Choice(3, "5Fm", "m/a", "c" * 40, 7, 0.5, weight=1.0)
+    man = finalise(folder, manifest(CORTEX_TINY, 1, "cortex/tiny-llama@" + "a" * 64, [choice], {"method": "exact"},
+                                    GATE, owner.hotkey.ss58_address), "cortex/tiny-llama")
+    done = publish_base(chain.sub, owner, NETUID, store, CORTEX_TINY, "cortex/tiny-llama", folder)
+    assert current_base(chain.sub, NETUID, CORTEX_TINY, store).revision == done.revision
+    published = store.download("cortex/tiny-llama", done.revision, tmp_path / "back", allow=["manifest.json"],
+                               max_bytes=1 << 20)
+    assert Manifest.read(published / "manifest.json") == man
