@@ -10,7 +10,7 @@ before it is installed). Then:
   modules lazily), so a process could mix two versions.
 - **new version**: fast-forward the checkout (``git merge --ff-only``; a diverged branch or local
   edits in the way stop the update, logged, and nothing else happens), reinstall
-  (``pip install -e .`` with this interpreter), restart the neuron apps pm2 runs, then re-execute
+  (``pip install -e .[EXTRAS]`` with this interpreter), restart the neuron apps pm2 runs, then re-execute
   itself so the new updater code runs too. If the reinstall fails, the checkout goes back to where
   it was (``git reset --keep``) and the next check tries again; a failed restart is retried every
   minute (new code on disk must not stay under old processes).
@@ -111,9 +111,10 @@ def check_once(repo: Path, reinstall: Callable[[Path], None], restart: Callable[
     return Outcome(old, new, True, True, f"updated {old} -> {new}")
 
 
-def pip_reinstall(repo: Path) -> None:
-    """``pip install -e REPO`` with the interpreter running the updater (the neurons' venv)."""
-    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "-e", str(repo)], check=True)
+def pip_reinstall(repo: Path, extras: str = "") -> None:
+    """``pip install -e REPO[EXTRAS]`` with the interpreter running the updater (the neurons' venv)."""
+    target = f"{repo}[{extras}]" if extras else str(repo)
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "-e", target], check=True)
 
 
 @dataclass(frozen=True)
@@ -141,6 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--interval", type=float, default=900, help="seconds between checks")
     parser.add_argument("--apps", nargs="+", default=list(APPS), help="pm2 apps to restart (those running)")
     parser.add_argument("--pm2", default="pm2", help="the pm2 executable")
+    parser.add_argument("--extras", default="", help="extras to reinstall with, e.g. gpu,deepspeed")
     parser.add_argument("--once", action="store_true", help="check once and exit")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -151,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
 
     while True:
         try:
-            outcome = check_once(args.repo, pip_reinstall, restart)
+            outcome = check_once(args.repo, lambda repo: pip_reinstall(repo, args.extras), restart)
             (log.info if outcome.restarted or not outcome.updated else log.error)(outcome.reason)
         except (UpdateError, subprocess.CalledProcessError, OSError, ValueError) as exc:
             log.error("update check failed: %s", exc)

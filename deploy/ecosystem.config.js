@@ -11,6 +11,7 @@
 //   CORTEX_COMPETITION  the miner's and the averager's competition (default cortex-70b)
 //   CORTEX_VALIDATOR_ARGS, CORTEX_MINER_ARGS, CORTEX_AVERAGER_ARGS  further flags, space-separated
 //   CORTEX_UPDATE_INTERVAL  seconds between the updater's checks (default 900)
+//   CORTEX_UPDATE_EXTRAS    extras the updater reinstalls with, e.g. gpu,deepspeed (default none)
 //   CORTEX_PYTHON       the interpreter (default: the checkout's .venv/bin/python)
 // Tokens (HF_TOKEN, WANDB_API_KEY, …) are read from .env by the neurons themselves at start.
 
@@ -54,6 +55,8 @@ module.exports = {
     app("cortex-averager", "neurons/averager.py",
         neuronArgs(["--competition", competition, ...words(env.CORTEX_AVERAGER_ARGS)])),
     app("cortex-updater", "deploy/autoupdate.py",
-        ["--interval", env.CORTEX_UPDATE_INTERVAL || "900"], { restart_delay: 60000 }),
+        ["--interval", env.CORTEX_UPDATE_INTERVAL || "900",
+         ...(env.CORTEX_UPDATE_EXTRAS ? ["--extras", env.CORTEX_UPDATE_EXTRAS] : [])],
+        { restart_delay: 60000 }),
   ],
 };

@@ -199,9 +199,18 @@ def test_main_once_updates_through_pm2(remote, tmp_path, monkeypatch):
     git(dev, "push", "-q")
     script, calls = fake_pm2(tmp_path, ["cortex-miner"])
     installed: list[Path] = []
-    monkeypatch.setattr(au, "pip_reinstall", installed.append)
-    assert au.main(["--repo", str(server), "--pm2", str(script), "--once"]) == 0
-    assert installed == [server]
+    monkeypatch.setattr(au, "pip_reinstall", lambda repo, extras: installed.append((repo, extras)))
+    assert au.main(["--repo", str(server), "--pm2", str(script), "--extras", "gpu", "--once"]) == 0
+    assert installed == [(server, "gpu")]
     assert calls.read_text().splitlines() == ["jlist", "restart cortex-miner"]
     assert au.main(["--repo", str(server), "--pm2", str(script), "--once"]) == 0  # nothing new
-    assert installed == [server] and calls.read_text().splitlines()[-1] == "restart cortex-miner"
+    assert len(installed) == 1 and calls.read_text().splitlines()[-1] == "restart cortex-miner"
+
+
+def test_reinstall_is_an_editable_pip_install_with_the_extras(monkeypatch, tmp_path):
+    ran: list[list[str]] = []
+    monkeypatch.setattr(au.subprocess, "run", lambda cmd, check: ran.append(cmd))
+    au.pip_reinstall(tmp_path)
+    au.pip_reinstall(tmp_path, "gpu,deepspeed")
+    assert ran == [[sys.executable, "-m", "pip", "install", "--quiet", "-e", str(tmp_path)],
+                   [sys.executable, "-m", "pip", "install", "--quiet", "-e", f"{tmp_path}[gpu,deepspeed]"]]

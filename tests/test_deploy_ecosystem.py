@@ -69,3 +69,4 @@ def test_the_updater_gets_its_interval():
     updater = load(CORTEX_UPDATE_INTERVAL="120")["cortex-updater"]
     assert Path(updater["script"]) == ROOT / "deploy" / "autoupdate.py"
     assert updater["args"] == ["--interval", "120"]
+    assert load(CORTEX_UPDATE_EXTRAS="gpu,deepspeed")["cortex-updater"]["args"][-2:] == ["--extras", "gpu,deepspeed"]
