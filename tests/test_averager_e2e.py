@@ -80,7 +80,7 @@ def test_round_1_merges_the_winner_passes_the_gate_publishes_and_commits(world):
     to_block(w, 25)
     with torch_threads(1):
         table = w.validator.run_round()
-    assert table["weights_set"]
+    assert table.weights_set
     to_block(w, 31)  # the epoch at block 30 turns the weights into incentive
     with torch_threads(1):
         record = averager(w).run_round().to_json()  # the record as written
@@ -89,7 +89,7 @@ def test_round_1_merges_the_winner_passes_the_gate_publishes_and_commits(world):
     inputs = {i["hotkey"]: i for i in record["inputs"]}
     assert inputs[hotkey(w, "medium")]["decision"] == "kept" and inputs[hotkey(w, "medium")]["weight"] == 1.0
     assert inputs[hotkey(w, "copy")]["reason"] == "duplicate"
-    assert inputs[hotkey(w, "medium")]["score"] is not None  # the validators' mean reward
+    assert inputs[hotkey(w, "medium")]["score"] is not None  # the validators' mean advantage over the base
     gate = record["gate"]
     assert gate["passed"] and gate["merged_reward"] > gate["base_reward"]
     assert gate["merged_reward"] >= gate["best_single_reward"]
@@ -121,10 +121,11 @@ def test_validators_and_miners_pick_up_the_new_base_and_a_worse_merge_is_rejecte
     to_block(w, 41)
     with torch_threads(1):
         table = w.validator.run_round()
-    assert published.startswith(table["competitions"][COMP]["base"].split("@")[0])
-    assert table["competitions"][COMP]["base"] == f"{base1.repo}@{base1.revision}"  # the validator too (one BaseRef)
-    models = {m["hotkey"]: m for m in table["competitions"][COMP]["models"]}
-    assert models[hotkey(w, "upgrader")]["reason"] is None
+    assert published.startswith(table.competitions[COMP].base.split("@")[0])
+    assert table.competitions[COMP].base == f"{base1.repo}@{base1.revision}"  # the validator too (one BaseRef)
+    scored = {m.hotkey for m in table.competitions[COMP].scores.models}
+    assert hotkey(w, "upgrader") in scored  # checked on the new base and scored, not refused
+    assert hotkey(w, "upgrader") not in {r.hotkey for r in table.competitions[COMP].refused}
     to_block(w, 51)
     with torch_threads(1):
         record = averager(w, method="rank-r", rank=1).run_round().to_json()
