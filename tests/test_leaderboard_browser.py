@@ -24,6 +24,7 @@ from leaderboard_fixtures import build_world
 
 from cortex.leaderboard.app import create_app
 from cortex.leaderboard.data import snapshot
+from cortex.leaderboard.render import num
 
 pytestmark = pytest.mark.slow
 OUTPUTS = Path(__file__).resolve().parent.parent / "test-outputs"
@@ -113,7 +114,7 @@ def test_a_localnet_run_renders_with_its_uids_and_numbers(executable, served_loc
             for miner in summary["miners"]:  # the page shows the numbers the localnet summary printed
                 uid = miner["uid"]
                 row = table.locator(f'tr.miner[data-uid="{uid}"]').inner_text()
-                assert f"{miner['advantage']:.3f}" in row and f"{miner['incentive']:.3f}" in row, (row, miner)
+                assert num(miner["advantage"]) in row and num(miner["incentive"]) in row, (row, miner)
             assert page.locator("svg#base-history").is_visible()
             assert page.locator("svg#base-history rect.marker").count() == len(snap["base_history"]) == 2
             page.screenshot(path=str(tmp_path / "leaderboard-localnet.png"), full_page=True)
@@ -161,3 +162,40 @@ def test_the_leaderboard_renders_in_chromium(executable, served, tmp_path):
     for name in ("leaderboard.png", "leaderboard-miner.png"):
         assert (tmp_path / name).stat().st_size > 10_000
         shutil.copy(tmp_path / name, OUTPUTS / name)
+
+
+def test_the_base_progress_chart_of_a_localnet_run(executable, served_localnet, localnet_run, tmp_path):
+    """The base on the averager's fixed benchmark, genesis first: one chart per metric with a point per base,
+    the numbers the localnet summary printed, and a screenshot of the charts."""
+    from playwright.sync_api import sync_playwright
+
+    url, _, snap = served_localnet
+    summary = json.loads((localnet_run.work / "summary.json").read_text())
+    (points,) = snap["base_progress"].values()
+    assert summary["base_progress"] == points
+    assert points[0]["label"] == "genesis" and [p["round"] for p in points[1:]] == [1, 2]
+    assert len({p["questions"] for p in points}) == 1 and points[0]["questions"] == 6
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=executable, headless=True)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            assert page.goto(url).status == 200
+            charts = page.locator("#base-progress")
+            assert charts.is_visible()
+            for key in ("mean_reward", "parse_rate", "brier"):
+                chart = charts.locator(f"svg#base-progress-{key}")
+                assert chart.is_visible() and chart.bounding_box()["height"] > 100
+                assert chart.locator("circle.point").count() == sum(p[key] is not None for p in points)
+                assert chart.locator("rect.marker").count() == len(points)
+                assert chart.locator("text.tick").first.inner_text()  # an axis a reader can read
+            assert charts.locator("svg text").filter(has_text="genesis").count() == 3
+            rows = page.locator("table.progress-table tr").all_inner_texts()[1:]
+            assert [r.split()[0] for r in rows] == [p["label"] for p in points]
+            for row, point in zip(rows, points):
+                assert f"{point['mean_reward']:.3f}" in row and f"{point['parse_rate']:.2f}" in row
+            charts.screenshot(path=str(tmp_path / "leaderboard-base-progress.png"))
+        finally:
+            browser.close()
+    assert (tmp_path / "leaderboard-base-progress.png").stat().st_size > 5_000
+    OUTPUTS.mkdir(exist_ok=True)
+    shutil.copy(tmp_path / "leaderboard-base-progress.png", OUTPUTS / "leaderboard-base-progress.png")
