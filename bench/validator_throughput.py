@@ -19,7 +19,8 @@ The sides are interleaved: (a) runs ``--a-runs`` times, between slices of (b)'s 
 other load on a shared machine falls on both alike; (a)'s time is the mean of its runs, (b)'s the sum
 over its adapters. The machine's fp32 matmul rate is measured as in ``bench/train_throughput.py``
 (the same function), and each side's model FLOP/s (2 x parameters x tokens processed) is reported
-against it. The last line is ``ratio=<(b) wall time / (a) wall time>``.
+against it, per wall second and per CPU second of the process (on a shared machine the process
+gets only part of a core). The last line is ``ratio=<(b) wall time / (a) wall time>``.
 """
 
 from __future__ import annotations
@@ -174,10 +175,11 @@ def main(argv: list[str] | None = None) -> None:
         labels = {"a": "(a) validator engine, multi-LoRA batches", "b": "(b) full load per adapter, batch 1"}
         for side, label in labels.items():
             assert tokens[side] == expected, f"{label}: generated {tokens[side]} tokens, expected {expected}"
-            flops = 2 * params * (tokens[side] + prompt_tokens) / seconds[side] / 1e9
+            work = 2 * params * (tokens[side] + prompt_tokens) / 1e9
+            flops = work / seconds[side]
             print(f"{label:<42} {seconds[side]:7.1f} s ({cpu[side]:6.1f} s CPU)  "
                   f"{tokens[side] / seconds[side]:6.1f} new tokens/s  {flops:5.1f} model GFLOP/s = "
-                  f"{100 * flops / gflops:4.1f}% of matmul")
+                  f"{100 * flops / gflops:4.1f}% of matmul ({100 * work / cpu[side] / gflops:4.1f}% per CPU second)")
         print(f"(a) runs: {', '.join(f'{s:.1f} s' for s in clock.wall['a'])}; model FLOPs: 2 x {params / 1e6:.1f}M params "
               f"x ({expected} new + {prompt_tokens} prompt tokens) per side; CPU-time ratio {cpu['b'] / cpu['a']:.2f}")
         print(f"ratio={seconds['b'] / seconds['a']:.2f}")

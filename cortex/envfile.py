@@ -11,14 +11,14 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from dotenv import dotenv_values
-
 
 def load_env_file(path: str | Path = ".env") -> list[str]:
     """Set the non-empty variables of ``path`` that the environment lacks; the names set."""
     path = Path(path)
     if not path.is_file():
         return []
+    from dotenv import dotenv_values  # only when there is a file: importing cortex needs no python-dotenv
+
     added = {k: v for k, v in dotenv_values(path).items() if v and k not in os.environ}
     os.environ.update(added)
     return list(added)

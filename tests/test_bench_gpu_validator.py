@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-FOREIGN = {"pandas", "bittensor", "datasets", "trl", "wandb", "vllm", "pyarrow", "scipy", "sklearn"}
+FOREIGN = {"pandas", "bittensor", "datasets", "trl", "wandb", "vllm", "pyarrow", "scipy", "sklearn", "dotenv"}
 RUN = """
 import runpy, sys
 sys.argv = ["gpu_validator.py", "--tiny"]
