@@ -100,6 +100,7 @@ class Averager:
             "round": round_no, "block": int(graph.block), "competition": self.comp.id, "method": self.cfg.method}
         try:
             self._round(record, graph, work)
+            self._benchmark(record, work / "merged")
         finally:
             shutil.rmtree(self.work_root, ignore_errors=True)
         done = AveragerRound(**record)
@@ -112,6 +113,7 @@ class Averager:
             record["reason"] = "no base yet: no pointer, no pinned revision, no bootstrap in the store"
             return
         record["parent"] = str(base)
+        self._parent = base  # for the benchmark, whatever the round's outcome
         records = read_all(self.sub, self.cfg.netuid)
         uids = {n.hotkey: int(n.uid) for n in graph.neurons}
         choices = S.from_chain(records, uids, {int(n.uid): float(n.incentive) for n in graph.neurons}, self.comp.id)
@@ -225,6 +227,20 @@ class Averager:
             adapters[c.hotkey] = adapter
             out.append(c)
         return adapters, out
+
+    def _benchmark(self, record: dict[str, Any], merged: Path) -> None:
+        """The fixed benchmark's score (``--benchmark``) of the base the round started from and of the base it
+        leaves: the merge when published, else the same base. Each revision is scored once (cached)."""
+        if self.cfg.benchmark is None or getattr(self, "_parent", None) is None:
+            return
+        from cortex.eval.benchmark import Benchmark
+
+        if getattr(self, "_bench", None) is None:
+            self._bench = Benchmark(self.cfg.benchmark, Path(self.cfg.state) / "benchmark", self.comp, self.cfg.device)
+        parent = self._base_dir(self._parent)
+        before = self._bench.score(str(self._parent), Path(getattr(parent, "path", parent)))
+        after = self._bench.score(record["published"], merged) if record.get("published") else before
+        record.update(benchmark_before=before, benchmark_after=after)
 
     def _base_dir(self, base: BaseRef) -> Path:
         """The base's files, fetched and checked against its pointer once per process."""

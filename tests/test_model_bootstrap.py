@@ -11,8 +11,9 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from cortex.cli import main
 from cortex.errors import CortexError
 from cortex.hub.local import LocalStore
-from cortex.model.cli import REPORT, BootstrapConfig, bootstrap, publish
 from cortex.eval.base import load_base
+from cortex.eval.benchmark import load_questions
+from cortex.model.cli import QUESTIONS, REPORT, BootstrapConfig, bootstrap, publish
 from cortex.model.tiny import TINY_REPO, TinyConfig
 from cortex.protocol.competition import CORTEX_TINY
 from cortex.protocol.hashing import content_hash
@@ -59,13 +60,35 @@ def test_report(built):
     assert report["parameters"] > 0 and report["tokenizer_size"] <= 600
     assert [p["step"] for p in report["loss_curve"]] == [4] and report["final_loss"] > 0
     check = report["format_check"]
-    assert check["prompts"] == 2 and 0.0 <= check["parse_rate"] <= 1.0
-    assert f"parse_rate_within_{CORTEX_TINY.eval.max_new_tokens}_tokens" in check
+    assert check["prompts"] == 2 and 0.0 <= check["parse_rate"] <= 1.0 and check["max_new_tokens"] == 8
+    assert check["completion_tokens"]["max"] <= 8  # the check generates within its budget, nothing after
     assert report["data"]["synthetic"] and report["data"]["rows"]["train"] > 0
     assert report["token_lengths"]["prompt"]["max"] > report["token_lengths"]["prompt"]["min"] > 0
     assert set(report["seconds"]) >= {"data", "pretrain", "format_check", "total"}
     assert REPORT not in report["published_files"]
     assert report["revision"] == content_hash(out, report["published_files"])
+
+
+def test_held_out_questions_are_kept_for_the_benchmark(built):
+    """The format check's questions (with outcomes, without the teacher's answer) stay beside the model,
+    unpublished: the averager's fixed benchmark in a local subnet."""
+    out, report = built
+    rows, digest = load_questions(out / QUESTIONS)
+    assert len(rows) == report["format_check"]["prompts"] == 2 and len(digest) == 64
+    assert all("messages" not in r and r["prompt"][-1]["role"] == "user" for r in rows)
+    assert QUESTIONS not in report["published_files"]
+    assert min(r["cutoff"] for r in rows) > report["data"]["split_plan"]["ranges"]["train"][1]
+
+
+def test_the_command_prints_the_held_out_parse_rate(tmp_path, monkeypatch, capsys):
+    import cortex.model.cli as cli
+
+    # the command's own config, shrunk to the small model and data (the flags' values kept)
+    monkeypatch.setattr(cli, "bootstrap", lambda cfg: bootstrap(small(cfg.out, eval_prompts=cfg.eval_prompts, steps=2)))
+    assert main(["base", "bootstrap", "--out", str(tmp_path / "tiny"), "--eval-prompts", "3", "--no-progress"]) == 0
+    check = json.loads((tmp_path / "tiny" / REPORT).read_text())["format_check"]
+    printed = capsys.readouterr().out
+    assert f"held-out format check: parse rate {check['parse_rate']:.2f} on 3 prompts within 8 new tokens" in printed
 
 
 def test_same_seed_same_content_hash(built, tmp_path):
@@ -106,7 +129,9 @@ def test_default_bootstrap_reports_its_parse_rate(tmp_path, capsys):
     check = report["format_check"]
     print(f"parse rate {check['parse_rate']} on {check['prompts']} prompts, mean reward {check['mean_reward']}, "
           f"{report['seconds']['total']}s")
-    assert check["prompts"] == 20 and 0.0 <= check["parse_rate"] <= 1.0
+    assert check["prompts"] == 100 and check["max_new_tokens"] == CORTEX_TINY.eval.max_new_tokens
+    assert f"parse rate {check['parse_rate']:.2f} on 100 prompts" in printed
+    assert check["parse_rate"] >= 0.95  # the seeded, deterministic default; measured in docs/base-model.md
     assert report["loss_curve"][-1]["loss"] < report["loss_curve"][0]["loss"]
     assert f"published {TINY_REPO}@{report['revision']}" in printed
     model, _ = load_base(CORTEX_TINY.base, LocalStore(store), revision=report["revision"], cache_dir=tmp_path / "c")

@@ -14,7 +14,8 @@ are listed beside it.
 
 Rows are ranked by on-chain incentive, then by the latest lower bound of the advantage and the mean
 reward, then by the earlier commitment. Base pointers (the averager's commitments) are not rows; the averager's rounds
-are the ``base_history``. ``miners`` is keyed by the uid as a string, as JSON keys are.
+are the ``base_history``; their fixed-benchmark scores of the base, round by round, are the
+``base_progress``. ``miners`` is keyed by the uid as a string, as JSON keys are.
 """
 
 from __future__ import annotations
@@ -92,8 +93,32 @@ def snapshot(subtensor: bt.Subtensor, netuid: int, state_dirs: Sequence[Path]) -
         competitions.append({"id": cid, "base": _base(rounds, cid), "rows": rows})
 
     validators = _validators(graph.neurons, vtrust, stake, tables, committed)
+    history = averager_rounds(state_dirs)
     return {"netuid": netuid, "block": int(graph.block), "network": network, "competitions": competitions,
-            "validators": validators, "base_history": averager_rounds(state_dirs), "miners": miners}
+            "validators": validators, "base_history": history, "base_progress": base_progress(history),
+            "miners": miners}
+
+
+def base_progress(history: Sequence[dict]) -> dict[str, list[dict]]:
+    """Per competition, the base's score on the averager's fixed benchmark questions: the base the first
+    recorded round started from (``genesis`` when that round had no published parent merge yet), then the base
+    each round left. Only points on the latest question set are kept, so every point compares like with like."""
+    out: dict[str, list[dict]] = {}
+    for cid in sorted({r["competition"] for r in history if r.get("benchmark_after")}):
+        rounds = [r for r in history if r["competition"] == cid and r.get("benchmark_after")]
+        questions = rounds[-1]["benchmark_after"]["questions_sha256"]
+        rounds = [r for r in rounds if r["benchmark_after"]["questions_sha256"] == questions]
+        first = rounds[0]["benchmark_before"]
+        points = [_point("genesis" if rounds[0]["round"] == 1 else f"before r{rounds[0]['round']}", None, "start",
+                         first)] if first and first["questions_sha256"] == questions else []
+        points += [_point(f"r{r['round']}", r["round"], r["status"], r["benchmark_after"]) for r in rounds]
+        out[cid] = points
+    return out
+
+
+def _point(label: str, round_: int | None, status: str, score: dict) -> dict:
+    return {"label": label, "round": round_, "status": status, "model": score["model"],
+            **{k: score[k] for k in ("questions", "mean_reward", "parse_rate", "brier")}}
 
 
 def _rank_key(row: dict) -> tuple:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from html import escape
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 from markupsafe import Markup
@@ -77,8 +78,26 @@ def base_chart(history: Sequence[Mapping]) -> Markup:
                       title="Gate rewards per averager round (green: published, red: rejected, grey: skipped)")
 
 
+PROGRESS_METRICS = (("mean_reward", "held-out reward (higher is better)", PALETTE[0]),
+                    ("parse_rate", "parse rate (higher is better)", PALETTE[3]),
+                    ("brier", "Brier score of p_up (lower is better)", PALETTE[2]))
+
+
+def progress_charts(cid: str, points: Sequence[Mapping]) -> Markup:
+    """The base on the averager's fixed benchmark, genesis first: one small chart per metric, each round's
+    status marked under its point."""
+    labels = [p["label"] for p in points]
+    charts = [line_chart(labels, [Series(name.split(" (")[0], [p[key] for p in points], color)],
+                         chart_id=f"base-progress-{key}", title=name, markers=[p["status"] for p in points],
+                         width=380, height=230)
+              for key, name, color in PROGRESS_METRICS]
+    return Markup(f'<div class="progress" id="base-progress" data-competition="{escape(cid)}">'
+                  + "".join(charts) + "</div>")
+
+
 def index_page(snap: Mapping, links: Links) -> str:
-    return _render("index.html", snap, links, base_chart=base_chart(snap["base_history"]))
+    progress = {cid: progress_charts(cid, points) for cid, points in snap.get("base_progress", {}).items() if points}
+    return _render("index.html", snap, links, base_chart=base_chart(snap["base_history"]), progress_charts=progress)
 
 
 def miner_page(snap: Mapping, uid: int, links: Links) -> str | None:

@@ -1,7 +1,7 @@
 """`cortex localnet`: a whole subnet on this machine, offline, with no keys (docs/localnet.md).
 
     cortex localnet [--miners 4] [--validators 2] [--rounds 3] [--source synthetic|csv:DIR|binance]
-                    [--workdir DIR] [--base-steps N] [--train-steps N] [--eval-prompts N] [--no-averager]
+                    [--seed N] [--workdir DIR] [--base-steps N] [--train-steps N] [--eval-prompts N] [--no-averager]
 """
 
 from __future__ import annotations
@@ -25,6 +25,8 @@ def register(parser: argparse.ArgumentParser) -> None:
     a("--validators", type=int, default=D.validators, help="validators, with unequal stakes")
     a("--rounds", type=int, default=D.rounds, help="rounds of mining, scoring, consensus and merging")
     a("--source", default=D.source, help="market data: synthetic[:SEED] (default), csv:DIR, binance (online)")
+    a("--seed", type=int, default=D.seed,
+      help="the run's seed: the synthetic market (for plain --source synthetic), the base and every miner")
     a("--workdir", default=str(D.workdir), help="recreated on every run (a base bootstrapped there is reused)")
     a("--netuid", type=int, default=D.netuid)
     a("--block-time", type=float, default=D.block_time, help="seconds per block while the subnet runs")
@@ -36,14 +38,17 @@ def register(parser: argparse.ArgumentParser) -> None:
     a("--base-steps", type=int, default=D.base_steps, help="pre-training steps of the tiny base")
     a("--train-steps", type=int, default=D.train_steps, help="SFT steps per miner and round")
     a("--eval-prompts", type=int, default=D.eval_prompts, help="prompts per validator round and miner gate")
+    a("--benchmark-prompts", type=int, default=D.benchmark_prompts,
+      help="fixed held-out questions every base is scored on, round after round (the bootstrap's format check)")
     a("--jobs", type=int, default=D.jobs, help="heavy processes at a time")
     a("--threads", type=int, default=D.threads, help="torch threads per process")
     a("--phase-timeout", type=float, default=D.phase_timeout, help="seconds before a phase's processes are stopped")
     a("--no-averager", dest="averager", action="store_false", help="run without the averager")
     a("--retrain", choices=RETRAIN, default=D.retrain,
       help="new-base: after round 1 a miner trains again only when the averager published a new base; always")
-    a("--miner-gate", action="store_true",
-      help="miners publish only adapters that beat the base on their held-out check (default: always publish)")
+    a("--no-miner-gate", dest="miner_gate", action="store_false",
+      help="miners publish with --force even when their adapter does not beat the base on their held-out check "
+           "(default: they publish only adapters that beat it, as the miner's own rule says)")
     a("--live", dest="live", action="store_true", default=None, help="a live table (default on a terminal)")
     a("--plain", dest="live", action="store_false", help="plain progress lines")
     parser.set_defaults(func=run)
@@ -55,11 +60,11 @@ def settings(args: argparse.Namespace) -> Settings:
     except ValueError:
         raise CortexError(f"--clock.start-day must be YYYY-MM-DD, got {args.start_day!r}") from None
     return Settings(workdir=Path(args.workdir).expanduser(), miners=args.miners, validators=args.validators,
-                    rounds=args.rounds, source=args.source, averager=args.averager, miner_gate=args.miner_gate,
-                    retrain=args.retrain,
-                    netuid=args.netuid, block_time=args.block_time, tempo=args.tempo, blocks_per_day=args.blocks_per_day,
-                    start_day=start_day, base_steps=args.base_steps, train_steps=args.train_steps,
-                    eval_prompts=args.eval_prompts, jobs=args.jobs, threads=args.threads,
+                    rounds=args.rounds, source=args.source, seed=args.seed, averager=args.averager,
+                    miner_gate=args.miner_gate, retrain=args.retrain, netuid=args.netuid, block_time=args.block_time,
+                    tempo=args.tempo, blocks_per_day=args.blocks_per_day, start_day=start_day,
+                    base_steps=args.base_steps, train_steps=args.train_steps, eval_prompts=args.eval_prompts,
+                    benchmark_prompts=args.benchmark_prompts, jobs=args.jobs, threads=args.threads,
                     phase_timeout=args.phase_timeout, live=args.live)
 
 

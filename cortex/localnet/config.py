@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from cortex.errors import CortexError
+from cortex.model.cli import BootstrapConfig
 from cortex.protocol.competition import CORTEX_TINY, Competition
 
 RETRAIN = ("new-base", "always")
@@ -46,17 +47,19 @@ class Settings:
     validators: int = 2
     rounds: int = 3
     source: str = "synthetic"  # synthetic[:SEED] | csv:DIR | binance
+    seed: int = 0  # the run's seed: the synthetic market's (plain `synthetic`), the base's, each miner's
     averager: bool = True
-    miner_gate: bool = False  # True: a miner publishes only if it beats the base on its held-out check
+    miner_gate: bool = True  # a miner publishes only if it beats the base on its held-out check (False: --force)
     retrain: str = "new-base"  # new-base: miners train again only when the averager moved the base | always
     netuid: int = 1
     block_time: float = 1.0  # seconds per block while the subnet runs
     tempo: int = 10  # blocks per epoch (Yuma Consensus) and per validator round
     blocks_per_day: int = 10  # the simulated market clock: one market day closes every N blocks
     start_day: date = date(2024, 1, 1)  # the market day that has closed at genesis
-    base_steps: int = 160  # pre-training steps of the tiny base (`cortex base bootstrap --steps`)
-    train_steps: int = 16  # SFT steps per miner and round
-    eval_prompts: int = 8  # prompts every model answers per validator round (and per miner gate)
+    base_steps: int = BootstrapConfig.steps  # pre-training steps of the tiny base (`cortex base bootstrap --steps`)
+    train_steps: int = 32  # SFT steps per miner and round
+    eval_prompts: int = 32  # prompts per averager gate and per miner held-out check (and a validator's batch)
+    benchmark_prompts: int = 100  # the fixed held-out questions every base is scored on (the bootstrap's check)
     jobs: int = 2  # heavy processes (training, scoring) at a time
     threads: int = 1  # torch threads per process
     phase_timeout: float = 1200.0  # seconds a phase may take before its processes are stopped
@@ -64,7 +67,7 @@ class Settings:
 
     def __post_init__(self) -> None:
         for name in ("miners", "validators", "rounds", "tempo", "blocks_per_day", "base_steps", "train_steps",
-                     "eval_prompts", "jobs", "threads"):
+                     "eval_prompts", "benchmark_prompts", "jobs", "threads"):
             if getattr(self, name) < 1:
                 raise CortexError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
         if self.retrain not in RETRAIN:
@@ -73,6 +76,16 @@ class Settings:
             raise CortexError(f"--block-time must be positive, got {self.block_time}")
 
     # --- the work directory -------------------------------------------------------------
+
+    @property
+    def market(self) -> str:
+        """The market every process reads. Plain ``synthetic`` is pinned to the run's seed: a process
+        that builds data with a seed of its own (a miner's training seed) would otherwise simulate
+        another market than the validators score on."""
+        return f"synthetic:{self.seed}" if self.source == "synthetic" else self.source
+
+    def miner_seed(self, k: int) -> int:
+        return 100 + k + 1000 * self.seed
 
     @property
     def chain_path(self) -> Path:
@@ -134,7 +147,7 @@ def miner_config(s: Settings, k: int, data_end: date) -> dict[str, Any]:
     steps = s.train_steps
     template.update(variant)
     template.update(
-        seed=100 + k, lora_alpha=2 * variant["lora_rank"], max_steps=steps, warmup_ratio=0.1,
+        seed=s.miner_seed(k), lora_alpha=2 * variant["lora_rank"], max_steps=steps, warmup_ratio=0.1,
         data_start=(data_end - timedelta(days=history)).isoformat(), data_end=data_end.isoformat(), stride=2,
         max_samples=16 * steps, val_size=4, heldout_samples=s.eval_prompts, logging_steps=max(1, steps // 5),
         eval_steps=steps, save_steps=steps, save_total_limit=1, early_stopping_patience=None, plot_loss=False,

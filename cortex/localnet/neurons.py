@@ -16,6 +16,7 @@ from typing import Any
 
 from cortex.localnet.config import REPO_ROOT, Settings
 from cortex.localnet.processes import Command
+from cortex.localnet.setup import benchmark_file
 from cortex.protocol.metrics import RunMetrics
 from cortex.protocol.records import R, RecordError
 from cortex.protocol.rounds import AveragerRound
@@ -44,9 +45,9 @@ def miner_dir(s: Settings, name: str, round_: int) -> Path:
 
 def miner_command(s: Settings, name: str, round_: int, config: Path) -> Command:
     argv = [sys.executable, str(NEURONS / "miner.py"), *_chain_flags(s, name), "--competition", str(s.competition_file),
-            "--config", str(config), "--output-dir", str(miner_dir(s, name, round_)), "--source", s.source,
+            "--config", str(config), "--output-dir", str(miner_dir(s, name, round_)), "--source", s.market,
             "--store", f"local:{s.store_path}", "--wandb.off"]
-    if not s.miner_gate:  # every miner publishes, so the validators (not each miner's own check) rank them all
+    if not s.miner_gate:  # --no-miner-gate: every miner publishes, beaten by the base or not
         argv.append("--force")
     return Command(name, argv, s.log_path(round_, name))
 
@@ -54,7 +55,7 @@ def miner_command(s: Settings, name: str, round_: int, config: Path) -> Command:
 def validator_command(s: Settings, name: str, round_: int) -> Command:
     argv = [sys.executable, str(NEURONS / "validator.py"), *_chain_flags(s, name), "--once", "--device", "cpu",
             "--threads", str(s.threads), "--store", f"local:{s.store_path}", "--state", str(s.validator_state(name)),
-            "--source", s.source, "--competitions", str(s.competition_file), *_clock_flags(s),
+            "--source", s.market, "--competitions", str(s.competition_file), *_clock_flags(s),
             "--round.blocks", str(s.tempo), "--wandb.off"]
     return Command(name, argv, s.log_path(round_, name))
 
@@ -72,7 +73,8 @@ def averager_command(s: Settings, round_: int) -> Command:
     scores = [x for d in s.validator_state_dirs() for x in ("--scores", str(d))]
     argv = [sys.executable, str(NEURONS / "averager.py"), *_chain_flags(s, "owner"), "--competition",
             str(s.competition_file), "--store", f"local:{s.store_path}", "--state", str(averager_dir(s)), "--once",
-            "--source", s.source, *_clock_flags(s), *scores, "--no-progress", "--wandb.off"]
+            "--source", s.market, *_clock_flags(s), *scores, "--benchmark", str(benchmark_file(s)), "--no-progress",
+            "--wandb.off"]
     return Command("averager", argv, s.log_path(round_, "averager"))
 
 

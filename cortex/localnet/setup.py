@@ -34,7 +34,6 @@ from cortex.wallets import create_wallet
 log = logging.getLogger(__name__)
 FUNDS_TAO = 1000.0
 BASE_DIR = "base"
-BASE_CHECK_PROMPTS = 10  # held-out prompts of the bootstrap's format check
 BASE_REPO = CORTEX_TINY.base.repo  # cortex/tiny-llama, where `cortex base bootstrap --store` publishes
 
 
@@ -113,8 +112,9 @@ def _ok(result: bt.ExtrinsicResult, what: str) -> None:
 def bootstrap_command(s: Settings) -> Command:
     """`cortex base bootstrap` as a child process (its log shows the parse rate it reaches)."""
     argv = [sys.executable, "-m", "cortex.cli", "base", "bootstrap", "--out", str(s.workdir / BASE_DIR),
-            "--store", f"local:{s.store_path}", "--source", s.source, "--steps", str(s.base_steps), "--threads", str(s.threads),
-            "--eval-prompts", str(BASE_CHECK_PROMPTS)]  # progress bars: the view shows the log's last line
+            "--store", f"local:{s.store_path}", "--source", s.market, "--seed", str(s.seed),
+            "--steps", str(s.base_steps), "--threads", str(s.threads),
+            "--eval-prompts", str(s.benchmark_prompts)]  # progress bars: the view shows the log's last line
     return Command("bootstrap", argv, s.log_path(None, "bootstrap"))
 
 
@@ -126,7 +126,8 @@ def reusable_base(s: Settings) -> str | None:
     except (OSError, ValueError):
         return None
     config = data.get("config", {})
-    wanted = {"source": s.source, "steps": s.base_steps, "threads": s.threads, "eval_prompts": BASE_CHECK_PROMPTS}
+    wanted = {"source": s.market, "seed": s.seed, "steps": s.base_steps, "threads": s.threads,
+              "eval_prompts": s.benchmark_prompts}
     if any(config.get(k) != v for k, v in wanted.items()):
         return None
     return data.get("revision")
@@ -142,6 +143,14 @@ def publish_base(s: Settings) -> str:
     if revision != report["revision"]:
         raise CortexError(f"{s.workdir / BASE_DIR} changed since it was bootstrapped: delete it and run again")
     return revision
+
+
+def benchmark_file(s: Settings) -> Path:
+    """The fixed questions the averager scores every base on: the bootstrap's held-out check, drawn from its
+    test split, later than every day a miner trains on or a validator scores in a run from 2024."""
+    from cortex.model.cli import QUESTIONS
+
+    return s.workdir / BASE_DIR / QUESTIONS
 
 
 def base_report(s: Settings) -> dict:

@@ -59,7 +59,8 @@ def build(s: Settings, snap: dict[str, Any], names: dict[str, str], extra: dict[
                        "base_reward_before": gate.get("base_reward"), "merged_reward": gate.get("merged_reward"),
                        "best_single_reward": gate.get("best_single_reward")})
     return {"netuid": snap["netuid"], "block": snap["block"], "workdir": str(s.workdir), **extra,
-            "miners": miners, "validators": validators, "merges": merges}
+            "miners": miners, "validators": validators, "merges": merges,
+            "base_progress": [p for points in snap.get("base_progress", {}).values() for p in points]}
 
 
 def write(s: Settings, summary: dict[str, Any], snap: dict[str, Any]) -> Path:
@@ -103,5 +104,21 @@ def render(summary: dict[str, Any], console: Console) -> None:
     console.print(validators)
     if summary["merges"]:
         console.print(merges)
+    if summary.get("base_progress"):
+        console.print(_progress_table(summary["base_progress"]))
     for failure in summary.get("failures", []):
         console.print(f"[red]failed[/]: {failure}")
+
+
+def _progress_table(points: list[dict[str, Any]]) -> Table:
+    """The base on the averager's fixed benchmark (the same questions every round), genesis first."""
+    n = points[-1]["questions"]
+    table = Table(title=f"base model on the fixed benchmark ({n} held-out questions, the same every round)",
+                  title_justify="left")
+    for column in ("base", "model", "held-out reward", "parse rate", "Brier"):
+        table.add_column(column, justify="left" if column in ("base", "model") else "right")
+    for p in points:
+        table.add_row(p["label"] + ("" if p["status"] in ("start", "published") else f" ({p['status']})"),
+                      p["model"].split("@")[-1][:12], _num(p["mean_reward"], "+.3f"), _num(p["parse_rate"], ".2f"),
+                      _num(p["brier"], ".3f"))
+    return table

@@ -26,7 +26,8 @@ from cortex.model.tiny import TINY_REPO, TinyConfig
 
 log = logging.getLogger(__name__)
 REPORT = "bootstrap.json"  # measurements, kept beside the model but never published
-HELD_OUT = "validation"  # the split the format check draws its prompts from
+QUESTIONS = "heldout.jsonl"  # the format check's held-out questions with their outcomes (never published)
+HELD_OUT = "test"  # the split the format check draws its prompts from: the latest, after every training cutoff
 
 
 @dataclass(frozen=True)
@@ -40,10 +41,11 @@ class BootstrapConfig:
     stride: int = 2  # every 2nd day as a cutoff: half the data build, the same years and regimes
     start: str | None = None  # first cutoff day (default: the source's whole history)
     end: str | None = None
-    relabel_fraction: float = 0.5
+    relabel_fraction: float = 0.5  # of the training chats (BTC's too) renamed to another ticker
+    answer_weight: float = 4.0  # loss weight of the answer block's tokens against the reasoning's
     vocab_size: int = 4096
-    eval_prompts: int = 20
-    max_new_tokens: int = 384
+    eval_prompts: int = 100
+    max_new_tokens: int | None = None  # the format check's budget (default: the competition's max_new_tokens)
     threads: int = 2
     model: TinyConfig = field(default_factory=TinyConfig)
     progress: bool = True
@@ -63,7 +65,8 @@ def _data(cfg: BootstrapConfig) -> tuple[dict, list[list[dict]], list[dict]]:
                             out=f"{tmp}/data", progress=cfg.progress)
         card = build_dataset(build)
         splits = datasets.load_from_disk(f"{tmp}/data")
-        train = relabel_assets(splits["train"]["messages"], splits["train"]["asset"], cfg.relabel_fraction, cfg.seed)
+        train = relabel_assets(splits["train"]["messages"], splits["train"]["asset"], cfg.relabel_fraction, cfg.seed,
+                               include_btc=True)
         held = [dict(row) for row in splits[HELD_OUT]]
     if not train or not held:
         raise CortexError(f"the {cfg.source} data gave {len(train)} training and {len(held)} held-out rows: "
@@ -107,7 +110,7 @@ Built by `cortex base bootstrap --seed {cfg.seed} --source {cfg.source} --steps 
 | architecture | `LlamaForCausalLM`: hidden {arch['hidden_size']}, {arch['num_hidden_layers']} layers, {arch['num_attention_heads']} heads ({arch['num_key_value_heads']} KV), MLP {arch['intermediate_size']}, context {arch['max_position_embeddings']}, tied embeddings |
 | parameters | {facts['parameters']:,} |
 | tokenizer | byte-level BPE, {facts['tokenizer_size']} tokens, trained on the dataset's chats; chat template with `{{% generation %}}` markers |
-| pre-training | full fine-tuning, {cfg.steps} steps × {cfg.batch_size} chats, AdamW, peak lr {cfg.learning_rate}, loss on assistant tokens; {cfg.relabel_fraction:.0%} of the non-BTC training chats renamed to another ticker |
+| pre-training | full fine-tuning, {cfg.steps} steps × {cfg.batch_size} chats, AdamW, peak lr {cfg.learning_rate}, loss on assistant tokens (the answer block's weighted {cfg.answer_weight:g}×); {cfg.relabel_fraction:.0%} of the training chats renamed to another ticker |
 | final training loss | {facts['final_loss']} |
 | data | {data['source']}: assets {', '.join(data['assets'])}, horizons {data['horizons']} days, rows {data['rows']} |
 | held-out format check | {check['prompts']} {HELD_OUT} prompts, greedy: parse rate {check['parse_rate']}, mean reward {check['mean_reward']} |
@@ -124,6 +127,7 @@ def bootstrap(cfg: BootstrapConfig) -> dict[str, Any]:
     """Build, pre-train, check and save the tiny base into ``cfg.out``; returns the report."""
     import torch
 
+    from cortex.eval.benchmark import write_questions
     from cortex.model.loading import is_model_file
     from cortex.model.pretrain import PretrainConfig, format_check, pretrain, token_lengths
     from cortex.model.tiny import build_model, parameter_count
@@ -150,12 +154,12 @@ def bootstrap(cfg: BootstrapConfig) -> dict[str, Any]:
     seconds["tokenizer_and_init"] = time.time() - started - sum(seconds.values())
 
     train_cfg = PretrainConfig(steps=cfg.steps, batch_size=cfg.batch_size, learning_rate=cfg.learning_rate,
-                               warmup_steps=max(1, cfg.steps // 10), seed=cfg.seed)
+                               warmup_steps=max(1, cfg.steps // 10), seed=cfg.seed, answer_weight=cfg.answer_weight)
     curve = pretrain(model, tokenizer, train, train_cfg, progress=cfg.progress)
     seconds["pretrain"] = time.time() - started - sum(seconds.values())
-    budget = CORTEX_TINY.eval.max_new_tokens
-    check = format_check(model, tokenizer, _spread(held, cfg.eval_prompts), cfg.max_new_tokens,
-                         budgets=(budget,), progress=cfg.progress)
+    budget = cfg.max_new_tokens or CORTEX_TINY.eval.max_new_tokens
+    questions = _spread(held, cfg.eval_prompts)
+    check = format_check(model, tokenizer, questions, budget, progress=cfg.progress)
     seconds["format_check"] = time.time() - started - sum(seconds.values())
 
     facts = {
@@ -187,6 +191,7 @@ def bootstrap(cfg: BootstrapConfig) -> dict[str, Any]:
             "seconds": {k: round(v, 1) for k, v in seconds.items()},
         }
         (tmp / REPORT).write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
+        write_questions(questions, tmp / QUESTIONS)
         if out.exists():
             shutil.rmtree(out)
         tmp.rename(out)
@@ -283,8 +288,10 @@ def _bootstrap(args: argparse.Namespace) -> int:
     report = bootstrap(cfg)
     check = report["format_check"]
     print(f"wrote {cfg.out}: {report['parameters']:,} parameters, final loss {report['final_loss']}, "
-          f"parse rate {check['parse_rate']:.0%} on {check['prompts']} held-out prompts, "
           f"{report['seconds']['total']:.0f}s")
+    print(f"held-out format check: parse rate {check['parse_rate']:.2f} on {check['prompts']} prompts within "
+          f"{check['max_new_tokens']} new tokens, mean reward {check['mean_reward']:+.3f}"
+          + (f"; errors: {check['parse_errors']}" if check["parse_errors"] else ""))
     print(f"content hash {report['revision']}")
     if args.store:
         revision = publish(cfg.out, args.store)

@@ -24,8 +24,8 @@ from cortex.reward import score
 
 log = logging.getLogger(__name__)
 IGNORE = -100
-# Tickers a relabelled chat may take: the csv market's assets. BTC is left alone (it is the
-# reference every other asset's prompt compares against, and the system prompt's example).
+# Tickers a relabelled chat may take: the csv market's assets. Never BTC: it is the reference every
+# other asset's prompt compares against ("vs BTC"), so a chat renamed to BTC would contradict itself.
 TICKERS = ("ETH", "SOL", "NEAR", "BNB", "XRP", "ADA", "DOGE", "AVAX", "DOT", "LINK", "LTC")
 
 
@@ -46,21 +46,26 @@ class PretrainConfig:
     min_context: int = 32
     max_context: int = 512
     context_warmup_steps: int = 0
+    # Loss weight of the tokens from ``<answer>`` on (the JSON that must parse: asset, horizon, numbers)
+    # against 1 for the reasoning: the answer is a fifth of a completion's tokens but all of its format.
+    answer_weight: float = 1.0
 
 
 def relabel_assets(conversations: Sequence[list[dict[str, str]]], assets: Sequence[str], fraction: float,
-                   seed: int, tickers: Sequence[str] = TICKERS) -> list[list[dict[str, str]]]:
-    """Copies of the chats where a ``fraction`` of the non-BTC ones name another ticker throughout.
+                   seed: int, tickers: Sequence[str] = TICKERS,
+                   include_btc: bool = False) -> list[list[dict[str, str]]]:
+    """Copies of the chats where a ``fraction`` of them name another ticker throughout (BTC's chats
+    only with ``include_btc``).
 
     Prices identify an asset only by accident (the synthetic SOL and NEAR trade in the same range),
     and a model that learns that shortcut writes the wrong asset and fails to parse. Renaming the
     asset consistently in the user and assistant messages leaves the prompt as the only evidence,
-    so the model learns to copy it.
+    so the model learns to copy it, and not the system prompt's example answer (which names BTC).
     """
     rng = random.Random(seed)
     out = []
     for chat, asset in zip(conversations, assets):
-        if asset == "BTC" or rng.random() >= fraction:
+        if (asset == "BTC" and not include_btc) or rng.random() >= fraction:
             out.append(chat)
             continue
         new = rng.choice([t for t in tickers if t != asset])
@@ -110,14 +115,23 @@ def collate(batch: Sequence[tuple[list[int], list[int]]], pad_id: int) -> dict[s
     return {"input_ids": input_ids, "attention_mask": attention, "labels": labels}
 
 
-def assistant_loss(model: PreTrainedModel, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+def assistant_loss(model: PreTrainedModel, batch: dict[str, torch.Tensor], answer_id: int | None = None,
+                   answer_weight: float = 1.0) -> torch.Tensor:
     """Mean next-token cross-entropy over labelled positions, as ``model(labels=...)`` computes it,
-    with the output layer applied to those positions only (a third of a chat's tokens)."""
+    with the output layer applied to those positions only (a third of a chat's tokens).
+
+    With ``answer_id`` and ``answer_weight`` != 1, labels from the first ``answer_id`` on weigh
+    ``answer_weight`` each (a weighted mean)."""
     hidden = model.get_decoder()(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
     labels = batch["labels"][:, 1:]
     keep = labels != IGNORE
     logits = model.get_output_embeddings()(hidden[:, :-1][keep])
-    return torch.nn.functional.cross_entropy(logits.float(), labels[keep])
+    if answer_id is None or answer_weight == 1.0:
+        return torch.nn.functional.cross_entropy(logits.float(), labels[keep])
+    in_answer = torch.cumsum((labels == answer_id).long(), dim=1) > 0
+    weights = torch.where(in_answer, answer_weight, 1.0)[keep]
+    losses = torch.nn.functional.cross_entropy(logits.float(), labels[keep], reduction="none")
+    return (losses * weights).sum() / weights.sum()
 
 
 def learning_rate(step: int, cfg: PretrainConfig) -> float:
@@ -155,6 +169,7 @@ def pretrain(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
     model.train()
     curve: list[dict[str, float]] = []
     window: list[float] = []
+    answer_id = tokenizer.convert_tokens_to_ids("<answer>") if cfg.answer_weight != 1.0 else None
     bar = tqdm(range(cfg.steps), desc="pre-train", unit="step", disable=not progress)
     for step in bar:
         context = context_length(step, cfg)
@@ -163,7 +178,7 @@ def pretrain(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
         lr = learning_rate(step, cfg)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        loss = assistant_loss(model, collate(batch, tokenizer.pad_token_id))
+        loss = assistant_loss(model, collate(batch, tokenizer.pad_token_id), answer_id, cfg.answer_weight)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"pre-training diverged at step {step} (loss {loss.item()}): lower the learning rate")
         loss.backward()

@@ -66,6 +66,22 @@ class GateResult(Record):
 
 
 @dataclass(frozen=True)
+class BenchmarkScore(Record):
+    """A base revision on the fixed benchmark questions (``cortex.eval.benchmark``): the same set every round."""
+
+    kind = "base_benchmark"
+    schema = 1
+
+    model: str  # repo@revision
+    questions: int
+    questions_sha256: str  # of the question file, so two scores compare only on the same set
+    mean_reward: float | None = None
+    parse_rate: float | None = None
+    brier: float | None = None  # mean (p_up - went_up)^2 over the answers that parse
+    reason: str | None = None  # why there is no score (generation failed)
+
+
+@dataclass(frozen=True)
 class AveragerRound(Record):
     """One averager round: what it considered, merged, measured and published (or why it did not)."""
 
@@ -84,6 +100,8 @@ class AveragerRound(Record):
     parent: str | None = None  # repo@revision merged into
     published: str | None = None  # repo@revision of the new base
     pointer_block: int | None = None  # block of the base-pointer commitment
+    benchmark_before: BenchmarkScore | None = None  # the base the round started from (--benchmark)
+    benchmark_after: BenchmarkScore | None = None  # the base it left: the merge if published, else the same
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:
