@@ -47,7 +47,7 @@ def run_merge(args: argparse.Namespace) -> int:
         raise CortexError("--method rank-r needs --rank R with R ≥ 1")
     if args.method == "exact" and args.rank is not None:
         raise CortexError("--rank applies only to --method rank-r")
-    spec = BaseSpec.from_files(args.base)  # each adapter passes the validators' checks against this base
+    spec = BaseSpec.from_files(args.base, norms=False)  # each adapter passes the validators' checks against this base
     weighted = [(load_adapter(path, spec, own_limits(spec), bounds=NO_NORM_BOUNDS), weight)
                 for path, weight in zip(args.adapter, args.weight, strict=True)]
     if args.method == "exact":

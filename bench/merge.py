@@ -86,7 +86,7 @@ def worker(method: str, base: str, adapters: list[str], out: str) -> None:
     from cortex.adapter import NO_NORM_BOUNDS, BaseSpec, load_adapter, own_limits
 
     weight = 1.0 / len(adapters)
-    spec = BaseSpec.from_files(Path(base)) if method == "stream" else None  # the base's, read once per base
+    spec = BaseSpec.from_files(Path(base), norms=False) if method == "stream" else None  # shapes: no norm bounds
     rss_start = peak_rss_mb()
     start = time.perf_counter()
     if method == "stream":

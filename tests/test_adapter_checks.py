@@ -145,6 +145,35 @@ def test_base_spec_from_config_matches_the_real_model(base_model):
         assert tuple(weight.shape) == (fan_out, fan_in)
 
 
+def test_base_spec_from_files_matches_the_loaded_model(tmp_path):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=48, num_hidden_layers=2,
+                                         num_attention_heads=4, num_key_value_heads=2))
+    model.save_pretrained(tmp_path)
+    from_files, from_model = BaseSpec.from_files(tmp_path), BaseSpec.from_model(model)
+    assert from_files.modules == from_model.modules and from_files.num_layers == 2
+    assert from_files.weight_norms.keys() == from_model.weight_norms.keys()
+    for key, (frob, row) in from_model.weight_norms.items():
+        assert from_files.weight_norms[key] == pytest.approx((frob, row), rel=1e-6)
+    shapes = BaseSpec.from_files(tmp_path, norms=False)  # the config only
+    assert shapes.weight_norms is None and shapes.modules == from_model.modules
+
+
+def test_base_spec_knows_each_architecture_by_model_type():
+    from transformers import GPT2Config, MistralConfig, Qwen2Config
+
+    llama = BaseSpec.from_config(tiny_config())
+    shape = dict(vocab_size=64, hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=4,
+                 num_key_value_heads=2, head_dim=8)
+    for config in (MistralConfig(**shape), Qwen2Config(**shape)):
+        spec = BaseSpec.from_config(config)
+        assert spec.modules == llama.modules and set(spec.modules) == set(LLAMA_TARGETS)
+    with pytest.raises(CortexError, match="'gpt2' is not supported"):
+        BaseSpec.from_config(GPT2Config(n_layer=2, n_embd=32, n_head=4))
+
+
 @pytest.mark.parametrize("kind", ["lora", "dora"])
 def test_honest_peft_adapters_pass_and_load(made, spec, kind, base_model):
     from peft import PeftModel

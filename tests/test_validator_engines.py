@@ -1,5 +1,5 @@
-"""Engines and configuration: one engine per competition, the vllm refusal and prompt ids, base specs from
-files, flags and their defaults."""
+"""Engines and configuration: one engine per competition, the vllm refusal and prompt ids, flags and their
+defaults."""
 
 import argparse
 import sys
@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 import torch
 
-from cortex.adapter import BaseSpec
 from cortex.errors import CortexError
 from cortex.eval.engines import choose_engine, require_engine
 from validator.config import ValidatorConfig, add_args, from_args
@@ -35,20 +34,6 @@ def test_vllm_stops_with_a_clear_message_before_any_work(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "needs an NVIDIA GPU" in err and "Traceback" not in err
     assert not missing_chain.exists()  # stopped before touching the chain
-
-
-def test_base_spec_from_files_matches_the_loaded_model(tmp_path):
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(0)
-    model = LlamaForCausalLM(LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=48, num_hidden_layers=2,
-                                         num_attention_heads=4, num_key_value_heads=2))
-    model.save_pretrained(tmp_path)
-    from_files, from_model = BaseSpec.from_files(tmp_path), BaseSpec.from_model(model)
-    assert from_files.modules == from_model.modules and from_files.num_layers == 2
-    assert from_files.weight_norms.keys() == from_model.weight_norms.keys()
-    for key, (frob, row) in from_model.weight_norms.items():
-        assert from_files.weight_norms[key] == pytest.approx((frob, row), rel=1e-6)
 
 
 def test_offline_and_live_defaults(tmp_path):

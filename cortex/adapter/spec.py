@@ -61,9 +61,10 @@ class BaseSpec:
         return cls(spec.num_layers, spec.modules, norms)
 
     @classmethod
-    def from_files(cls, base_dir: Path) -> BaseSpec:
+    def from_files(cls, base_dir: Path, norms: bool = True) -> BaseSpec:
         """The same as :meth:`from_model`, read from a model folder's config and safetensors (each shard
-        opened once, one tensor at a time) without building the model."""
+        opened once, one tensor at a time) without building the model; ``norms=False`` reads the config
+        only (for :data:`NO_NORM_BOUNDS`, which never looks at them)."""
         import json
 
         import torch
@@ -72,6 +73,8 @@ class BaseSpec:
 
         base_dir = Path(base_dir)
         spec = cls.from_config(AutoConfig.from_pretrained(base_dir, trust_remote_code=False, local_files_only=True))
+        if not norms:
+            return spec
         names = {f"layers.{i}.{name}": f"{spec.key(i, name)}.weight"
                  for i in range(spec.num_layers) for name in spec.modules}
         index = base_dir / "model.safetensors.index.json"
