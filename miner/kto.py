@@ -7,6 +7,11 @@ undesirable. The dataset is built without the SFT quality filter when this stage
 scorers are there to learn from. ``pref_beta`` keeps the policy near the adapter-free base;
 ``kto_chosen_weight`` / ``kto_rejected_weight`` balance unequal classes (by default the rejected
 weight is the ratio of desirable to undesirable traces, as TRL advises).
+
+Rows reach TRL as text: the prompt as generation renders it and the answer up to its end-of-turn
+token (``miner.sft.completion_text``), so every chat template gives the same split as in SFT; as
+conversations, TRL would render prompt+answer together, and Mistral's template then drops the
+system prompt.
 """
 
 from __future__ import annotations
@@ -17,16 +22,22 @@ from pathlib import Path
 from cortex.errors import CortexError
 from miner.backends import load_adapter_for_training, load_for_training
 from miner.config import TrainConfig
+from miner.sft import completion_text
 from miner.training import StageResult, common_args, resume_checkpoint, save_adapter
 
 log = logging.getLogger(__name__)
 
 
-def kto_rows(train, threshold: float):
-    """``prompt`` / ``completion`` / ``label`` rows from dataset rows with ``messages`` and ``teacher_reward``."""
+def kto_rows(train, threshold: float, tokenizer):
+    """``prompt`` / ``completion`` / ``label`` text rows from dataset rows with ``messages`` and ``teacher_reward``."""
+    lead = tokenizer("", add_special_tokens=True)["input_ids"]  # what a plain call adds itself (Llama's BOS)
+    auto = tokenizer.decode(lead) if lead else ""
+
     def label(row: dict) -> dict:
-        return {"prompt": row["prompt"], "completion": [row["messages"][-1]],
-                "label": bool(row["teacher_reward"] >= threshold)}
+        prompt, completion = completion_text(tokenizer, row["messages"][:-1], row["messages"][-1])
+        if auto and prompt.startswith(auto):  # TRL tokenizes text rows with the specials on: not twice
+            prompt = prompt[len(auto):]
+        return {"prompt": prompt, "completion": completion, "label": bool(row["teacher_reward"] >= threshold)}
 
     rows = train.map(label, remove_columns=train.column_names)
     good = sum(rows["label"])
@@ -50,32 +61,38 @@ def kto_config(cfg: TrainConfig, out: Path, report_to: str, desirable: int, unde
     )
 
 
-def train_kto(cfg: TrainConfig, base: Path, train, out: Path, *, targets: list[str],
-              adapter: Path | None = None, report_to: str = "none", resume: bool = False) -> StageResult:
-    """Run KTO on labelled teacher traces; continues ``adapter`` when given."""
+def make_trainer(cfg: TrainConfig, base: Path, train, out: Path, *, targets: list[str],
+                 adapter: Path | None = None, report_to: str = "none"):
+    """``(KTOTrainer, desirable traces, all traces)`` for ``train``; continues ``adapter`` when given."""
     from trl import KTOTrainer
 
-    rows, good = kto_rows(train, cfg.kto_reward_threshold)
     if adapter is not None:
         model, tokenizer = load_adapter_for_training(cfg, base, adapter)
         peft_config = None
     else:
         model, tokenizer, peft_config = load_for_training(cfg, base, targets)
-    trainer = KTOTrainer(model=model, args=kto_config(cfg, out, report_to, good, len(rows) - good), train_dataset=rows,
-                         processing_class=tokenizer, peft_config=peft_config)
+    rows, good = kto_rows(train, cfg.kto_reward_threshold, tokenizer)
+    return KTOTrainer(model=model, args=kto_config(cfg, out, report_to, good, len(rows) - good), train_dataset=rows,
+                      processing_class=tokenizer, peft_config=peft_config), good, len(rows)
+
+
+def train_kto(cfg: TrainConfig, base: Path, train, out: Path, *, targets: list[str],
+              adapter: Path | None = None, report_to: str = "none", resume: bool = False) -> StageResult:
+    """Run KTO on labelled teacher traces; continues ``adapter`` when given."""
+    trainer, good, total = make_trainer(cfg, base, train, out, targets=targets, adapter=adapter, report_to=report_to)
     checkpoint = resume_checkpoint(Path(trainer.args.output_dir), resume)
     result = trainer.train(resume_from_checkpoint=checkpoint)
     save_adapter(trainer, out / "adapter")
     history = list(trainer.state.log_history)
     logged = [h for h in history if "loss" in h]
     summary = {"global_step": trainer.state.global_step, "train_runtime_s": result.metrics.get("train_runtime"),
-               "rows": len(rows), "desirable": good, "undesirable": len(rows) - good,
+               "rows": total, "desirable": good, "undesirable": total - good,
                "loss_first": logged[0]["loss"] if logged else None, "loss_last": logged[-1]["loss"] if logged else None,
                "threshold": cfg.kto_reward_threshold}
     for key in ("rewards/chosen", "rewards/rejected", "rewards/margins", "kl"):
         values = [h[key] for h in history if key in h]
         if values:
             summary[key.replace("/", "_") + "_last"] = values[-1]
-    log.info("kto: %d steps on %d traces (%d desirable), loss %s -> %s", trainer.state.global_step, len(rows), good,
+    log.info("kto: %d steps on %d traces (%d desirable), loss %s -> %s", trainer.state.global_step, total, good,
              summary["loss_first"], summary["loss_last"])
     return StageResult("kto", history, summary)

@@ -48,11 +48,9 @@ def sft_config(cfg: TrainConfig, out: Path, report_to: str, has_eval: bool):
     )
 
 
-def completion_ids(tokenizer, prompt: list[dict], answer: dict) -> tuple[list[int], list[int]]:
-    """``(prompt_ids, completion_ids)`` for one row: the prompt as generation sees it, the answer as the
-    template renders it up to and including the end-of-turn token."""
-    prompt_ids = list(tokenizer.apply_chat_template(prompt, add_generation_prompt=True, tokenize=True,
-                                                    return_dict=True)["input_ids"])
+def completion_text(tokenizer, prompt: list[dict], answer: dict) -> tuple[str, str]:
+    """``(prompt_text, completion_text)`` for one row: the prompt as generation renders it, the answer as
+    the template renders it up to and including the end-of-turn token (SFT here, KTO in miner/kto.py)."""
     rendered_prompt = tokenizer.apply_chat_template(prompt, add_generation_prompt=True, tokenize=False)
     full = tokenizer.apply_chat_template([*prompt, answer], tokenize=False)
     if full.startswith(rendered_prompt):
@@ -67,6 +65,15 @@ def completion_ids(tokenizer, prompt: list[dict], answer: dict) -> tuple[list[in
     eos = tokenizer.eos_token
     if eos and eos in text:  # nothing after the stop token is ever generated
         text = text[:text.rindex(eos) + len(eos)]
+    return rendered_prompt, text
+
+
+def completion_ids(tokenizer, prompt: list[dict], answer: dict) -> tuple[list[int], list[int]]:
+    """``(prompt_ids, completion_ids)``: :func:`completion_text` tokenized, the prompt exactly as generation
+    tokenizes it."""
+    prompt_ids = list(tokenizer.apply_chat_template(prompt, add_generation_prompt=True, tokenize=True,
+                                                    return_dict=True)["input_ids"])
+    _, text = completion_text(tokenizer, prompt, answer)
     return prompt_ids, list(tokenizer(text, add_special_tokens=False)["input_ids"])
 
 

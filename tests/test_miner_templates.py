@@ -5,7 +5,8 @@ tokens and its real template, which has no ``{% generation %}`` markers. For eac
 
 - the collated labels of an SFT row cover exactly the assistant's answer and its end-of-turn token,
   and the masked part is the prompt exactly as generation renders it (Mistral's template drops the
-  system prompt when an answer follows: the training context must still hold it);
+  system prompt when an answer follows: the training context must still hold it); KTO's rows split
+  the same way;
 - the miner's offline run (``neurons/miner.py --offline --base DIR``) trains a LoRA adapter and
   saves it, and the stock ``PeftModel.from_pretrained`` loads it on the base.
 """
@@ -84,6 +85,30 @@ def test_loss_covers_exactly_the_answer_and_its_end_of_turn(env, tmp_path, famil
         expected = tokenizer.apply_chat_template(rows[i]["prompt"], add_generation_prompt=True, tokenize=False)
         assert prompt == expected and prompt.endswith(cue)
         assert rows[i]["prompt"][0]["content"].strip() in prompt  # the system prompt is in the context
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_kto_splits_prompt_and_answer_as_sft_does(env, tmp_path, family):
+    from transformers import AutoTokenizer
+
+    from miner.kto import make_trainer
+
+    root, dd, bases = env
+    _, eot, cue = FAMILIES[family]
+    tokenizer = AutoTokenizer.from_pretrained(bases[family])
+    rows = dd["train"].select(range(4))
+    threshold = sorted(rows["teacher_reward"])[2]  # some desirable, some not
+    cfg = TrainConfig(finetuning_type="lora", lora_rank=4, kto_max_steps=1, report_to="none", cutoff_len=4096,
+                      kto_reward_threshold=threshold)
+    trainer, good, total = make_trainer(cfg, bases[family], rows, tmp_path, targets=["q_proj", "v_proj"])
+    assert 0 < good < total == 4
+    for i, row in enumerate(trainer.train_dataset):
+        source = rows[i]
+        assert row["label"] == (source["teacher_reward"] >= threshold)
+        prompt = tokenizer.apply_chat_template(source["prompt"], add_generation_prompt=True, tokenize=False)
+        assert tokenizer.decode(row["prompt_ids"]) == prompt and prompt.endswith(cue)
+        assert source["prompt"][0]["content"].strip() in prompt  # the system prompt is in the context
+        assert tokenizer.decode(row["completion_ids"]) == source["messages"][-1]["content"].strip() + eot
 
 
 @pytest.mark.slow
