@@ -122,7 +122,7 @@ def score_competition(entries: Iterable[LedgerEntry], contenders: Sequence[Conte
 
     ``base_key``: the base's model key, or a mapping from question day (ISO cutoff) to the key of
     the base that was current that day (days without one are not counted). ``competition``: keep
-    only entries of this competition (default: the competition of the first entry).
+    only entries of this competition (default: that of the first entry in (model, question) order).
     """
     end = date.fromisoformat(as_of)
     start = end - timedelta(days=settings.window_days - 1)
