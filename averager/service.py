@@ -26,8 +26,7 @@ import bittensor as bt
 
 from averager import select as S
 from averager.config import AveragerConfig
-from cortex.adapter import (ADAPTER_FILES, NO_NORM_BOUNDS, Adapter, AdapterRejected, BaseSpec, check_listing,
-                            load_adapter, own_limits)
+from cortex.adapter import ADAPTER_FILES, Adapter, AdapterRejected, BaseSpec, check_listing, load_adapter
 from cortex.chain.commitments import OnChainCommitment, read_all
 from cortex.errors import CortexError
 from cortex.hub.store import ModelStore, StoreError
@@ -246,7 +245,7 @@ class Averager:
         """The base's files, fetched and checked against its pointer once per process."""
         held = self.__dict__.setdefault("_bases", {})
         if str(base) not in held:
-            held[str(base)] = base.fetch(self.store, Path(self.cfg.state) / "cache" / "bases")
+            held[str(base)] = base.fetch(self.store, Path(self.cfg.state) / "cache" / "bases").path
         return held[str(base)]
 
     def _spec(self, base_dir: Path) -> BaseSpec:
@@ -257,14 +256,13 @@ class Averager:
         return held[base_dir]
 
     def _merge(self, base_dir: Path, weighted: list, work: Path) -> tuple[Path, dict[str, Any]]:
-        from averager.stream import merge_exact, merge_rank_r
+        from averager.stream import load_rank_r, merge_exact, merge_rank_r
 
         out, progress = work / "merged", self.cfg.progress
         if self.cfg.method == "exact":
             return out, merge_exact(base_dir, weighted, out, dtype=self.cfg.dtype, progress=progress)
         delta = merge_rank_r(base_dir, weighted, work / "delta", self.cfg.rank, progress=progress)
-        spec = self._spec(base_dir)
-        own = load_adapter(work / "delta", spec, own_limits(spec, self.cfg.rank), bounds=NO_NORM_BOUNDS)
+        own = load_rank_r(work / "delta", self._spec(base_dir), self.cfg.rank)
         folded = merge_exact(base_dir, [(own, 1.0)], out, dtype=self.cfg.dtype,
                              progress=progress)
         return out, {**delta, "dtype": folded["dtype"]}
