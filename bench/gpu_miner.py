@@ -53,6 +53,7 @@ if str(ROOT) not in sys.path:
 
 import torch  # noqa: E402
 
+from cortex.adapter import LLAMA_TARGETS  # noqa: E402
 from cortex.model.random_base import LLAMA_3_1_8B, TINY, build_base  # noqa: E402
 
 TEMPLATE = ROOT / "tests" / "data" / "chat_templates" / "llama3_1.jinja"
@@ -141,7 +142,7 @@ def main(argv: list[str] | None = None) -> dict:
     args.batch = args.batch or (2 if tiny else 8)
     args.heldout = args.heldout or (2 if tiny else 16)
     args.max_new_tokens = args.max_new_tokens or (8 if tiny else 64)
-    args.targets = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+    args.targets = LLAMA_TARGETS
     shape_name, shape = SHAPES["tiny" if tiny else args.shape]
     out = Path(args.out)
     report: dict = {"shape": shape_name, "device": torch.cuda.get_device_name() if gpu else "cpu",

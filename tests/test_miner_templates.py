@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from cortex.adapter import LLAMA_TARGETS
 from cortex.model.random_base import build_base
 from miner.config import TrainConfig
 
@@ -132,7 +133,6 @@ def test_offline_run_trains_and_saves_an_adapter_peft_loads(env, tmp_path, famil
     assert m["stages"]["sft"]["global_step"] == 4 and m["adapter_check"] == "ok" and m["adapter_type"] == "lora"
     assert m["train_loss_first"] > 0 and m["heldout_prompts"] == 2
     model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(bases[family]), str(out / "adapter"))
-    assert sorted(model.peft_config["default"].target_modules) == sorted(
-        ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])
+    assert sorted(model.peft_config["default"].target_modules) == sorted(LLAMA_TARGETS)
     lora_b = [p for n, p in model.named_parameters() if "lora_B" in n]
     assert lora_b and any(p.abs().sum() > 0 for p in lora_b)  # trained: B starts at zero
