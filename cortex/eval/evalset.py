@@ -34,7 +34,7 @@ from cortex.errors import CortexError
 from cortex.protocol.competition import Competition, EvalConfig
 
 
-DEFAULT_START_DAY = date(2024, 1, 1)  # the simulated clock's defaults (cortex.flags.add_clock_args)
+DEFAULT_START_DAY = date(2024, 1, 1)  # the simulated clock's defaults (cortex.neuron.add_args)
 DEFAULT_BLOCKS_PER_DAY = 10
 HISTORY_LOOKBACK_DAYS = 130  # market history loaded before the window (prompts need 100 days)
 
