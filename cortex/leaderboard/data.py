@@ -47,7 +47,7 @@ def snapshot(subtensor: bt.Subtensor, netuid: int, state_dirs: Sequence[Path]) -
     network = EMBEDDED if subtensor.network == EMBEDDED_LABEL else str(subtensor.network)
     vtrust = subtensor.query(bt.storage.SubtensorModule.ValidatorTrust, [netuid]) or []
     neurons = {n.hotkey: n for n in graph.neurons}
-    stake = {n.hotkey: n.total_stake.tao for n in graph.neurons}
+    stake = {n.hotkey: n.total_stake.amount for n in graph.neurons}
     tables = score_tables(state_dirs)
     rounds = _rounds(tables, stake)
 
@@ -81,7 +81,7 @@ def snapshot(subtensor: bt.Subtensor, netuid: int, state_dirs: Sequence[Path]) -
         row = {"rank": 0, "uid": n.uid, "hotkey": hotkey, **entry, "advantage": last.get("advantage"),
                "ci_low": last.get("ci_low"), "ci_high": last.get("ci_high"), "days": last.get("days"),
                "mean_reward": last.get("mean_reward"), "weight": last.get("weight"),
-               "incentive": n.incentive, "emission": n.emission.tao, "history": history}
+               "incentive": n.incentive, "emission": n.emission.amount, "history": history}
         by_comp[cid].append(row)
         miners[str(n.uid)] = {**row, "competition": cid, **_detail(rounds, cid, hotkey, stake)}
     competitions = []
