@@ -2,7 +2,7 @@
 
 How the honest adapters differ in quality. A tiny base trained for seconds cannot forecast, so
 the three honest adapters are real peft LoRAs (rank 8, trained here on the base with a plain loop,
-70 to 140 steps, seconds each) that answer every market prompt with the same well-formed
+70 to 175 steps, seconds each) that answer every market prompt with the same well-formed
 forecast and differ in their reasoning: ``strong`` argues in 22 words, ``medium`` in 10, ``weak``
 in 3. The competition's reward (``cortex.reward`` with ``depth_min_tokens=2`` and
 ``depth_full_tokens=16``: depth credit grows from 2 novel reasoning words to full credit at 16)
@@ -64,6 +64,9 @@ TEXTS = {  # no word repeats inside a text: a repeated context is where a tiny m
     "medium": "<think>Buyers held control while sellers faded, so expect modest gains.</think>" + ANSWER,
     "weak": "<think>Buyers look stronger.</think>" + ANSWER,
 }
+# The longest text learns fastest at a higher rate; at 1.2e-2 it needs ~250 steps and its update
+# grows past the checks' bound (twice the base weight's norm) on this nearly untrained base.
+LEARNING_RATES = {"strong": 1.6e-2}
 COMPETITION = Competition(
     id=COMP, description="validator tests",
     base=BaseModelRef(repo=TINY_REPO, builtin=True, follow_pointer=True),  # the subnet owner's pointer
@@ -245,7 +248,7 @@ def build_artifacts(root: Path) -> Artifacts:
                                       vocab_size=1024, eval_prompts=1, max_new_tokens=4, model=TinyConfig(**BASE_MODEL),
                                       answer_weight=1.0, progress=False, threads=1))
             for name, text in TEXTS.items():
-                train_lora(root / "base", text, root / "honest" / name)
+                train_lora(root / "base", text, root / "honest" / name, lr=LEARNING_RATES.get(name, 1.2e-2))
             bad = _bad_adapters(root / "honest" / "weak", root / "bad", root / "base")
         torch.use_deterministic_algorithms(deterministic)  # bootstrap turns it on for the whole process
         done.write_text(json.dumps({k: [str(p), r] for k, (p, r) in bad.items()}))
