@@ -15,7 +15,6 @@ content gives the same revision, and the same pointer is never committed twice.
 
 from __future__ import annotations
 
-import json
 import logging
 import shutil
 from dataclasses import dataclass
@@ -34,6 +33,7 @@ from cortex.model.pointer import BaseRef, current_base
 from cortex.protocol.hashing import content_hash
 from cortex.protocol.records import RecordError
 from cortex.protocol.rounds import AveragerRound, Manifest
+from cortex.protocol.scores import ScoreTable
 from cortex.wandb_log import WandbLog
 
 log = logging.getLogger(__name__)
@@ -158,15 +158,12 @@ class Averager:
 
     # --- steps ----------------------------------------------------------------------------
 
-    def _tables(self) -> list[dict]:
+    def _tables(self) -> list[ScoreTable]:
         tables = []
         for path in self.cfg.scores:
             try:
-                table = json.loads(Path(path).read_text())
-                if not isinstance(table, dict) or not isinstance(table.get("competitions"), dict):
-                    raise ValueError("not a validator score table")
-                tables.append(table)
-            except (OSError, ValueError) as exc:
+                tables.append(ScoreTable.read(path))
+            except RecordError as exc:
                 log.warning("score table %s is not usable (%s); skipping it", path, exc)
         return tables
 
