@@ -136,3 +136,30 @@ def test_default_bootstrap_reports_its_parse_rate(tmp_path, capsys):
     assert f"published {TINY_REPO}@{report['revision']}" in printed
     model, _ = load_base(CORTEX_TINY.base, LocalStore(store), revision=report["revision"], cache_dir=tmp_path / "c")
     assert model.config.hidden_size == TinyConfig().hidden_size
+
+
+def test_the_answer_block_and_ticker_tokens_weigh_more_in_the_loss():
+    """Pre-training's weighted loss is the weighted mean of the per-token cross-entropy: labels from
+    ``<answer>`` on weigh ``answer_weight``, ticker tokens ``name_weight`` on top."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from cortex.model.pretrain import IGNORE, assistant_loss
+
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=16, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                                         num_attention_heads=2, num_key_value_heads=1)).eval()
+    ids = torch.tensor([[3, 4, 5, 9, 6, 7, 8, 2]])
+    labels = torch.tensor([[IGNORE, IGNORE, 5, 9, 6, 7, 8, 2]])  # 9 is <answer>, 7 a ticker
+    batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": labels}
+    plain = assistant_loss(model, batch)
+    assert torch.allclose(assistant_loss(model, batch, answer_id=9, answer_weight=1.0), plain)
+    logits = model(input_ids=ids).logits[0, :-1]
+    ce = torch.nn.functional.cross_entropy(logits, labels[0, 1:], reduction="none", ignore_index=IGNORE)
+    token_weights = torch.ones(16)
+    token_weights[7] = 10.0
+    w = torch.tensor([0, 1, 4, 4, 40, 4, 4], dtype=torch.float)  # next-token labels 5 9 6 7 8 2 after a masked one
+    expected = (ce * w).sum() / w.sum()
+    got = assistant_loss(model, batch, answer_id=9, answer_weight=4.0, token_weights=token_weights)
+    assert torch.allclose(got, expected, atol=1e-6)
+    assert torch.allclose(plain, ce[1:].mean(), atol=1e-6)

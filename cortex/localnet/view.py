@@ -151,11 +151,20 @@ def round_cells(r) -> list[str]:
     published = sum(1 for m in r.miners.values() if m.get("published"))
     kept = sum(1 for m in r.miners.values() if m.get("kept"))
     scored = sum(1 for v in r.validators.values() if v.get("scored"))
-    averager = "-" if r.averager is None else r.averager.get("status", "?")
+    averager = "-" if r.averager is None else averager_cell(r.averager)
     new = f"{published}/{len(r.miners) - kept}" + (f" (+{kept} kept)" if kept else "")
     return [str(r.round), r.phase, new if r.miners else "-",
             "-" if r.sync_block is None else str(r.sync_block), f"{scored}/{len(r.validators)}" if r.validators else "-",
             averager]
+
+
+def averager_cell(record: dict) -> str:
+    """The round's outcome and, with a benchmark, the base's reward on it before → after."""
+    status = record.get("status", "?")
+    before, after = record.get("benchmark_before") or {}, record.get("benchmark_after") or {}
+    if before.get("mean_reward") is None or after.get("mean_reward") is None:
+        return status
+    return f"{status}, base on the benchmark {before['mean_reward']:+.3f} → {after['mean_reward']:+.3f}"
 
 
 def round_line(r) -> str:

@@ -43,6 +43,11 @@ class BootstrapConfig:
     end: str | None = None
     relabel_fraction: float = 0.5  # of the training chats (BTC's too) renamed to another ticker
     answer_weight: float = 4.0  # loss weight of the answer block's tokens against the reasoning's
+    name_weight: float = 10.0  # loss weight of ticker tokens (the asset the answer must copy from the prompt)
+    # Share of the steps over which the prompt context grows from its last 32 tokens to all of it: early
+    # steps see the question line (asset, horizon) but not the prices, so the model learns to copy the asset
+    # named there instead of guessing it from the price level (the synthetic SOL and NEAR overlap).
+    context_warmup: float = 0.5
     vocab_size: int = 4096
     eval_prompts: int = 100
     max_new_tokens: int | None = None  # the format check's budget (default: the competition's max_new_tokens)
@@ -110,7 +115,7 @@ Built by `cortex base bootstrap --seed {cfg.seed} --source {cfg.source} --steps 
 | architecture | `LlamaForCausalLM`: hidden {arch['hidden_size']}, {arch['num_hidden_layers']} layers, {arch['num_attention_heads']} heads ({arch['num_key_value_heads']} KV), MLP {arch['intermediate_size']}, context {arch['max_position_embeddings']}, tied embeddings |
 | parameters | {facts['parameters']:,} |
 | tokenizer | byte-level BPE, {facts['tokenizer_size']} tokens, trained on the dataset's chats; chat template with `{{% generation %}}` markers |
-| pre-training | full fine-tuning, {cfg.steps} steps × {cfg.batch_size} chats, AdamW, peak lr {cfg.learning_rate}, loss on assistant tokens (the answer block's weighted {cfg.answer_weight:g}×); {cfg.relabel_fraction:.0%} of the training chats renamed to another ticker |
+| pre-training | full fine-tuning, {cfg.steps} steps × {cfg.batch_size} chats, AdamW, peak lr {cfg.learning_rate}, loss on assistant tokens (the answer block weighted {cfg.answer_weight:g}×, tickers {cfg.name_weight:g}×), the prompt context growing from its last 32 tokens over the first {cfg.context_warmup:.0%} of the steps; {cfg.relabel_fraction:.0%} of the training chats renamed to another ticker |
 | final training loss | {facts['final_loss']} |
 | data | {data['source']}: assets {', '.join(data['assets'])}, horizons {data['horizons']} days, rows {data['rows']} |
 | held-out format check | {check['prompts']} {HELD_OUT} prompts, greedy: parse rate {check['parse_rate']}, mean reward {check['mean_reward']} |
@@ -154,7 +159,8 @@ def bootstrap(cfg: BootstrapConfig) -> dict[str, Any]:
     seconds["tokenizer_and_init"] = time.time() - started - sum(seconds.values())
 
     train_cfg = PretrainConfig(steps=cfg.steps, batch_size=cfg.batch_size, learning_rate=cfg.learning_rate,
-                               warmup_steps=max(1, cfg.steps // 10), seed=cfg.seed, answer_weight=cfg.answer_weight)
+                               warmup_steps=max(1, cfg.steps // 10), seed=cfg.seed, answer_weight=cfg.answer_weight,
+                               name_weight=cfg.name_weight, context_warmup_steps=int(cfg.context_warmup * cfg.steps))
     curve = pretrain(model, tokenizer, train, train_cfg, progress=cfg.progress)
     seconds["pretrain"] = time.time() - started - sum(seconds.values())
     budget = cfg.max_new_tokens or CORTEX_TINY.eval.max_new_tokens

@@ -49,6 +49,9 @@ class PretrainConfig:
     # Loss weight of the tokens from ``<answer>`` on (the JSON that must parse: asset, horizon, numbers)
     # against 1 for the reasoning: the answer is a fifth of a completion's tokens but all of its format.
     answer_weight: float = 1.0
+    # Loss weight of ticker tokens (an upper-case run: BTC, NEAR) in the answer: the asset the prompt names,
+    # which a small model otherwise guesses from the price level instead of reading it.
+    name_weight: float = 1.0
 
 
 def relabel_assets(conversations: Sequence[list[dict[str, str]]], assets: Sequence[str], fraction: float,
@@ -116,22 +119,37 @@ def collate(batch: Sequence[tuple[list[int], list[int]]], pad_id: int) -> dict[s
 
 
 def assistant_loss(model: PreTrainedModel, batch: dict[str, torch.Tensor], answer_id: int | None = None,
-                   answer_weight: float = 1.0) -> torch.Tensor:
+                   answer_weight: float = 1.0, token_weights: torch.Tensor | None = None) -> torch.Tensor:
     """Mean next-token cross-entropy over labelled positions, as ``model(labels=...)`` computes it,
     with the output layer applied to those positions only (a third of a chat's tokens).
 
     With ``answer_id`` and ``answer_weight`` != 1, labels from the first ``answer_id`` on weigh
-    ``answer_weight`` each (a weighted mean)."""
+    ``answer_weight`` each, and ``token_weights`` (one weight per vocabulary id) multiplies each label's
+    weight by its token's (a weighted mean)."""
     hidden = model.get_decoder()(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
     labels = batch["labels"][:, 1:]
     keep = labels != IGNORE
     logits = model.get_output_embeddings()(hidden[:, :-1][keep])
-    if answer_id is None or answer_weight == 1.0:
+    if (answer_id is None or answer_weight == 1.0) and token_weights is None:
         return torch.nn.functional.cross_entropy(logits.float(), labels[keep])
-    in_answer = torch.cumsum((labels == answer_id).long(), dim=1) > 0
-    weights = torch.where(in_answer, answer_weight, 1.0)[keep]
+    weights = torch.ones_like(labels, dtype=torch.float)
+    if answer_id is not None:
+        weights = torch.where(torch.cumsum((labels == answer_id).long(), dim=1) > 0, answer_weight, 1.0)
+    weights = weights[keep]
+    if token_weights is not None:
+        weights = weights * token_weights[labels[keep]]
     losses = torch.nn.functional.cross_entropy(logits.float(), labels[keep], reduction="none")
     return (losses * weights).sum() / weights.sum()
+
+
+def name_weights(tokenizer: PreTrainedTokenizerBase, weight: float) -> torch.Tensor:
+    """One loss weight per vocabulary id: ``weight`` for ticker tokens (an upper-case run of 2+ letters), else 1."""
+    size = max(len(tokenizer), max(tokenizer.get_vocab().values()) + 1)
+    out = torch.ones(size)
+    for i in range(size):
+        if re.fullmatch(r"[A-Z]{2,}", tokenizer.decode([i]).strip()):
+            out[i] = weight
+    return out
 
 
 def learning_rate(step: int, cfg: PretrainConfig) -> float:
@@ -170,6 +188,7 @@ def pretrain(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
     curve: list[dict[str, float]] = []
     window: list[float] = []
     answer_id = tokenizer.convert_tokens_to_ids("<answer>") if cfg.answer_weight != 1.0 else None
+    token_weights = name_weights(tokenizer, cfg.name_weight) if cfg.name_weight != 1.0 else None
     bar = tqdm(range(cfg.steps), desc="pre-train", unit="step", disable=not progress)
     for step in bar:
         context = context_length(step, cfg)
@@ -178,7 +197,8 @@ def pretrain(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
         lr = learning_rate(step, cfg)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        loss = assistant_loss(model, collate(batch, tokenizer.pad_token_id), answer_id, cfg.answer_weight)
+        loss = assistant_loss(model, collate(batch, tokenizer.pad_token_id), answer_id, cfg.answer_weight,
+                              token_weights)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"pre-training diverged at step {step} (loss {loss.item()}): lower the learning rate")
         loss.backward()
