@@ -26,7 +26,7 @@ AREAS: list[tuple[str, str, str]] = [
     ("walkthrough", "cortex.walkthrough", "the embedded chain, store and commitments, end to end"),
     ("localnet", "cortex.localnet.cli", "a whole subnet on this machine, offline: miners, validators, averager"),
     ("data", "cortex.data.cli", "market data, prompts, teacher traces and datasets"),
-    ("eval", "cortex.eval_cli", "offline evaluation: backtest forecasts against outcomes"),
+    ("eval", "cortex.eval.cli", "offline evaluation: backtest forecasts against outcomes"),
     ("base", "cortex.model.cli", "the tiny offline base model: bootstrap (build, pre-train, publish)"),
     ("leaderboard", "cortex.leaderboard.cli", "the subnet's leaderboard: serve it (FastAPI) or export a static copy"),
 ]
