@@ -187,7 +187,7 @@ def test_the_base_progress_chart_of_a_localnet_run(executable, served_localnet, 
                 assert chart.is_visible() and chart.bounding_box()["height"] > 100
                 assert chart.locator("circle.point").count() == sum(p[key] is not None for p in points)
                 assert chart.locator("rect.marker").count() == len(points)
-                assert chart.locator("text.tick").first.inner_text()  # an axis a reader can read
+                assert chart.locator("text.tick").first.text_content()  # an axis a reader can read
             assert charts.locator("svg text").filter(has_text="genesis").count() == 3
             rows = page.locator("table.progress-table tr").all_inner_texts()[1:]
             assert [r.split()[0] for r in rows] == [p["label"] for p in points]
