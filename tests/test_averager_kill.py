@@ -1,4 +1,10 @@
-"""A merge killed halfway (SIGKILL) publishes nothing half-made; the restarted averager publishes once."""
+"""A merge killed halfway (SIGKILL) publishes nothing half-made; the restarted averager publishes once.
+
+The weights are set on chain directly (0.6, 0.3, 0.1 to ``medium``, ``copy``, ``weak``; no
+validator round), so ``copy`` has incentive here and the round also shows the averager's own
+selection end to end: the later duplicate is dropped, ``weak`` is not among the two with the most
+incentive, and the next round skips what the new base already holds.
+"""
 
 import json
 import os
@@ -60,6 +66,11 @@ def test_a_merge_killed_halfway_publishes_nothing_and_the_restart_publishes_once
     assert "left by an interrupted round" in done.stderr
     record = json.loads((tmp_path / "averager" / "rounds" / "latest.json").read_text())
     assert record["round"] == 1 and record["status"] == "published", record
+    inputs = {i["hotkey"]: i for i in record["inputs"]}
+    hotkey = {n: chain.wallets[n].hotkey.ss58_address for n in ("medium", "copy", "weak")}
+    assert inputs[hotkey["medium"]]["weight"] == 1.0  # the two with the most incentive: medium and its copy …
+    assert inputs[hotkey["copy"]]["reason"] == "duplicate"  # … the same update, committed later: dropped
+    assert inputs[hotkey["weak"]]["reason"] == "not_top"
     revision = record["published"].split("@")[1]
     assert store.revisions(TINY_REPO) == [revision, genesis]  # exactly one new revision
     assert current_base(chain.sub, NETUID, COMPETITION16, store).revision == revision
@@ -72,6 +83,9 @@ def test_a_merge_killed_halfway_publishes_nothing_and_the_restart_publishes_once
     assert again.returncode == 0, again.stderr[-3000:]
     second = json.loads((tmp_path / "averager" / "rounds" / "latest.json").read_text())
     assert second["round"] == 2 and second["status"] == "skipped"  # medium is in the base now; nothing new
+    reasons = {i["hotkey"]: i["reason"] for i in second["inputs"]}
+    assert reasons[hotkey["medium"]] == "already_merged"  # still paid (no new weights), but the base holds it
+    assert reasons[hotkey["copy"]] == reasons[hotkey["weak"]] == "stale_base"  # trained on the genesis base
     assert store.revisions(TINY_REPO) == [revision, genesis]
 
 
