@@ -35,7 +35,7 @@ class BootstrapConfig:
     out: Path
     source: str = "synthetic"
     seed: int = 0
-    steps: int = 320
+    steps: int = 640
     batch_size: int = 4
     learning_rate: float = 3e-3
     stride: int = 2  # every 2nd day as a cutoff: half the data build, the same years and regimes
