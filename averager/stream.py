@@ -83,9 +83,10 @@ def read_header(path: Path) -> tuple[list[TensorInfo], dict[str, str]]:
     except HeaderError as exc:
         raise CortexError(f"{path}: {exc}; the merge reads only well-formed safetensors "
                           f"of {', '.join(DTYPES)}") from None
-    with open(path, "rb") as handle:
-        (size,) = struct.unpack("<Q", handle.read(8))
-    infos = [TensorInfo(name, t.dtype, t.shape, 8 + size + t.begin, 8 + size + t.end) for name, t in tensors.items()]
+    # the checked tensors cover the data section exactly, so it starts where their bytes end before EOF
+    data_start = path.stat().st_size - max((t.end for t in tensors.values()), default=0)
+    infos = [TensorInfo(name, t.dtype, t.shape, data_start + t.begin, data_start + t.end)
+             for name, t in tensors.items()]
     return sorted(infos, key=lambda i: i.start), meta
 
 
