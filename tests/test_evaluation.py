@@ -148,6 +148,54 @@ def test_mixed_batches_answer_like_one_adapter_at_a_time(setup, loras):
     assert all(torch.equal(before[k], after[k]) for k in before)  # the base is untouched
 
 
+def test_grouped_lora_is_used_and_answers_like_peft_mixed_batches(setup, loras, monkeypatch):
+    """The grouped path (two batched matmuls a layer) gives peft's mixed-batch answers, and peft's
+    per-adapter loop is not entered while it runs; the fallback (peft's adapter_names) still works."""
+    from peft.tuners.lora.layer import Linear
+
+    generator, _, rows = setup
+    prompts, keys = [r["prompt"] for r in rows], [None, *loras]
+    generator.batch_size = 6
+    try:
+        failed = generator.attach(loras)
+        assert failed == {}
+        generator.grouped = False
+        peft_mixed = generator.generate_mixed(prompts, keys)
+        generator.grouped = True
+        with monkeypatch.context() as m:
+            def refuse(*a, **k):
+                raise AssertionError("peft's per-adapter loop ran")
+            m.setattr(Linear, "_mixed_batch_forward", refuse)
+            grouped = generator.generate_mixed(prompts, keys)
+    finally:
+        generator.detach()
+        generator.batch_size, generator.grouped = 2, True
+    assert grouped == peft_mixed
+    assert len({tuple(texts) for texts, _ in grouped.values()}) == len(keys)  # every model answers its own way
+
+
+def test_grouped_lora_refuses_dora_and_mixed_batches_are_whole_segments(setup):
+    from peft import PeftModel
+
+    from cortex.eval.grouped_lora import GroupedLora, mixed_batches
+
+    generator, adapters, _ = setup
+    dora = PeftModel.from_pretrained(build_model(TINY, generator.tokenizer, seed=0), str(adapters["dora"]))
+    assert GroupedLora.build(dora, ["default"]) is None  # DoRA goes through peft (which refuses it in a mix)
+    lora = PeftModel.from_pretrained(build_model(TINY, generator.tokenizer, seed=0), str(adapters["lora"]))
+    assert GroupedLora.build(lora, ["default"]) is not None
+    for models, prompts, size in ((4, 5, 6), (3, 8, 8), (5, 2, 7), (1, 9, 4), (2, 3, 1)):
+        batches = mixed_batches(models, prompts, size)
+        rows = [r for b in batches for r in b]
+        assert sorted(rows) == [(m, i) for m in range(models) for i in range(prompts)]  # each row once
+        for b in batches:
+            per_model = {}
+            for m, i in b:
+                per_model.setdefault(m, []).append(i)
+            assert len(b) <= size and len({tuple(v) for v in per_model.values()}) == 1  # equal segments
+            assert [m for m, _ in b] == sorted(m for m, _ in b)  # model-major, contiguous
+
+
 def test_one_bad_adapter_does_not_sink_the_batch(setup, loras, tmp_path, monkeypatch):
     from cortex.eval.engines import Job
 

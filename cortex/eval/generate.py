@@ -87,6 +87,7 @@ class Generator:
         self._peft = None  # the PeftModel wrapper while adapters are injected
         self._saved: list[tuple[torch.nn.Module, dict[str, torch.Tensor]]] = []  # base weights to put back
         self._names: dict[str, str] = {}  # model key → peft adapter name, while mixed adapters are loaded
+        self.grouped = True  # mixed batches through grouped LoRA matmuls where possible (False: peft's loop)
 
     @classmethod
     def load(cls, path: str | Path, *, device: str = "auto", dtype: torch.dtype | str | None = None,
@@ -181,22 +182,37 @@ class Generator:
                        deadline: float | None = None) -> dict[str | None, tuple[list[str], int]]:
         """Greedy completions of every prompt for every key (``None``: the bare base) in mixed batches.
 
-        Rows are (key, prompt) pairs, ``batch_size`` of them per ``generate``; each row goes through
-        its own adapter. Raises (BudgetExceeded, or any generation error) for the whole set."""
+        Rows are (key, prompt) pairs in batches of at most ``batch_size`` (``mixed_batches``: a few
+        keys x the same prompts each), each row through its own adapter: grouped matmuls
+        (``cortex.eval.grouped_lora``) where every layer allows it, peft's mixed-adapter batches
+        otherwise. Raises (BudgetExceeded, or any generation error) for the whole set."""
+        from cortex.eval.grouped_lora import GroupedLora, mixed_batches
+
         unknown = [k for k in keys if k is not None and k not in self._names]
         if unknown:
             raise KeyError(f"adapters not attached: {unknown}")
         ids = prompt_batch(self.tokenizer, prompts)
-        rows = [(k, i) for k in keys for i in range(len(ids))]
-        names = [BASE if k is None else self._names[k] for k, _ in rows]
+        names = [None if k is None else self._names[k] for k in keys]
         model = self._peft if self._peft is not None else self.model
-        texts, tokens = self._run(model, [ids[i] for _, i in rows], deadline, names if self._peft is not None else None)
-        out: dict[str | None, tuple[list[str], int]] = {}
-        for (key, _), text, n in zip(rows, texts, tokens):
-            done, count = out.get(key, ([], 0))
-            done.append(text)
-            out[key] = (done, count + n)
-        return out
+        grouped = None
+        if self._peft is not None and self.grouped:
+            grouped = GroupedLora.build(self._peft, [n for n in names if n is not None])
+            log.debug("mixed batches: %s", "grouped LoRA" if grouped else "peft's adapter_names")
+        texts: dict[tuple[int, int], str] = {}
+        counts: dict[tuple[int, int], int] = {}
+        for batch in mixed_batches(len(keys), len(ids), self.batch_size):
+            batch_ids = [ids[i] for _, i in batch]
+            if grouped is not None:
+                segments = list(dict.fromkeys(k for k, _ in batch))  # model-major: one segment per key
+                with grouped.active([names[k] for k in segments]):
+                    done, tokens = self._run(model, batch_ids, deadline)
+            else:
+                routes = [BASE if names[k] is None else names[k] for k, _ in batch] if self._peft is not None else None
+                done, tokens = self._run(model, batch_ids, deadline, routes)
+            texts.update(zip(batch, done))
+            counts.update(zip(batch, tokens))
+        return {key: ([texts[k, i] for i in range(len(ids))], sum(counts[k, i] for i in range(len(ids))))
+                for k, key in enumerate(keys)}
 
     # --- generation ----------------------------------------------------------------------
 
