@@ -15,7 +15,8 @@ tokens each (``min_new_tokens = max_new_tokens``):
 
   (a) ``cortex.eval.engines.MultiLoraEngine``, what a validator runs for a LoRA-only competition:
       the base loaded once by ``cortex.eval.base`` (bf16, ``device_map``), every adapter loaded
-      side by side, every (adapter, prompt) row in peft mixed-adapter batches of ``--batch`` rows;
+      side by side, every (adapter, prompt) row in batches of ``--batch`` rows with grouped LoRA
+      matmuls (``cortex.eval.grouped_lora``; ``--peft-mixed``: peft's mixed-adapter batches);
   (b) reload per adapter: ``AutoModelForCausalLM.from_pretrained`` + ``PeftModel.from_pretrained``
       for each adapter, its prompts in one batch, timed on the first ``--reload-adapters`` adapters
       (each adapter is the same amount of work, so the rate holds for all of them).
@@ -116,7 +117,8 @@ def _sync() -> None:
         torch.cuda.synchronize()
 
 
-def engine_side(base: Path, adapters: list[Path], prompts, new_tokens: int, batch: int, device: str) -> tuple[float, int]:
+def engine_side(base: Path, adapters: list[Path], prompts, new_tokens: int, batch: int, device: str,
+                grouped: bool = True) -> tuple[float, int]:
     """(a) the validator's engine: one base load, mixed-adapter batches; (seconds, new tokens)."""
     from cortex.eval.engines import EngineOptions, Job, MultiLoraEngine
     from cortex.eval.generate import Generator
@@ -125,6 +127,7 @@ def engine_side(base: Path, adapters: list[Path], prompts, new_tokens: int, batc
     started = time.perf_counter()
     generator = Generator.load(base, device=device, max_new_tokens=new_tokens, batch_size=batch)
     generator.model.generation_config.min_new_tokens = new_tokens
+    generator.grouped = grouped
     engine = MultiLoraEngine(generator=generator, max_new_tokens=new_tokens, batch_size=batch,
                              options=EngineOptions(device=device, max_loras=len(adapters)))
     rows = [{"prompt": p} for p in prompts]
@@ -170,6 +173,8 @@ def reload_side(base: Path, adapters: list[Path], prompts, new_tokens: int, devi
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tiny", action="store_true", help="a tiny Llama on the CPU (smoke test)")
+    parser.add_argument("--peft-mixed", action="store_true",
+                        help="(a) with peft's mixed-adapter batches instead of grouped LoRA matmuls")
     parser.add_argument("--adapters", type=int, default=16)
     parser.add_argument("--prompts", type=int, default=64)
     parser.add_argument("--new-tokens", type=int, default=128)
@@ -205,7 +210,8 @@ def main(argv: list[str] | None = None) -> None:
               f"{params / 1e9:.2f}B parameters, random weights, {str(dtype).split('.')[-1]}; built in "
               f"{time.perf_counter() - started:.0f} s")
         print(f"{len(adapters)} rank-{args.rank} LoRA adapters; {len(prompts)} prompts; {args.new_tokens} new tokens each")
-        a_seconds, a_tokens = engine_side(base, adapters, prompts, args.new_tokens, args.batch, device)
+        a_seconds, a_tokens = engine_side(base, adapters, prompts, args.new_tokens, args.batch, device,
+                                          grouped=not args.peft_mixed)
         b_adapters = adapters[:max(1, args.reload_adapters)]
         b_seconds, b_tokens = reload_side(base, b_adapters, prompts, args.new_tokens, device, dtype)
         expected = args.new_tokens * len(prompts)
