@@ -45,7 +45,6 @@ def test_miner_configs_differ_and_pass_the_miners_own_schema(tmp_path):
         cfg = load_config(str(path))
         assert cfg.max_steps == 7 and cfg.seed == 100 + k and cfg.data_end == "2024-03-01"
         assert cfg.data_start < cfg.data_end and cfg.heldout_samples == s.eval_prompts
-        assert tuple(cfg.assets) == ("BTC", "ETH", "SOL", "NEAR")  # every miner: the base's assets (docs/localnet.md)
         seen.add((cfg.finetuning_type, cfg.lora_rank, cfg.learning_rate, tuple(cfg.assets), cfg.data_start))
     assert len(seen) == 4  # four variants; the fifth miner repeats the first's with its own seed
 

@@ -25,14 +25,16 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 TRAINING_TEMPLATE = REPO_ROOT / "configs" / "tiny-cpu.yaml"
 
 # How miners differ. Miner k takes variant k % len(VARIANTS) and seed 100 + k: its own adapter type,
-# rank, learning rate and length of history, so their adapters (and scores) differ. Every miner trains
-# on all the assets of the template (the base's assets): an adapter trained on two of them learns to
-# name those two, and answers about the others with the wrong asset (an unparseable answer).
+# rank, learning rate, assets and length of history, so their adapters (and scores) differ.
 VARIANTS: tuple[dict[str, Any], ...] = (
-    {"finetuning_type": "dora", "lora_rank": 8, "learning_rate": 2.0e-3, "history_days": 360},
-    {"finetuning_type": "lora", "lora_rank": 4, "learning_rate": 3.0e-3, "history_days": 240},
-    {"finetuning_type": "dora", "lora_rank": 8, "learning_rate": 1.0e-3, "history_days": 480},
-    {"finetuning_type": "lora", "lora_rank": 8, "learning_rate": 3.0e-3, "history_days": 180},
+    {"finetuning_type": "dora", "lora_rank": 8, "learning_rate": 2.0e-3, "assets": ["BTC", "ETH", "SOL", "NEAR"],
+     "history_days": 360},
+    {"finetuning_type": "lora", "lora_rank": 4, "learning_rate": 3.0e-3, "assets": ["BTC", "ETH"],
+     "history_days": 240},
+    {"finetuning_type": "dora", "lora_rank": 8, "learning_rate": 1.0e-3, "assets": ["SOL", "NEAR"],
+     "history_days": 480},
+    {"finetuning_type": "lora", "lora_rank": 8, "learning_rate": 5.0e-3, "assets": ["BTC", "SOL", "NEAR"],
+     "history_days": 180},
 )
 
 
