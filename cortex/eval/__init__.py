@@ -7,6 +7,7 @@ judge a model, so that all three see the same thing.
 - ``cortex.eval.prompts``: the one prompt builder (chat → token ids) every engine feeds.
 - ``cortex.eval.generate``: ``Generator`` (adapters folded in one at a time, or LoRA adapters in
   mixed batches), ``evaluate`` and ``ModelScore``.
+- ``cortex.eval.grouped_lora``: many LoRA adapters in one batch, two batched matmuls per layer.
 - ``cortex.eval.engines``: the engines a validator runs (transformers, multi-LoRA, vLLM) and the
   rule that picks one per competition.
 """

@@ -11,8 +11,9 @@ batches:
   back bit for bit and the layers taken out again (``unload``);
 - **mixed** (``Generator.generate_mixed``, LoRA only): several adapters are loaded side by side
   and one batch holds rows of many adapters (and of the bare base), each row routed through its
-  own adapter by peft's mixed-adapter batches (``generate(..., adapter_names=[...])``). peft
-  refuses DoRA there.
+  own adapter: by grouped LoRA matmuls (``cortex.eval.grouped_lora``) where every layer allows
+  it, else by peft's mixed-adapter batches (``generate(..., adapter_names=[...])``). Neither
+  takes DoRA.
 
 A model that runs over its time budget, crashes or runs out of memory gets no score and a reason,
 and the next one starts on a clean state.
