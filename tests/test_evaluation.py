@@ -155,7 +155,7 @@ def test_grouped_lora_is_used_and_answers_like_peft_mixed_batches(setup, loras, 
 
     generator, _, rows = setup
     prompts, keys = [r["prompt"] for r in rows], [None, *loras]
-    generator.batch_size = 6
+    generator.batch_size = 2 * len(rows)  # two models' segments in each batch
     try:
         failed = generator.attach(loras)
         assert failed == {}
@@ -167,10 +167,11 @@ def test_grouped_lora_is_used_and_answers_like_peft_mixed_batches(setup, loras, 
                 raise AssertionError("peft's per-adapter loop ran")
             m.setattr(Linear, "_mixed_batch_forward", refuse)
             grouped = generator.generate_mixed(prompts, keys)
+            shuffled = generator.generate_mixed(prompts, keys[::-1])  # segments out of attach order
     finally:
         generator.detach()
         generator.batch_size, generator.grouped = 2, True
-    assert grouped == peft_mixed
+    assert grouped == peft_mixed == shuffled
     assert len({tuple(texts) for texts, _ in grouped.values()}) == len(keys)  # every model answers its own way
 
 

@@ -86,12 +86,18 @@ class GroupedLora:
     def active(self, segments: Sequence[str | None]) -> Iterator[None]:
         """While open, a forward pass routes segment ``i`` of the batch's rows through ``segments[i]``
         (a peft adapter name, or None for the bare base). The rows must divide into equal segments."""
-        index = torch.tensor([BASE_SLOT if s is None else self.slots[s] for s in segments])
+        slots = [BASE_SLOT if s is None else self.slots[s] for s in segments]
+        # consecutive slots (the usual case: models in attach order) are a view, not a copy
+        run = slots == list(range(slots[0], slots[0] + len(slots)))
+        index = torch.tensor(slots)
         hooks = []
         try:
             for layer, a, b in self.layers:
-                idx = index.to(a.device)
-                hooks.append(layer.register_forward_hook(_hook(a[idx], b[idx])))
+                if run:
+                    a_s, b_s = a[slots[0]:slots[0] + len(slots)], b[slots[0]:slots[0] + len(slots)]
+                else:
+                    a_s, b_s = a[index.to(a.device)], b[index.to(b.device)]
+                hooks.append(layer.register_forward_hook(_hook(a_s, b_s)))
             with self.peft_model.disable_adapter():  # peft's layers compute the base alone
                 yield
         finally:
