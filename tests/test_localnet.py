@@ -143,9 +143,11 @@ def test_jobs_limit_and_timeout(tmp_path):
 
 
 ORCHESTRATOR = """
-import os, sys, time
+import os, signal, sys, time
 from pathlib import Path
 from cortex.localnet.processes import Command, Supervisor
+# Ctrl-C raises KeyboardInterrupt even when the test runs in a background job (which inherits SIGINT ignored)
+signal.signal(signal.SIGINT, signal.default_int_handler)
 work = Path(sys.argv[1])
 stubborn = "import signal, time, os; signal.signal(signal.SIGINT, signal.SIG_IGN); " \\
            "signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(600)"
