@@ -65,7 +65,7 @@ class GroupedLora:
         layers = []
         with torch.no_grad():
             for layer in tuner_layers:
-                mine = [n for n in names if n in layer.lora_A]
+                mine = [n for n in names if n in getattr(layer, "lora_A", {})]
                 if not mine:
                     continue
                 ref = layer.lora_A[mine[0]].weight
