@@ -199,8 +199,7 @@ class Generator:
         if self._peft is not None and self.grouped:
             grouped = GroupedLora.build(self._peft, [n for n in names if n is not None])
             log.debug("mixed batches: %s", "grouped LoRA" if grouped else "peft's adapter_names")
-        texts: dict[tuple[int, int], str] = {}
-        counts: dict[tuple[int, int], int] = {}
+        answers: dict[tuple[int, int], tuple[str, int]] = {}  # (key index, prompt index) -> (text, new tokens)
         for batch in mixed_batches(len(keys), len(ids), self.batch_size):
             batch_ids = [ids[i] for _, i in batch]
             if grouped is not None:
@@ -208,11 +207,10 @@ class Generator:
                 with grouped.active([names[k] for k in segments]):
                     done, tokens = self._run(model, batch_ids, deadline)
             else:
-                routes = [BASE if names[k] is None else names[k] for k, _ in batch] if self._peft is not None else None
+                routes = [names[k] or BASE for k, _ in batch] if self._peft is not None else None
                 done, tokens = self._run(model, batch_ids, deadline, routes)
-            texts.update(zip(batch, done))
-            counts.update(zip(batch, tokens))
-        return {key: ([texts[k, i] for i in range(len(ids))], sum(counts[k, i] for i in range(len(ids))))
+            answers.update(zip(batch, zip(done, tokens)))
+        return {key: ([answers[k, i][0] for i in range(len(ids))], sum(answers[k, i][1] for i in range(len(ids))))
                 for k, key in enumerate(keys)}
 
     # --- generation ----------------------------------------------------------------------
