@@ -45,8 +45,22 @@ def test_miner_configs_differ_and_pass_the_miners_own_schema(tmp_path):
         cfg = load_config(str(path))
         assert cfg.max_steps == 7 and cfg.seed == 100 + k and cfg.data_end == "2024-03-01"
         assert cfg.data_start < cfg.data_end and cfg.heldout_samples == s.eval_prompts
-        seen.add((cfg.finetuning_type, cfg.lora_rank, cfg.learning_rate, tuple(cfg.assets), cfg.data_start))
+        seen.add((cfg.finetuning_type, cfg.lora_rank, cfg.learning_rate, tuple(cfg.assets), cfg.data_start,
+                  cfg.teacher))
     assert len(seen) == 4  # four variants; the fifth miner repeats the first's with its own seed
+    # two reason in words (what the benchmark can see), two cite the analyst's numbers
+    assert sorted(t for *_, t in seen) == ["analyst", "analyst", "analyst-words", "analyst-words"]
+
+
+def test_the_bootstrap_takes_every_job_thread_and_the_averager_merges_the_top_earner(tmp_path):
+    from cortex.localnet.neurons import averager_command
+    from cortex.localnet.setup import bootstrap_command
+
+    s = Settings(workdir=tmp_path, jobs=2, threads=1)
+    argv = bootstrap_command(s).argv
+    assert argv[argv.index("--threads") + 1] == "2"  # it runs alone, before anything else
+    argv = averager_command(s, 1).argv
+    assert argv[argv.index("--max-inputs") + 1] == "1" and argv[argv.index("--max-weight") + 1] == "1.0"
 
 
 def test_the_demo_competition_file_loads_with_the_demo_settings(tmp_path):

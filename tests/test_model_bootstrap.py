@@ -163,3 +163,26 @@ def test_the_answer_block_and_ticker_tokens_weigh_more_in_the_loss():
     got = assistant_loss(model, batch, answer_id=9, answer_weight=4.0, token_weights=token_weights)
     assert torch.allclose(got, expected, atol=1e-6)
     assert torch.allclose(plain, ce[1:].mean(), atol=1e-6)
+
+
+def test_a_share_of_the_training_chats_reasons_in_words(tmp_path):
+    """The base is pre-trained on both of the analyst's styles (numbers cited, and in words), the same
+    samples drawn with the seed; its tokenizer learns both vocabularies."""
+    from cortex.model.cli import _data, mix_styles
+
+    def row(i: int, style: str) -> dict:
+        return {"asset": "BTC", "cutoff": f"2024-01-{i:02d}", "horizon_days": 1, "messages": [style, i]}
+
+    cited, words = [row(i, "cited") for i in range(1, 29)], [row(i, "words") for i in range(1, 29)]
+    assert mix_styles(cited, words, 0.0, seed=0) == [r["messages"] for r in cited]
+    assert mix_styles(cited, words, 1.0, seed=0) == [r["messages"] for r in words]
+    mixed = mix_styles(cited, words[:-1], 0.5, seed=0)
+    assert mixed == mix_styles(cited, words[:-1], 0.5, seed=0) != mix_styles(cited, words[:-1], 0.5, seed=1)
+    assert all(m[1] == i for m, i in zip(mixed, range(1, 29)))  # each sample keeps its place
+    assert 4 <= sum(m[0] == "words" for m in mixed) <= 24 and mixed[-1][0] == "cited"  # no words twin: cited
+
+    _, train, _ = _data(small(tmp_path / "tiny", words_fraction=0.25))
+    said = [chat[-1]["content"] for chat in train]
+    plain = [text for text in said if " closed at " not in text]
+    assert all(" moved higher " in t or " moved lower " in t or " moved flat " in t for t in plain)
+    assert 0.1 <= len(plain) / len(said) <= 0.4

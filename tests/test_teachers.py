@@ -1,6 +1,7 @@
 """Teachers: the offline analyst and DeepSeek R1 through an OpenAI-compatible server on 127.0.0.1."""
 
 import json
+import re
 
 import pytest
 
@@ -53,6 +54,28 @@ def test_analyst_is_deterministic_and_scores_cleanly(analyst):
         assert answer["asset"] == sample.asset and answer["horizon_days"] == sample.horizon_days
         assert 0.02 <= answer["p_up"] <= 0.98
         assert (answer["direction"] == "up") == (answer["p_up"] >= 0.5)
+
+
+def test_analyst_words_reasons_the_same_steps_without_numbers(analyst):
+    words = get_teacher("analyst-words")
+    assert words.name == "analyst-words" and analyst.name == "analyst"
+    words.fit(SPLITS["train"])
+    samples = SPLITS["test"][::7]
+    for sample, cited, plain in zip(samples, analyst.complete(samples), words.complete(samples)):
+        assert plain.split("</think>")[1] == cited.split("</think>")[1]  # the same answer
+        reasoning = plain.split("</think>")[0]
+        # the same numbered steps, their conclusions (momentum, position, weighing) unchanged ...
+        assert [line.split(":")[0] for line in reasoning.splitlines()] == \
+            [line.split(":")[0] for line in cited.split("</think>")[0].splitlines()]
+        assert cited.split("</think>")[0].splitlines()[-1] == reasoning.splitlines()[-1]
+        # ... and no number but step labels and the day spans the prompt names
+        digits = re.findall(r"\d+(?:\.\d+)?", re.sub(r"\b\d+(-day| days)\b", "", reasoning))
+        assert set(digits) <= {str(n) for n in range(1, 10)}, reasoning
+        result = score(plain, sample.row())
+        assert result.parse_error is None and result.unsupported_numbers == 0, (result.notes, plain)
+        assert result.contradiction == 0 and result.repetition == 0 and result.depth == pytest.approx(0.5), plain
+    with pytest.raises(TeacherError, match="analyst-words"):
+        get_teacher("analyst-numbers")
 
 
 def test_analyst_brier_not_worse_than_a_coin(analyst):

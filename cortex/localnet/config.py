@@ -25,14 +25,18 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 TRAINING_TEMPLATE = REPO_ROOT / "configs" / "tiny-cpu.yaml"
 
 # How miners differ. Miner k takes variant k % len(VARIANTS) and seed 100 + k: its own adapter type,
-# rank, learning rate, assets and length of history, so their adapters (and scores) differ.
+# rank, learning rate, assets, length of history and teacher, so their adapters (and scores) differ.
+# Miners 0 and 2 learn from the analyst's traces in words (`analyst-words`): the base answers in the
+# majority style of its pre-training, citing numbers it copies poorly (the reward's unsupported-number
+# penalty), and reasoning that invents none is a gain a few steps can find and the fixed benchmark shows.
+# Miners 1 and 3 follow the analyst's numbers and can gain only on the market window (docs/localnet.md).
 VARIANTS: tuple[dict[str, Any], ...] = (
     {"finetuning_type": "dora", "lora_rank": 8, "learning_rate": 2.0e-3, "assets": ["BTC", "ETH", "SOL", "NEAR"],
-     "history_days": 360},
+     "history_days": 360, "teacher": "analyst-words"},
     {"finetuning_type": "lora", "lora_rank": 4, "learning_rate": 3.0e-3, "assets": ["BTC", "ETH"],
      "history_days": 240},
     {"finetuning_type": "dora", "lora_rank": 8, "learning_rate": 1.0e-3, "assets": ["SOL", "NEAR"],
-     "history_days": 480},
+     "history_days": 480, "teacher": "analyst-words"},
     {"finetuning_type": "lora", "lora_rank": 8, "learning_rate": 5.0e-3, "assets": ["BTC", "SOL", "NEAR"],
      "history_days": 180},
 )
@@ -83,6 +87,11 @@ class Settings:
         that builds data with a seed of its own (a miner's training seed) would otherwise simulate
         another market than the validators score on."""
         return f"synthetic:{self.seed}" if self.source == "synthetic" else self.source
+
+    @property
+    def bootstrap_threads(self) -> int:
+        """The base is bootstrapped alone, before anything else runs: it takes every heavy job's threads."""
+        return self.threads * self.jobs
 
     def miner_seed(self, k: int) -> int:
         return 100 + k + 1000 * self.seed

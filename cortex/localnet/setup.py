@@ -113,7 +113,7 @@ def bootstrap_command(s: Settings) -> Command:
     """`cortex base bootstrap` as a child process (its log shows the parse rate it reaches)."""
     argv = [sys.executable, "-m", "cortex.cli", "base", "bootstrap", "--out", str(s.workdir / BASE_DIR),
             "--store", f"local:{s.store_path}", "--source", s.market, "--seed", str(s.seed),
-            "--steps", str(s.base_steps), "--threads", str(s.threads),
+            "--steps", str(s.base_steps), "--threads", str(s.bootstrap_threads),
             "--eval-prompts", str(s.benchmark_prompts)]  # progress bars: the view shows the log's last line
     return Command("bootstrap", argv, s.log_path(None, "bootstrap"))
 
@@ -126,7 +126,7 @@ def reusable_base(s: Settings) -> str | None:
     except (OSError, ValueError):
         return None
     config = data.get("config", {})
-    wanted = {"source": s.market, "seed": s.seed, "steps": s.base_steps, "threads": s.threads,
+    wanted = {"source": s.market, "seed": s.seed, "steps": s.base_steps, "threads": s.bootstrap_threads,
               "eval_prompts": s.benchmark_prompts}
     if any(config.get(k) != v for k, v in wanted.items()):
         return None

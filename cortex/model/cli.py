@@ -12,14 +12,16 @@ never published, so the revision (a content hash) repeats when the build does.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
+import random
 import shutil
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping, Sequence
 
 from cortex.errors import CortexError
 from cortex.model.tiny import TINY_REPO, TinyConfig
@@ -42,6 +44,11 @@ class BootstrapConfig:
     start: str | None = None  # first cutoff day (default: the source's whole history)
     end: str | None = None
     relabel_fraction: float = 0.5  # of the training chats (BTC's too) renamed to another ticker
+    # Share of the training chats whose reasoning is the analyst's in words (teacher ``analyst-words``:
+    # directions instead of numbers). The base learns both styles and its tokenizer both vocabularies, as a
+    # real base knows many; it answers in the majority style (numbers cited), which a base this small copies
+    # poorly, so a miner has something to find within a few steps: reasoning that invents no numbers.
+    words_fraction: float = 0.25
     answer_weight: float = 4.0  # loss weight of the answer block's tokens against the reasoning's
     name_weight: float = 10.0  # loss weight of ticker tokens (the asset the answer must copy from the prompt)
     # Share of the steps over which the prompt context grows from its last 32 tokens to all of it: early
@@ -59,7 +66,8 @@ class BootstrapConfig:
 def _data(cfg: BootstrapConfig) -> tuple[dict, list[list[dict]], list[dict]]:
     """(data card, training chats, held-out rows) from a dataset built in a temporary folder.
 
-    A ``relabel_fraction`` of the training chats name another ticker (:func:`relabel_assets`)."""
+    A ``words_fraction`` of the training chats reason in words (the ``analyst-words`` teacher on the same
+    samples), then a ``relabel_fraction`` of them name another ticker (:func:`relabel_assets`)."""
     import datasets
 
     from cortex.data.dataset import BuildConfig, build_dataset
@@ -70,13 +78,29 @@ def _data(cfg: BootstrapConfig) -> tuple[dict, list[list[dict]], list[dict]]:
                             out=f"{tmp}/data", progress=cfg.progress)
         card = build_dataset(build)
         splits = datasets.load_from_disk(f"{tmp}/data")
-        train = relabel_assets(splits["train"]["messages"], splits["train"]["asset"], cfg.relabel_fraction, cfg.seed,
-                               include_btc=True)
+        chats = splits["train"]["messages"]
+        if cfg.words_fraction > 0:
+            build_dataset(dataclasses.replace(build, teacher="analyst-words", out=f"{tmp}/words"))
+            chats = mix_styles(splits["train"], datasets.load_from_disk(f"{tmp}/words")["train"], cfg.words_fraction,
+                               cfg.seed)
+        train = relabel_assets(chats, splits["train"]["asset"], cfg.relabel_fraction, cfg.seed, include_btc=True)
         held = [dict(row) for row in splits[HELD_OUT]]
     if not train or not held:
         raise CortexError(f"the {cfg.source} data gave {len(train)} training and {len(held)} held-out rows: "
                           "use a source with more history")
     return card, train, held
+
+
+def mix_styles(cited: Sequence[Mapping[str, Any]], words: Sequence[Mapping[str, Any]], fraction: float,
+               seed: int) -> list[list[dict]]:
+    """``cited``'s chats with a ``fraction`` of them (drawn with ``seed``) taking the words-style chat of
+    the same sample (asset, cutoff, horizon), where ``words`` has one."""
+    def key(row: Mapping[str, Any]) -> tuple:
+        return row["asset"], row["cutoff"], row["horizon_days"]
+
+    other = {key(row): row["messages"] for row in words}
+    rng = random.Random(f"words-{seed}")
+    return [other.get(key(row), row["messages"]) if rng.random() < fraction else row["messages"] for row in cited]
 
 
 def _spread(rows: list[dict], n: int) -> list[dict]:

@@ -20,10 +20,13 @@ from cortex.data.teachers.base import TeacherError
 
 
 class AnalystTeacher:
-    name = "analyst"
+    """``words=True`` (teacher ``analyst-words``) writes the same steps and conclusion with each of the
+    prompt's numbers replaced by its direction: a small model that cannot yet copy numbers exactly
+    learns from it to reason without inventing any (the reward's unsupported-number penalty)."""
 
-    def __init__(self, l2: float = 10.0, max_z: float = 1.0):
-        self.l2, self.max_z = l2, max_z
+    def __init__(self, l2: float = 10.0, max_z: float = 1.0, words: bool = False):
+        self.l2, self.max_z, self.words = l2, max_z, words
+        self.name = "analyst-words" if words else "analyst"
         self.models: dict[int, dict] = {}
         self.fit_window: tuple[str, str] | None = None
 
@@ -68,7 +71,8 @@ class AnalystTeacher:
         for s in tqdm(samples, desc="analyst", unit="trace", disable=not progress):
             p_up, ret, contrib = self.predict(s)
             answer = P.format_answer(s.asset, s.horizon_days, p_up, ret)
-            out.append(P.completion(reasoning(s, p_up, contrib), answer))
+            write = reasoning_words if self.words else reasoning
+            out.append(P.completion(write(s, p_up, contrib), answer))
         return out
 
     def describe(self) -> dict:
@@ -102,6 +106,7 @@ def reasoning(s: Sample, p_up: float, contrib: np.ndarray) -> str:
     pct, num = F.pct, F.num
     vol7, vol30 = pct(f["vol_7d"]).lstrip("+"), pct(f["vol_30d"]).lstrip("+")
     lines = [
+        _question(a, h),
         f"1. Trend: {a} closed at {F.price(f['close'])} on {s.cutoff}. It moved {pct(f['ret_1d'])} in the "
         f"last day, {pct(f['ret_7d'])} over the week and {pct(f['ret_30d'])} over the month, so "
         f"{_momentum(f)}.",
@@ -119,20 +124,66 @@ def reasoning(s: Sample, p_up: float, contrib: np.ndarray) -> str:
     onchain = [(name, f[key]) for key, name in P.ONCHAIN_NAMES.items() if f.get(key) is not None]
     if onchain:
         told = ", ".join(f"{name} {pct(v, 0)}" for name, v in onchain)
-        lines.append(f"{len(lines) + 1}. On-chain: {told} against the prior month; activity is "
+        lines.append(f"{len(lines)}. On-chain: {told} against the prior month; activity is "
                      f"{_word(onchain[0][1], 'growing', 'shrinking', 'flat', 3.0)}.")
+    return "\n".join(lines + _conclusion(p_up, contrib, h, len(lines) - 1))  # lines[0]: the question
+
+
+def _question(asset: str, h: int) -> str:
+    """The first line restates the question (asset and horizon), where the prompt has just asked it: the
+    answer can then copy both from the reasoning as well as from the prompt."""
+    return f"Question: {asset} over the next {_horizon(h)}."
+
+
+def _horizon(h: int) -> str:
+    return "day" if h == 1 else f"{h} days"
+
+
+def _way(x: float | None, band: float = 0.0) -> str:
+    return "flat" if x is None or abs(x) <= band else "higher" if x > 0 else "lower"
+
+
+def reasoning_words(s: Sample, p_up: float, contrib: np.ndarray) -> str:
+    """The steps of :func:`reasoning` with each number replaced by its direction: no number but the
+    day spans the prompt names (30-day, 90-day)."""
+    f, a, h = s.features, s.asset, s.horizon_days
+    vol = f["vol_7d"] / f["vol_30d"] - 1 if f["vol_30d"] > 0 else 0.0
+    flow = (f["taker_ratio"] - 0.5) * 100
+    lines = [
+        _question(a, h),
+        f"1. Trend: {a} moved {_way(f['ret_1d'])} in the last day, {_way(f['ret_7d'])} over the week and "
+        f"{_way(f['ret_30d'])} over the month, so {_momentum(f)}.",
+        f"2. Volatility: realised vol is {_word(vol, 'rising', 'calming', 'steady', 0.15)} on the week against the "
+        f"month; {_word(vol, *VOL_WORDS, 0.15)}.",
+        f"3. Participation: volume is {_way(f['volume_chg'])} against the prior month and the taker-buy ratio is "
+        f"{_way(flow, 1.5)}, so {_word(flow, *FLOW_WORDS, 1.5)}.",
+        f"4. Position: against its 30-day and 90-day highs, {_position(f)}.",
+    ]
+    if f.get("rel_btc_7d") is not None:
+        lines.append(f"5. Relative strength: against BTC it is {_way(f['rel_btc_7d'])} on the week and "
+                     f"{_way(f['rel_btc_30d'])} on the month, so it {_word(f['rel_btc_7d'], *REL_WORDS, 1.0)}.")
+    onchain = [(name, f[key]) for key, name in P.ONCHAIN_NAMES.items() if f.get(key) is not None]
+    if onchain:
+        told = ", ".join(f"{name} {_way(v, 3.0)}" for name, v in onchain)
+        lines.append(f"{len(lines)}. On-chain: {told} against the prior month; activity is "
+                     f"{_word(onchain[0][1], 'growing', 'shrinking', 'flat', 3.0)}.")
+    return "\n".join(lines + _conclusion(p_up, contrib, h, len(lines) - 1))  # lines[0]: the question
+
+
+def _conclusion(p_up: float, contrib: np.ndarray, h: int, n: int) -> list[str]:
+    """The weighing and overall lines both reasonings end with, numbered from ``n + 1``."""
+    lines = []
     top = [i for i in np.argsort(-np.abs(contrib))[:3] if abs(contrib[i]) > 1e-3]
     if top:
         named = [f"{M.NAMES[M.INPUTS[i]]} ({'supportive' if contrib[i] > 0 else 'a headwind'})" for i in top]
         listed = named[0] if len(named) == 1 else ", ".join(named[:-1]) + " and " + named[-1]
-        lines.append(f"{len(lines) + 1}. Weighing: in the training history the signals that matter most "
+        lines.append(f"{n + 1}. Weighing: in the training history the signals that matter most "
                      f"here are {listed}.")
     edge = abs(p_up - 0.5)
     strength = "a slight" if edge < 0.03 else "a modest" if edge < 0.08 else "a clear"
     side = "up" if round(p_up, 2) >= 0.5 else "down"
-    horizon = "day" if h == 1 else f"{h} days"
-    lines.append(f"Overall I lean {side} over the next {horizon}, with {strength} edge.")
-    return "\n".join(lines)
+    lines.append(f"Overall I lean {side} over the next {_horizon(h)}, with {strength} edge.")
+    return lines
 
 
 def _momentum(f: dict) -> str:
