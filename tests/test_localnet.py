@@ -63,6 +63,25 @@ def test_the_bootstrap_takes_every_job_thread_and_the_averager_merges_the_top_ea
     assert argv[argv.index("--max-inputs") + 1] == "1" and argv[argv.index("--max-weight") + 1] == "1.0"
 
 
+def test_a_base_is_reused_only_when_built_by_the_same_recipe(tmp_path):
+    from cortex.localnet.setup import BASE_DIR, reusable_base
+    from cortex.model.cli import BootstrapConfig
+
+    s = Settings(workdir=tmp_path)
+    assert reusable_base(s) is None  # nothing built yet
+    config = {"source": s.market, "seed": s.seed, "steps": s.base_steps, "threads": s.bootstrap_threads,
+              "eval_prompts": s.benchmark_prompts, "words_fraction": BootstrapConfig.words_fraction}
+    report = tmp_path / BASE_DIR / "bootstrap.json"
+    report.parent.mkdir(parents=True)
+    report.write_text(json.dumps({"config": config, "revision": "abc"}))
+    assert reusable_base(s) == "abc"
+    for key, other in (("words_fraction", None), ("seed", s.seed + 1), ("threads", 1)):
+        report.write_text(json.dumps({"config": {**config, key: other}, "revision": "abc"}))
+        assert reusable_base(s) is None, key  # an older recipe, another seed, another thread count
+    report.write_text("{not json")
+    assert reusable_base(s) is None
+
+
 def test_the_demo_competition_file_loads_with_the_demo_settings(tmp_path):
     s = Settings(workdir=tmp_path, eval_prompts=5)
     tmp_path.mkdir(exist_ok=True)

@@ -246,8 +246,8 @@ def build_artifacts(root: Path) -> Artifacts:
         with torch_threads(1):
             bootstrap(BootstrapConfig(out=root / "base", steps=2, batch_size=2, start="2024-06-01", stride=3,
                                       vocab_size=1024, eval_prompts=1, max_new_tokens=4, model=TinyConfig(**BASE_MODEL),
-                                      answer_weight=1.0, name_weight=1.0, context_warmup=0.0, progress=False,
-                                      threads=1))
+                                      answer_weight=1.0, name_weight=1.0, context_warmup=0.0, words_fraction=0.0,
+                                      progress=False, threads=1))  # one style: the texts were tuned on its tokenizer
             for name, text in TEXTS.items():
                 train_lora(root / "base", text, root / "honest" / name, lr=LEARNING_RATES.get(name, 1.2e-2))
             bad = _bad_adapters(root / "honest" / "weak", root / "bad", root / "base")

@@ -27,6 +27,7 @@ from cortex.errors import CortexError
 from cortex.hub.local import LocalStore
 from cortex.localnet.config import Settings
 from cortex.localnet.processes import Command
+from cortex.model.cli import BootstrapConfig
 from cortex.protocol.commitment import ModelCommitment
 from cortex.protocol.competition import CORTEX_TINY
 from cortex.wallets import create_wallet
@@ -126,8 +127,9 @@ def reusable_base(s: Settings) -> str | None:
     except (OSError, ValueError):
         return None
     config = data.get("config", {})
+    # the recipe's knobs too: a base built by an older recipe (one style only) is built again
     wanted = {"source": s.market, "seed": s.seed, "steps": s.base_steps, "threads": s.bootstrap_threads,
-              "eval_prompts": s.benchmark_prompts}
+              "eval_prompts": s.benchmark_prompts, "words_fraction": BootstrapConfig.words_fraction}
     if any(config.get(k) != v for k, v in wanted.items()):
         return None
     return data.get("revision")

@@ -8,7 +8,7 @@ and its conclusion always agrees with the answer.
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -118,15 +118,10 @@ def reasoning(s: Sample, p_up: float, contrib: np.ndarray) -> str:
         f"4. Position: price is {pct(f['dd_30d'])} from its 30-day high and {pct(f['dd_90d'])} from its "
         f"90-day high; {_position(f)}.",
     ]
-    if f.get("rel_btc_7d") is not None:
-        lines.append(f"5. Relative strength: against BTC it is {num(f['rel_btc_7d'])} points on the week and "
-                     f"{num(f['rel_btc_30d'])} on the month, so it {_word(f['rel_btc_7d'], *REL_WORDS, 1.0)}.")
-    onchain = [(name, f[key]) for key, name in P.ONCHAIN_NAMES.items() if f.get(key) is not None]
-    if onchain:
-        told = ", ".join(f"{name} {pct(v, 0)}" for name, v in onchain)
-        lines.append(f"{len(lines)}. On-chain: {told} against the prior month; activity is "
-                     f"{_word(onchain[0][1], 'growing', 'shrinking', 'flat', 3.0)}.")
-    return "\n".join(lines + _conclusion(p_up, contrib, h, len(lines) - 1))  # lines[0]: the question
+    relative = (f"5. Relative strength: against BTC it is {num(f['rel_btc_7d'])} points on the week and "
+                f"{num(f['rel_btc_30d'])} on the month, so it {_word(f['rel_btc_7d'], *REL_WORDS, 1.0)}."
+                if f.get("rel_btc_7d") is not None else None)
+    return _finish(lines, relative, f, lambda v: pct(v, 0), p_up, contrib, h)
 
 
 def _question(asset: str, h: int) -> str:
@@ -159,12 +154,21 @@ def reasoning_words(s: Sample, p_up: float, contrib: np.ndarray) -> str:
         f"{_way(flow, 1.5)}, so {_word(flow, *FLOW_WORDS, 1.5)}.",
         f"4. Position: against its 30-day and 90-day highs, {_position(f)}.",
     ]
-    if f.get("rel_btc_7d") is not None:
-        lines.append(f"5. Relative strength: against BTC it is {_way(f['rel_btc_7d'])} on the week and "
-                     f"{_way(f['rel_btc_30d'])} on the month, so it {_word(f['rel_btc_7d'], *REL_WORDS, 1.0)}.")
+    relative = (f"5. Relative strength: against BTC it is {_way(f['rel_btc_7d'])} on the week and "
+                f"{_way(f['rel_btc_30d'])} on the month, so it {_word(f['rel_btc_7d'], *REL_WORDS, 1.0)}."
+                if f.get("rel_btc_7d") is not None else None)
+    return _finish(lines, relative, f, lambda v: _way(v, 3.0), p_up, contrib, h)
+
+
+def _finish(lines: list[str], relative: str | None, f: dict, say: Callable[[float], str], p_up: float,
+            contrib: np.ndarray, h: int) -> str:
+    """The question and steps 1-4 in ``lines``, then relative strength (when the asset is not BTC), the
+    on-chain step (when the prompt has one, each value as ``say`` puts it), the weighing and the
+    overall lines, numbered on."""
+    lines = lines + ([relative] if relative else [])
     onchain = [(name, f[key]) for key, name in P.ONCHAIN_NAMES.items() if f.get(key) is not None]
     if onchain:
-        told = ", ".join(f"{name} {_way(v, 3.0)}" for name, v in onchain)
+        told = ", ".join(f"{name} {say(v)}" for name, v in onchain)
         lines.append(f"{len(lines)}. On-chain: {told} against the prior month; activity is "
                      f"{_word(onchain[0][1], 'growing', 'shrinking', 'flat', 3.0)}.")
     return "\n".join(lines + _conclusion(p_up, contrib, h, len(lines) - 1))  # lines[0]: the question
