@@ -61,7 +61,7 @@ class TrainConfig:
     dataset: str | None = None  # a dataset folder from `cortex data build` (skips the build)
     assets: tuple[str, ...] = ("BTC", "ETH", "SOL", "NEAR")
     horizons: tuple[int, ...] = (1, 7)
-    teacher: str = "analyst"  # analyst (offline) | openrouter (DeepSeek R1)
+    teacher: str = "analyst"  # analyst (offline) | analyst-words (offline, no numbers) | openrouter (DeepSeek R1)
     data_start: str | None = None  # first cutoff day (YYYY-MM-DD)
     data_end: str | None = None
     stride: int = 1  # every N-th day as a cutoff

@@ -31,7 +31,9 @@ def register(parser: argparse.ArgumentParser) -> None:
     b = sub.add_parser("build", help="build a train/validation/test reasoning dataset")
     _source_args(b)
     b.add_argument("--horizons", default="1,7", help="forecast horizons in days, e.g. 1,7")
-    b.add_argument("--teacher", default="analyst", help="analyst (offline) | openrouter (DeepSeek R1)")
+    b.add_argument("--teacher", default="analyst",
+                   help="analyst (offline) | analyst-words (offline, directions instead of numbers) | "
+                        "openrouter (DeepSeek R1)")
     b.add_argument("--out", required=True, help="output folder (datasets.load_from_disk opens it)")
     b.add_argument("--stride", type=int, default=1, help="use every N-th day as a cutoff")
     b.add_argument("--min-reward", type=float, default=None,
