@@ -67,11 +67,11 @@ class AnalystTeacher:
     def complete(self, samples: Sequence[Sample], progress: bool = False) -> list[str | None]:
         from tqdm.auto import tqdm
 
+        write = reasoning_words if self.words else reasoning
         out = []
-        for s in tqdm(samples, desc="analyst", unit="trace", disable=not progress):
+        for s in tqdm(samples, desc=self.name, unit="trace", disable=not progress):
             p_up, ret, contrib = self.predict(s)
             answer = P.format_answer(s.asset, s.horizon_days, p_up, ret)
-            write = reasoning_words if self.words else reasoning
             out.append(P.completion(write(s, p_up, contrib), answer))
         return out
 
