@@ -53,6 +53,7 @@ if str(ROOT) not in sys.path:
 
 import torch  # noqa: E402
 
+from cortex import hub_kernels  # noqa: E402 - importing cortex turns Hub kernels off
 from cortex.adapter import LLAMA_TARGETS  # noqa: E402
 from cortex.model.random_base import LLAMA_3_1_8B, TINY, build_base  # noqa: E402
 
@@ -125,6 +126,7 @@ def heldout(base: Path, adapter: Path, rows, args) -> dict:
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--tiny", action="store_true", help="a tiny shape on the CPU, a few steps (the test's mode)")
+    hub_kernels.add_flag(p)
     p.add_argument("--shape", choices=("8b", "1b"), default="8b", help="the random base's Llama shape on the GPU")
     p.add_argument("--steps", type=int, default=None, help="training steps per run (30; --tiny: 2)")
     p.add_argument("--batch", type=int, default=None, help="rows per step (8; --tiny: 2)")
@@ -134,6 +136,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--out", default="/tmp/gpu_miner", help="work folder (the base is written here)")
     p.add_argument("--json", default=None, help="also write the figures to this file")
     args = p.parse_args(argv)
+    hub_kernels.apply_flag(args)
     gpu = not args.tiny
     if gpu and not torch.cuda.is_available():
         p.error("no GPU visible: run with --tiny on a CPU")

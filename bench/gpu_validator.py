@@ -36,6 +36,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from cortex import hub_kernels  # noqa: E402 - importing cortex turns Hub kernels off
+
 import torch
 
 LLAMA_31_8B = dict(hidden_size=4096, intermediate_size=14336, num_hidden_layers=32, num_attention_heads=32,
@@ -156,7 +158,7 @@ def reload_side(base: Path, adapters: list[Path], prompts, new_tokens: int, devi
     for adapter in adapters:
         started = time.perf_counter()
         placement = {"device_map": device} if device != "cpu" else {}
-        model = AutoModelForCausalLM.from_pretrained(base, dtype=dtype, **placement)
+        model = AutoModelForCausalLM.from_pretrained(base, dtype=dtype, **placement, **hub_kernels.load_kwargs())
         model = PeftModel.from_pretrained(model, str(adapter)).eval()
         batch = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(device)
         with torch.inference_mode():
@@ -173,6 +175,7 @@ def reload_side(base: Path, adapters: list[Path], prompts, new_tokens: int, devi
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tiny", action="store_true", help="a tiny Llama on the CPU (smoke test)")
+    hub_kernels.add_flag(parser)
     parser.add_argument("--peft-mixed", action="store_true",
                         help="(a) with peft's mixed-adapter batches instead of grouped LoRA matmuls")
     parser.add_argument("--adapters", type=int, default=16)
@@ -182,6 +185,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch", type=int, default=512, help="(a)'s rows per generate (adapter x prompt rows)")
     parser.add_argument("--reload-adapters", type=int, default=4, help="adapters (b) is timed on")
     args = parser.parse_args(argv)
+    hub_kernels.apply_flag(args)
     if args.tiny:
         args.adapters, args.prompts, args.new_tokens, args.batch = min(args.adapters, 3), min(args.prompts, 3), 4, 5
         args.rank, args.reload_adapters = 4, 2

@@ -25,6 +25,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from cortex import hub_kernels  # noqa: E402 - importing cortex turns Hub kernels off
+
 
 
 def build(root: Path, layers: int, hidden: int, adapters: int, rank: int) -> list[Path]:
@@ -93,11 +95,11 @@ def worker(method: str, base: str, adapters: list[str], out: str) -> None:
         checked = [(load_adapter(a, spec, own_limits(spec), bounds=NO_NORM_BOUNDS), weight) for a in adapters]
         merge_exact(base, checked, out, progress=False)
     else:
-        master = LlamaForCausalLM.from_pretrained(base, dtype=torch.float32)
+        master = LlamaForCausalLM.from_pretrained(base, dtype=torch.float32, **hub_kernels.load_kwargs())
         original = {k: v.clone() for k, v in master.state_dict().items()}
         accumulated = master.state_dict()
         for adapter in adapters:
-            model = LlamaForCausalLM.from_pretrained(base, dtype=torch.float32)
+            model = LlamaForCausalLM.from_pretrained(base, dtype=torch.float32, **hub_kernels.load_kwargs())
             merged = PeftModel.from_pretrained(model, adapter).merge_and_unload()
             for key, value in merged.state_dict().items():
                 accumulated[key].add_(value - original[key], alpha=weight)

@@ -27,6 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from cortex import hub_kernels  # noqa: E402 - importing cortex turns Hub kernels off
 from cortex.adapter import LLAMA_TARGETS  # noqa: E402
 
 TARGETS = list(LLAMA_TARGETS)
@@ -61,7 +62,8 @@ def model_and_tokenizer(base: str | None, chats):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     if base:
-        return AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32), AutoTokenizer.from_pretrained(base)
+        return (AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32, **hub_kernels.load_kwargs()),
+                AutoTokenizer.from_pretrained(base))
     from cortex.model.tiny import TinyConfig, build_model
     from cortex.model.tokenizer import chat_corpus, train_tokenizer
 

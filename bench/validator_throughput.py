@@ -40,6 +40,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from cortex import hub_kernels  # noqa: E402 - importing cortex turns Hub kernels off
+
 import torch
 
 from bench.gpu_validator import random_adapters
@@ -113,7 +115,7 @@ def reloaded(base: Path, adapter: Path, rows, new_tokens: int) -> int:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(base)
-    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32),
+    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32, **hub_kernels.load_kwargs()),
                                       str(adapter)).eval()
     tokens = 0
     for row in rows:

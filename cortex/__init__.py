@@ -3,8 +3,16 @@
 ``__version__`` is the package's one version: setup.py reads it from this file, the
 auto-updater (deploy/autoupdate.py) compares it before and after a pull, and
 validators send :data:`WEIGHTS_VERSION_KEY`, derived from it, with every
-``bt.SetWeights``. This file imports nothing, so all three can read it cheaply.
+``bt.SetWeights``. This file imports nothing heavy, so all three can read it cheaply.
+
+Importing ``cortex`` also turns transformers' Hub kernels off for the process, before any model
+is loaded (:mod:`cortex.hub_kernels`): no role downloads and runs kernel code unless its operator
+asks for it.
 """
+
+from cortex import hub_kernels as _hub_kernels
+
+_hub_kernels.default_off()
 
 __version__ = "0.1.0"
 

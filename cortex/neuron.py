@@ -23,6 +23,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+from cortex import hub_kernels
 from cortex.chain.connect import EMBEDDED
 from cortex.errors import CortexError
 from cortex.eval.evalset import DEFAULT_BLOCKS_PER_DAY, DEFAULT_START_DAY
@@ -99,6 +100,7 @@ def add_args(parser: argparse.ArgumentParser, *, store: bool = True, source: boo
     a("--chain.path", dest="chain_path", default=None,
       help="the embedded chain's file (with --subtensor.network embedded)")
     a("--logging.debug", dest="debug", action="store_true")
+    hub_kernels.add_flag(parser)
     if store:
         a("--store", default=None, help="model store: hf (default on real networks) or local:DIR "
                                         "(default offline: local:<dir of --chain.path>/store)")
@@ -137,6 +139,7 @@ def neuron_fields(args: argparse.Namespace, *, need_store: bool = True, default_
     ``need_store=False`` (the miner's ``--offline``) leaves an unset store unresolved (``hf``);
     ``default_source=False`` leaves an unset ``--source`` as None (the miner resolves it from its config).
     """
+    hub_kernels.apply_flag(args)  # before any model loads: the operator's explicit opt-in, logged
     offline = args.network == EMBEDDED
     given = getattr(args, "store", None)
     try:

@@ -20,6 +20,7 @@ from typing import Any
 
 import torch
 
+from cortex import hub_kernels
 from cortex.errors import CortexError
 from miner.config import TrainConfig
 
@@ -94,7 +95,7 @@ def load_for_training(cfg: TrainConfig, base: Path, targets: list[str]) -> tuple
         tokenizer.pad_token = tokenizer.eos_token
     if cfg.backend == "unsloth":
         return (*_unsloth(cfg, base, targets), None)
-    kwargs: dict[str, Any] = {"trust_remote_code": False, "use_safetensors": True}
+    kwargs: dict[str, Any] = {"trust_remote_code": False, "use_safetensors": True, **hub_kernels.load_kwargs()}
     if cfg.finetuning_type == "qlora":
         kwargs["quantization_config"] = quantization_config(cfg)
         kwargs["dtype"] = torch.bfloat16

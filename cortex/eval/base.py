@@ -8,7 +8,8 @@ which allows only safetensors and standard files):
 - On the CPU: float32. On CUDA: bfloat16 (float16 where the GPU lacks bf16), the weights spread over
   every visible GPU by ``accelerate`` (``device_map="auto"``) or pinned to ``cuda:N``. One copy of the
   base: adapters are injected into it, never into a second copy. ``dtype`` overrides the default.
-- ``trust_remote_code`` is always False and only local files are read.
+- ``trust_remote_code`` is always False, only local files are read, and transformers' Hub kernels are
+  off (:mod:`cortex.hub_kernels`).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
+from cortex import hub_kernels
 from cortex.hub.store import ModelStore
 from cortex.model.loading import DEFAULT_MAX_BYTES, BaseModelError, check_model_dir, fetch_base
 from cortex.protocol.commitment import is_repo_id
@@ -97,5 +99,6 @@ def load_base(ref: BaseModelRef | str | Path, store: ModelStore | None = None, *
     tokenizer = AutoTokenizer.from_pretrained(path, **common)
     placement = device_map(device)
     kwargs = {} if placement is None else {"device_map": placement}
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, use_safetensors=True, **kwargs, **common)
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, use_safetensors=True, **kwargs, **common,
+                                                 **hub_kernels.load_kwargs())
     return model.eval(), tokenizer
