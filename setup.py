@@ -30,6 +30,7 @@ INSTALL_REQUIRES = [
     "safetensors>=0.4",
     "huggingface_hub>=0.34",
     "asyncio-throttle>=1.0.2",
+    "tenacity>=8.2",  # the one retry policy (cortex/retry.py)
     "httpx>=0.27",
     "openai>=1.40",
     "wandb>=0.18",

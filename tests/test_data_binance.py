@@ -5,7 +5,7 @@ import pytest
 
 from fake_services import FakeBinance, serve
 from cortex.data.frame import DataError
-from cortex.data.http import RetryPolicy
+from cortex.retry import RetryPolicy
 from cortex.data.sources import BinanceSource, SyntheticSource
 
 FAST = RetryPolicy(retries=3, backoff=0.01, max_backoff=0.05)

@@ -4,7 +4,7 @@ import pytest
 
 from fake_services import FakeFlipside, serve
 from cortex.data.frame import DataError
-from cortex.data.http import RetryPolicy
+from cortex.retry import RetryPolicy
 from cortex.data.sources import CombinedSource, FlipsideSource, SyntheticSource
 from cortex.data.sources.flipside import queries
 

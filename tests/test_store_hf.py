@@ -13,7 +13,8 @@ import pytest
 
 from cortex.adapter import ADAPTER_FILES
 from cortex.hub.hf import HFStore
-from cortex.hub.retry import RetryPolicy, SyncThrottler
+from cortex.hub.retry import SyncThrottler
+from cortex.retry import RetryPolicy
 from cortex.hub.store import (
     ModelStore,
     NotAllowed,
@@ -47,7 +48,7 @@ def sleeps() -> list[float]:
 @pytest.fixture
 def store(hub: FakeHub, sleeps: list[float]) -> Iterator[HFStore]:
     # A fake sleep records the waits instead of taking them: tests never depend on timing.
-    s = HFStore(hub.url, TOKEN, policy=RetryPolicy(max_retries=3, backoff=0.5), sleep=sleeps.append)
+    s = HFStore(hub.url, TOKEN, policy=RetryPolicy(retries=3, backoff=0.5), sleep=sleeps.append)
     yield s
     s.close()
 
@@ -107,7 +108,7 @@ def test_byte_limit_is_checked_before_fetching(store: HFStore, hub: FakeHub, rep
 def test_visibility(store: HFStore, hub: FakeHub, repo: str, adapter: Path, tmp_path: Path) -> None:
     rev = store.upload(repo, adapter, private=True)
     assert store.is_private(repo)
-    anonymous = HFStore(hub.url, token=False, policy=RetryPolicy(max_retries=0))
+    anonymous = HFStore(hub.url, token=False, policy=RetryPolicy(retries=0))
     with pytest.raises(RevisionNotFound, match="private"):
         anonymous.list_files(repo, rev)
     store.set_visibility(repo, private=False)

@@ -10,6 +10,7 @@ from fake_services import FakeOpenRouter, serve
 from cortex.data.sources import SyntheticSource
 from cortex.data.teachers import AnalystTeacher, TeacherError, get_teacher
 from cortex.data.teachers.openrouter import OpenRouterTeacher, compose
+from cortex.retry import RetryPolicy
 from cortex.reward import score
 
 FRAMES = SyntheticSource(seed=9).load(["BTC", "ETH", "SOL"], "2021-01-01", "2023-12-31")
@@ -105,8 +106,8 @@ def test_openrouter_reads_reasoning_retries_and_caches(tmp_path):
     fake = FakeOpenRouter(r1_reply, fail_first=1)
     samples = SPLITS["validation"][:3]
     with serve(fake) as url:
-        teacher = OpenRouterTeacher(api_key="sk-test", base_url=url, cache_dir=tmp_path, backoff=0.01,
-                                    rate_limit=100)
+        teacher = OpenRouterTeacher(api_key="sk-test", base_url=url, cache_dir=tmp_path,
+                                    policy=RetryPolicy(retries=3, backoff=0.01), rate_limit=100)
         out = teacher.complete(samples)
         assert len(fake.requests) == 4  # one 429, then three answers
         again = OpenRouterTeacher(api_key="sk-test", base_url=url, cache_dir=tmp_path, rate_limit=100)
@@ -122,7 +123,8 @@ def test_openrouter_reads_reasoning_retries_and_caches(tmp_path):
 
 def test_openrouter_failure_is_none_not_a_crash(tmp_path):
     with serve(FakeOpenRouter(r1_reply, fail_first=100)) as url:
-        teacher = OpenRouterTeacher(api_key="k", base_url=url, cache_dir=tmp_path, retries=2, backoff=0.01,
+        teacher = OpenRouterTeacher(api_key="k", base_url=url, cache_dir=tmp_path,
+                                    policy=RetryPolicy(retries=2, backoff=0.01),
                                     rate_limit=100)
         assert teacher.complete(SPLITS["validation"][:2]) == [None, None]
     assert len(teacher.errors) == 2 and "gave up after 3 attempts" in teacher.errors[0]

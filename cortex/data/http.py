@@ -1,38 +1,35 @@
-"""Throttled HTTP requests with retries and exponential backoff, for the network sources."""
+"""Throttled HTTP requests for the network sources, retried by the project's one policy (``cortex.retry``)."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import random
-from dataclasses import dataclass
+from typing import Optional
 
 import httpx
 from asyncio_throttle import Throttler
 
 from cortex.data.frame import DataError
+from cortex.retry import RetryPolicy, aretrying, parse_retry_after, short
 
 log = logging.getLogger(__name__)
 
+# 418 is Binance's ban warning after ignored 429s.
 RETRY_STATUS = frozenset({418, 429, 500, 502, 503, 504})
+DATA_POLICY = RetryPolicy(retries=5, backoff=0.5, max_backoff=30.0, jitter=0.5)
 
 
-@dataclass
-class RetryPolicy:
-    """How often and how patiently to retry. ``418`` is Binance's ban warning after ignored 429s."""
+class _Retryable(Exception):
+    """A response worth another attempt (418/429/5xx), with the server's ``Retry-After``."""
 
-    retries: int = 5
-    backoff: float = 0.5  # seconds before the first retry; doubles each time
-    max_backoff: float = 30.0
+    def __init__(self, response: httpx.Response) -> None:
+        super().__init__(f"HTTP {response.status_code} {response.text[:200].strip()}")
+        self.retry_after = parse_retry_after(response.headers.get("retry-after"))
 
-    def delay(self, attempt: int, retry_after: str | None = None) -> float:
-        if retry_after:
-            try:
-                return min(float(retry_after), self.max_backoff)
-            except ValueError:
-                pass
-        base = min(self.backoff * (2**attempt), self.max_backoff)
-        return base * (0.75 + 0.5 * random.random())
+
+def transient(exc: BaseException) -> tuple[bool, Optional[float]]:
+    if isinstance(exc, _Retryable):
+        return True, exc.retry_after
+    return isinstance(exc, httpx.TransportError), None
 
 
 async def request(
@@ -49,22 +46,18 @@ async def request(
     Raises :class:`DataError` with a one-line message once retries are spent or on
     any other non-2xx status.
     """
-    last = ""
-    for attempt in range(policy.retries + 1):
+
+    async def attempt() -> httpx.Response:
         async with throttler:
-            try:
-                response = await client.request(method, url, **kwargs)
-            except httpx.TransportError as exc:
-                response, last = None, f"{type(exc).__name__}: {exc}"
-        if response is not None:
-            if response.status_code < 300:
-                return response
-            last = f"HTTP {response.status_code} {response.text[:200].strip()}"
-            if response.status_code not in RETRY_STATUS and response.status_code < 500:
-                raise DataError(f"{what}: {last}")
-        if attempt < policy.retries:
-            retry_after = response.headers.get("retry-after") if response is not None else None
-            wait = policy.delay(attempt, retry_after)
-            log.warning("%s: %s; retrying in %.1fs (%d/%d)", what, last, wait, attempt + 1, policy.retries)
-            await asyncio.sleep(wait)
-    raise DataError(f"{what}: gave up after {policy.retries + 1} attempts ({last})")
+            response = await client.request(method, url, **kwargs)
+        if response.status_code < 300:
+            return response
+        if response.status_code in RETRY_STATUS or response.status_code >= 500:
+            raise _Retryable(response)
+        raise DataError(f"{what}: HTTP {response.status_code} {response.text[:200].strip()}")
+
+    try:
+        return await aretrying(policy, transient, what)(attempt)
+    except (_Retryable, httpx.TransportError) as exc:
+        last = exc if isinstance(exc, _Retryable) else short(exc)
+        raise DataError(f"{what}: gave up after {policy.retries + 1} attempts ({last})") from None

@@ -1,13 +1,13 @@
 """The Hugging Face Hub as a :class:`~cortex.hub.store.ModelStore`, through ``huggingface_hub``.
 
 Every Hub call goes through one throttler (``rate_limit`` calls per ``period`` seconds) and is
-retried with exponential backoff on HTTP 429, 5xx and dropped connections, waiting what
+retried (``cortex.retry``, the one policy) with backoff on HTTP 429, 5xx and dropped connections, waiting what
 ``Retry-After`` asks for; a 404 is final and becomes :class:`RevisionNotFound`. Revisions are
 full 40-hex commit shas: a branch name such as ``main`` moves, so reads refuse it.
 
 ``huggingface_hub`` retries some requests on its own as well (tree and commit listings, the
 pre-upload and commit calls of ``upload_folder``, the file download after a failed HEAD), so a
-flaky Hub may see more attempts than ``max_retries``; the settings, repo creation and repo info
+flaky Hub may see more attempts than ``retries``; the settings, repo creation and repo info
 calls are retried only here.
 """
 
@@ -30,7 +30,8 @@ from huggingface_hub.errors import (
     RevisionNotFoundError,
 )
 
-from cortex.hub.retry import RetryPolicy, SyncThrottler, call_with_retry, parse_retry_after
+from cortex.hub.retry import SyncThrottler
+from cortex.retry import RetryPolicy, parse_retry_after, retrying
 from cortex.hub.store import (
     NotAllowed,
     RemoteFile,
@@ -129,10 +130,13 @@ class HFStore:
 
     def _call(self, what: str, fn: Callable[[], T]) -> T:
         extra = {"sleep": self._sleep} if self._sleep is not None else {}
+
+        def attempt() -> T:
+            self.throttler.acquire()  # one slot per attempt
+            return fn()
+
         try:
-            return call_with_retry(
-                fn, what=what, throttler=self.throttler, policy=self.policy, transient=transient, **extra
-            )
+            return retrying(self.policy, transient, what, **extra)(attempt)
         except Exception as exc:
             error = self._translate(what, exc)
             if error is exc:
@@ -155,7 +159,7 @@ class HFStore:
         again, _ = transient(exc)
         if again:
             return StoreUnavailable(
-                f"{what}: {self.endpoint} kept failing after {self.policy.max_retries} retries "
+                f"{what}: {self.endpoint} kept failing after {self.policy.retries} retries "
                 f"({type(exc).__name__}): try again later"
             )
         status = next((s for s in map(_status, _causes(exc)) if s is not None), None)

@@ -21,8 +21,9 @@ from asyncio_throttle import Throttler
 
 from cortex.atomic import write_text
 from cortex.data.frame import MARKET_COLUMNS, DataError, to_day
-from cortex.data.http import RetryPolicy, request
+from cortex.data.http import DATA_POLICY, request
 from cortex.data.sources.base import cache_root, finish
+from cortex.retry import RetryPolicy
 
 DEFAULT_URL = "https://api.binance.com"
 URL_ENV = "CORTEX_BINANCE_URL"
@@ -88,7 +89,7 @@ class BinanceSource:
         self.quote = quote
         self.rate_limit = rate_limit
         self.page_limit = page_limit
-        self.policy = policy or RetryPolicy()
+        self.policy = policy or DATA_POLICY
         self.timeout = timeout
         self.requests = 0  # kline requests sent (for tests and logs)
 

@@ -26,8 +26,9 @@ from asyncio_throttle import Throttler
 
 from cortex.atomic import write_text
 from cortex.data.frame import ONCHAIN_COLUMNS, DataError, to_day
-from cortex.data.http import RetryPolicy, request
+from cortex.data.http import DATA_POLICY, request
 from cortex.data.sources.base import cache_root, finish
+from cortex.retry import RetryPolicy
 
 DEFAULT_URL = "https://api-v2.flipsidecrypto.xyz"
 KEY_ENV, URL_ENV = "FLIPSIDE_API_KEY", "CORTEX_FLIPSIDE_URL"
@@ -110,7 +111,7 @@ class FlipsideSource:
         self.base_url = (base_url or os.environ.get(URL_ENV) or DEFAULT_URL).rstrip("/")
         self.cache_dir = Path(cache_dir) if cache_dir else cache_root() / "flipside"
         self.rate_limit, self.poll_interval, self.max_wait = rate_limit, poll_interval, max_wait
-        self.policy = policy or RetryPolicy()
+        self.policy = policy or DATA_POLICY
         self.runs = 0  # queries actually sent (not answered from the cache)
 
     def load(self, assets: Sequence[str], start=None, end=None) -> dict[str, pd.DataFrame]:
