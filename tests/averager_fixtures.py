@@ -71,7 +71,7 @@ def publish(c: LocalChain, store: LocalStore, name: str, folder: Path) -> tuple[
 
 def make_world(root: Path, art: Artifacts) -> tuple[LocalChain, LocalStore, str]:
     """The chain, the store and the genesis base revision; miners committed, the validator staked."""
-    from cortex.model.cli import publish as publish_base
+    from cortex.model.bootstrap import publish as publish_base
 
     c = make_chain(root, tempo=TEMPO, weights_rate_limit=5)
     store = LocalStore(root / "store")

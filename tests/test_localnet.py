@@ -65,7 +65,7 @@ def test_the_bootstrap_takes_every_job_thread_and_the_averager_merges_the_top_ea
 
 def test_a_base_is_reused_only_when_built_by_the_same_recipe(tmp_path):
     from cortex.localnet.setup import BASE_DIR, reusable_base
-    from cortex.model.cli import BootstrapConfig
+    from cortex.model.bootstrap import BootstrapConfig
 
     s = Settings(workdir=tmp_path)
     assert reusable_base(s) is None  # nothing built yet

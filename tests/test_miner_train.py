@@ -24,8 +24,8 @@ from chainkit import NETUID, make_chain
 
 from cortex.chain.commitments import publish, read_all
 from cortex.hub.local import LocalStore
-from cortex.model.cli import BootstrapConfig, bootstrap
-from cortex.model.cli import publish as publish_base
+from cortex.model.bootstrap import BootstrapConfig, bootstrap
+from cortex.model.bootstrap import publish as publish_base
 from cortex.model.tiny import TINY_REPO, TinyConfig
 from cortex.protocol.commitment import ModelCommitment
 from cortex.protocol.hashing import content_hash

@@ -13,7 +13,7 @@ from cortex.errors import CortexError
 from cortex.hub.local import LocalStore
 from cortex.eval.base import load_base
 from cortex.eval.benchmark import load_questions
-from cortex.model.cli import QUESTIONS, REPORT, BootstrapConfig, bootstrap, publish
+from cortex.model.bootstrap import QUESTIONS, REPORT, BootstrapConfig, bootstrap, publish
 from cortex.model.tiny import TINY_REPO, TinyConfig
 from cortex.protocol.competition import CORTEX_TINY
 from cortex.protocol.hashing import content_hash
@@ -114,7 +114,7 @@ def test_publish_then_load_base(built, tmp_path):
 def test_refuses_to_replace_a_foreign_folder(tmp_path):
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "notes.txt").write_text("keep me")
-    with pytest.raises(CortexError, match="not a bootstrap output"):
+    with pytest.raises(CortexError, match="did not make"):
         bootstrap(small(tmp_path / "mine"))
     assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
 
@@ -168,7 +168,7 @@ def test_the_answer_block_and_ticker_tokens_weigh_more_in_the_loss():
 def test_a_share_of_the_training_chats_reasons_in_words(tmp_path):
     """The base is pre-trained on both of the analyst's styles (numbers cited, and in words), the same
     samples drawn with the seed; its tokenizer learns both vocabularies."""
-    from cortex.model.cli import _data, mix_styles
+    from cortex.model.bootstrap import _data, mix_styles
 
     def row(i: int, style: str) -> dict:
         return {"asset": "BTC", "cutoff": f"2024-01-{i:02d}", "horizon_days": 1, "messages": [style, i]}

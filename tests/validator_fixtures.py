@@ -235,7 +235,7 @@ def build_artifacts(root: Path) -> Artifacts:
     """Build (or reuse, within a session) the base and every adapter under ``root``."""
     import torch
 
-    from cortex.model.cli import BootstrapConfig, bootstrap
+    from cortex.model.bootstrap import BootstrapConfig, bootstrap
     from cortex.model.tiny import TinyConfig
 
     done = root / "done.json"
@@ -314,7 +314,7 @@ def make_world(root: Path, art: Artifacts, *, bad: bool = True) -> World:
     2024-03-21, question days 03-14 to 03-21 (one BTC question a day, 03-21's unresolved); the
     models of blocks 0-3 answer all of them, ``late`` none (not eligible until day 03-23 closes).
     """
-    from cortex.model.cli import publish
+    from cortex.model.bootstrap import publish
 
     c = make_chain(root, tempo=TEMPO, weights_rate_limit=5)
     store = LocalStore(root / "store")

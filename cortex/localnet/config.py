@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 
 from cortex.errors import CortexError
-from cortex.model.cli import BootstrapConfig
+from cortex.model.bootstrap import BootstrapConfig
 from cortex.protocol.competition import CORTEX_TINY, Competition
 
 RETRAIN = ("new-base", "always")

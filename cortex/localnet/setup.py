@@ -27,7 +27,7 @@ from cortex.errors import CortexError
 from cortex.hub.local import LocalStore
 from cortex.localnet.config import Settings
 from cortex.localnet.processes import Command
-from cortex.model.cli import BootstrapConfig
+from cortex.model.bootstrap import BootstrapConfig
 from cortex.protocol.commitment import ModelCommitment
 from cortex.protocol.competition import CORTEX_TINY
 from cortex.wallets import create_wallet
@@ -150,7 +150,7 @@ def publish_base(s: Settings) -> str:
 def benchmark_file(s: Settings) -> Path:
     """The fixed questions the averager scores every base on: the bootstrap's held-out check, drawn from its
     test split, later than every day a miner trains on or a validator scores in a run from 2024."""
-    from cortex.model.cli import QUESTIONS
+    from cortex.model.bootstrap import QUESTIONS
 
     return s.workdir / BASE_DIR / QUESTIONS
 

@@ -8,7 +8,7 @@ The API the rest of the project uses::
 Loading a base for generation (device, dtype) is ``cortex.eval.base.load_base``.
 
 ``cortex base bootstrap --out DIR [--store local:DIR]`` builds, pre-trains and publishes the
-``cortex-tiny`` base (:mod:`cortex.model.cli`).
+``cortex-tiny`` base (:mod:`cortex.model.bootstrap`; the command in :mod:`cortex.model.cli`).
 """
 
 from cortex.model.loading import MODEL_FILES, BaseModelError, check_model_dir, fetch_base, is_model_file, model_files
