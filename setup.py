@@ -40,6 +40,7 @@ INSTALL_REQUIRES = [
     "rich>=13.0",
     "fastapi>=0.110",
     "uvicorn>=0.30",
+    "prometheus-client>=0.20",  # cortex serve's /metrics (the reference Prometheus client)
     "jinja2>=3.1",  # the leaderboard's templates (autoescaped)
     "markupsafe>=2.1",  # Markup for the leaderboard's pre-escaped HTML (charts, deltas)
     "matplotlib>=3.8",

@@ -29,6 +29,7 @@ AREAS: list[tuple[str, str, str]] = [
     ("eval", "cortex.eval.cli", "offline evaluation: backtest forecasts against outcomes"),
     ("base", "cortex.model.cli", "the tiny offline base model: bootstrap (build, pre-train, publish)"),
     ("leaderboard", "cortex.leaderboard.cli", "the subnet's leaderboard: serve it (FastAPI) or export a static copy"),
+    ("serve", "cortex.serve.cli", "the current base behind an OpenAI-compatible API and a forecast API"),
 ]
 
 

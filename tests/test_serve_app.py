@@ -1,0 +1,235 @@
+"""`cortex serve` through clients nobody here wrote: the `openai` SDK (chat, streaming, forecast) against the
+server on 127.0.0.1, over a tiny base built in code; bad input answered with one clear error each while the
+server keeps serving; a new base swapped in without dropping a queued request, and one that fails its
+hash check or whose folder is gone refused while the old one keeps serving."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+import uvicorn
+from fastapi.testclient import TestClient
+
+from cortex.data import get_source
+from cortex.eval.generate import Generator
+from cortex.hub.local import LocalStore
+from cortex.model.pointer import BaseRef, local_base, model_hash
+from cortex.protocol.commitment import ModelCommitment
+from cortex.protocol.competition import CORTEX_TINY
+from cortex.serve.app import Limits, create_app
+from cortex.serve.base import Follower, Served
+from cortex.serve.engine import Engine
+from cortex.serve.forecast import build_question, forecast_answer
+
+REPO = CORTEX_TINY.base.repo
+SOURCE = get_source("synthetic")
+
+
+def tiny_base(out: Path, seed: int) -> Path:
+    """A random tiny Llama with a tokenizer trained on a few weeks of prompts (seconds to build)."""
+    from cortex.data import build_samples
+    from cortex.model.tiny import TinyConfig, build_model
+    from cortex.model.tokenizer import chat_corpus, train_tokenizer
+
+    frames = SOURCE.load(["BTC", "ETH"], "2024-01-01", "2024-06-30")
+    samples = build_samples(frames, ["BTC", "ETH"], [1, 7], start="2024-05-01", end="2024-05-20")
+    tok = train_tokenizer(chat_corpus([s.prompt for s in samples]), vocab_size=600)
+    cfg = TinyConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                     intermediate_size=64, max_position_embeddings=2048)
+    model = build_model(cfg, tok, seed=seed)
+    model.save_pretrained(out)
+    tok.save_pretrained(out)
+    return out
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def bases(tmp_path_factory):
+    root = tmp_path_factory.mktemp("serve")
+    return tiny_base(root / "a", seed=0), tiny_base(root / "b", seed=1)
+
+
+@pytest.fixture(scope="module")
+def server(bases):
+    """The app over base a, served by uvicorn on 127.0.0.1 in a thread."""
+    ref = local_base(bases[0], REPO)
+    served = Served(Engine.load(ref.path, ref.revision, device="cpu"), ref)
+    app = create_app(served, CORTEX_TINY, SOURCE, limits=Limits(max_body_bytes=32 << 10, max_tokens=64,
+                                                                  max_prompt_tokens=1500))
+    port = _free_port()
+    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    while not srv.started:
+        time.sleep(0.05)
+    client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="none", max_retries=0)
+    yield client, served, f"http://127.0.0.1:{port}"
+    srv.should_exit = True
+    thread.join(10)
+
+
+@pytest.fixture(scope="module")
+def reference(bases):
+    """The project's own greedy generator over the same base: what the server must answer."""
+    gen = Generator.load(bases[0], device="cpu", max_new_tokens=12, batch_size=1)
+    return gen
+
+
+CHAT = [{"role": "system", "content": "You are Cortex."}, {"role": "user", "content": "BTC daily data: up 3%."}]
+
+
+def test_chat_matches_the_projects_generator(server, reference):
+    client, served, _ = server
+    answer = client.chat.completions.create(model=REPO, messages=CHAT, max_tokens=12)
+    assert answer.choices[0].message.content == reference.generate([CHAT])[0][0]
+    assert answer.system_fingerprint == served.ref.revision
+    assert answer.usage.prompt_tokens == len(reference.prompt_ids([CHAT])[0])
+    assert 1 <= answer.usage.completion_tokens <= 12
+    assert answer.choices[0].finish_reason in ("stop", "length")
+    models = client.models.list()
+    assert [m.id for m in models.data] == [REPO]
+
+
+def test_streaming_gives_the_same_text(server):
+    client, _, _ = server
+    whole = client.chat.completions.create(model=REPO, messages=CHAT, max_tokens=12).choices[0].message.content
+    chunks = list(client.chat.completions.create(model=REPO, messages=CHAT, max_tokens=12, stream=True))
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == whole
+    assert chunks[0].choices[0].delta.role == "assistant"
+    assert chunks[-1].choices[0].finish_reason in ("stop", "length")
+
+
+def test_forecast_uses_the_validators_prompt(server):
+    client, served, _ = server
+    out = client.post("/forecast", cast_to=object, body={"asset": "eth", "horizon_days": 7, "cutoff": "2024-05-10"})
+    question = build_question(SOURCE, CORTEX_TINY, "ETH", 7, "2024-05-10")
+    assert out["prompt"] == question.messages
+    assert (out["asset"], out["horizon_days"], out["cutoff"]) == ("ETH", 7, "2024-05-10")
+    assert out["market"]["synthetic"] is True and out["market"]["cutoff"] == "2024-05-10"
+    assert out["model"] == {"repo": REPO, "revision": served.ref.revision}
+    expected = forecast_answer(question, out["completion"], CORTEX_TINY)
+    assert (out["forecast"], out["parse_error"]) == (expected["forecast"], expected["parse_error"])
+    assert out["forecast"] is None and out["parse_error"]  # a random base answers nothing in format
+
+
+def test_forecast_answer_parses_a_well_formed_completion():
+    question = build_question(SOURCE, CORTEX_TINY, "BTC", 1, "2024-03-01")
+    text = ('<think>Momentum is up.</think><answer>{"asset": "BTC", "horizon_days": 1, "direction": "up", '
+            '"p_up": 0.62, "return_pct": 0.8}</answer>')
+    out = forecast_answer(question, text, CORTEX_TINY)
+    assert out["forecast"] == {"asset": "BTC", "horizon_days": 1, "direction": "up", "p_up": 0.62, "return_pct": 0.8}
+    assert out["reasoning"] == "Momentum is up." and out["parse_error"] is None
+    wrong = forecast_answer(question, text.replace('"horizon_days": 1', '"horizon_days": 7'), CORTEX_TINY)
+    assert wrong["forecast"] is None and "horizon_days" in wrong["parse_error"]
+
+
+def test_bad_input_one_clear_error_each_and_the_server_keeps_serving(server):
+    client, _, url = server
+    cases = {
+        "unknown asset": lambda: client.post("/forecast", cast_to=object, body={"asset": "XYZ", "horizon_days": 7}),
+        "unknown horizon": lambda: client.post("/forecast", cast_to=object, body={"asset": "BTC", "horizon_days": 5}),
+        "prompt too long": lambda: client.chat.completions.create(
+            model=REPO, messages=[{"role": "user", "content": "9 " * 5000}], max_tokens=4),
+        "max_tokens": lambda: client.chat.completions.create(model=REPO, messages=CHAT, max_tokens=100000),
+        "bad role": lambda: client.chat.completions.create(model=REPO, messages=[{"role": "tool", "content": "x"}]),
+    }
+    expected = {"unknown asset": "unknown asset 'XYZ'", "unknown horizon": "unknown horizon_days '5'",
+                "prompt too long": "this server takes at most 1500", "max_tokens": "exceeds this server's limit of 64",
+                "bad role": "chat template refused"}
+    for name, call in cases.items():
+        with pytest.raises(openai.BadRequestError) as err:
+            call()
+        assert expected[name] in err.value.body["message"], name
+    with pytest.raises(openai.NotFoundError, match="not served here"):
+        client.chat.completions.create(model="someone/else", messages=CHAT)
+    raw = httpx.post(f"{url}/v1/forecast", content=b'{"asset": "BTC",', headers={"content-type": "application/json"})
+    assert raw.status_code == 400 and raw.json()["error"]["message"].startswith("malformed JSON body")
+    huge = httpx.post(f"{url}/v1/chat/completions", content=b"x" * (40 << 10), headers={"content-type": "application/json"})
+    assert huge.status_code == 413 and huge.json()["error"]["code"] == "body_too_large"
+    assert httpx.get(f"{url}/health").json()["status"] == "ok"
+    assert client.chat.completions.create(model=REPO, messages=CHAT, max_tokens=2).choices[0].message.content is not None
+    metrics = httpx.get(f"{url}/metrics").text
+    assert 'cortex_serve_requests_total{endpoint="/v1/forecast",status="400"}' in metrics
+    assert "cortex_serve_generated_tokens_total" in metrics
+
+
+def test_requests_over_the_in_flight_limit_are_refused(bases):
+    ref = local_base(bases[0], REPO)
+    app = create_app(Served(Engine.load(ref.path, ref.revision, device="cpu"), ref), CORTEX_TINY, SOURCE,
+                     limits=Limits(max_in_flight=0))
+    with TestClient(app) as http:
+        r = http.post("/v1/chat/completions", json={"model": REPO, "messages": CHAT, "max_tokens": 2})
+    assert r.status_code == 429 and r.json()["error"]["type"] == "rate_limit_error"
+
+
+def test_swap_finishes_queued_requests_on_the_old_base(bases):
+    a, b = local_base(bases[0], REPO), local_base(bases[1], REPO)
+    served = Served(Engine.load(a.path, a.revision, device="cpu"), a)
+    expected = {p: Generator.load(p, device="cpu", max_new_tokens=6).generate([CHAT])[0][0] for p in bases}
+
+    async def scenario():
+        old, _ = served.current()
+        ids = old.prompt_ids(CHAT)
+        queued = [asyncio.ensure_future(old.complete(CHAT, ids, 6)) for _ in range(3)]
+        await asyncio.sleep(0)
+        served.swap(Engine.load(b.path, b.revision, device="cpu"), b)  # the old engine closes after its queue
+        new, _ = served.current()
+        fresh = await new.complete(CHAT, new.prompt_ids(CHAT), 6)
+        return [await q for q in queued], fresh
+
+    done, fresh = asyncio.run(scenario())
+    assert [c.text for c in done] == [expected[bases[0]]] * 3
+    assert fresh.text == expected[bases[1]] and served.current()[1].revision == b.revision
+
+
+def test_follower_refuses_a_bad_hash_and_a_missing_folder_and_keeps_serving(bases, tmp_path):
+    store = LocalStore(tmp_path / "store")
+    revision = store.upload(REPO, bases[1], private=False, message="b")
+    hotkey = "5F" + "a" * 46
+    good = ModelCommitment.for_content("cortex-tiny", REPO, revision, model_hash(bases[1]), hotkey, kind="base")
+    bad = ModelCommitment.for_content("cortex-tiny", REPO, revision, "0" * 64, hotkey, kind="base")
+    a = local_base(bases[0], REPO)
+    served = Served(Engine.load(a.path, a.revision, device="cpu"), a)
+    pointer = {"ref": BaseRef(REPO, revision, 10, hotkey, bad)}
+
+    def load(path, name):
+        return Engine.load(path, name, device="cpu")
+
+    follower = Follower(served, lambda: pointer["ref"], lambda r: r.fetch(store, tmp_path / "cache"), load)
+    assert follower.refresh() is False
+    assert "hash does not match" in follower.last_error and served.current()[1].revision == a.revision
+
+    pointer["ref"] = replace(pointer["ref"], commitment=good)
+    gone = lambda r: replace(r, path=tmp_path / "vanished")  # noqa: E731
+    assert Follower(served, lambda: pointer["ref"], gone, load).refresh() is False
+    assert served.current()[1].revision == a.revision
+
+    assert follower.refresh() is True
+    assert follower.last_error is None and follower.failures == 1
+    assert served.current()[1].revision == revision and served.swaps == 1
+    app = create_app(served, CORTEX_TINY, SOURCE, follower=follower)
+    with TestClient(app) as http:
+        health = http.get("/health").json()
+    assert health["revision"] == revision and health["swaps"] == 1 and health["last_error"] is None
+
+
+def test_cli_refuses_a_missing_model_folder(tmp_path, capsys):
+    from cortex.cli import main
+
+    assert main(["serve", "--base", str(tmp_path / "nothing")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no model folder there" in err[0]
