@@ -39,10 +39,8 @@ from collections import Counter, defaultdict
 from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
-from statistics import NormalDist
 
-import numpy as np
-
+from cortex.eval.interval import Interval, day_interval  # noqa: F401 - re-exported (tests, bench)
 from cortex.protocol.competition import SkillConfig
 from cortex.protocol.ledger import LedgerEntry
 from cortex.protocol.scores import CompetitionScores, ModelSkill
@@ -61,49 +59,11 @@ class Contender:
     commit_day: str  # ISO day of the commitment's block on the market clock
 
 
-@dataclass(frozen=True)
-class Interval:
-    """A day-clustered estimate of a mean paired difference."""
-
-    mean: float
-    low: float
-    high: float
-    days: int
-    questions: int
-
-
 def _day(value: str) -> date | None:
     try:
         return date.fromisoformat(value)
     except (TypeError, ValueError):
         return None
-
-
-def day_interval(diffs: Mapping[date, Sequence[float]], confidence: float, lags: int) -> Interval:
-    """Mean of daily means of ``diffs`` (day → paired differences) and its one-sided bounds.
-
-    The standard error is Newey-West's with Bartlett weights over calendar-day lags ``1..lags``
-    (days missing from ``diffs`` simply contribute no pairs), scaled by n/(n−1).
-    """
-    days = sorted(d for d, v in diffs.items() if len(v))
-    if not days:
-        return Interval(0.0, 0.0, 0.0, 0, 0)
-    means = np.array([float(np.mean(diffs[d])) for d in days])
-    questions = sum(len(diffs[d]) for d in days)
-    n, mean = len(days), float(means.mean())
-    if n == 1:
-        return Interval(mean, mean, mean, 1, questions)  # no spread is known: min_days guards this
-    centred = means - mean
-    ordinal = np.array([d.toordinal() for d in days])
-    variance = float(centred @ centred) / n
-    for lag in range(1, lags + 1):
-        later = np.searchsorted(ordinal, ordinal + lag)
-        found = (later < n) & (ordinal[np.minimum(later, n - 1)] == ordinal + lag)
-        cov = float(centred[found] @ centred[later[found]]) / n
-        variance += 2.0 * (1.0 - lag / (lags + 1)) * cov
-    se = math.sqrt(max(variance, 0.0) / (n - 1))
-    z = NormalDist().inv_cdf(confidence)
-    return Interval(mean, mean - z * se, mean + z * se, n, questions)
 
 
 def _paired(a: Mapping[str, tuple[date, float]], b: Mapping[str, tuple[date, float]]) -> dict[date, list[float]]:
