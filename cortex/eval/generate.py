@@ -73,6 +73,26 @@ def failure(key: str, exc: BaseException, seconds: float = 0.0) -> ModelScore:
     return ModelScore(key, None, seconds=seconds, reason=f"generation_failed: {type(exc).__name__}: {str(exc)[:200]}")
 
 
+def eos_ids(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase) -> frozenset[int]:
+    """The token ids that end a row in ``generate``: the model's generation config, else the tokenizer's EOS."""
+    config = getattr(model, "generation_config", None)
+    eos = getattr(config, "eos_token_id", None)
+    ids = frozenset(i for i in (eos if isinstance(eos, (list, tuple)) else [eos]) if i is not None)
+    return ids or frozenset(i for i in [tokenizer.eos_token_id] if i is not None)
+
+
+def generated_lengths(generated: torch.Tensor, eos: frozenset[int] | set[int]) -> list[int]:
+    """New tokens per row of ``generate``'s output with the prompt cut off: up to and including the row's
+    first EOS, the whole row where it has none. Never by comparing with the pad id: a model may emit the
+    pad id as an ordinary token (it is just another logit), and ``generate`` pads only after an EOS."""
+    rows, width = generated.shape
+    if not eos or width == 0:
+        return [width] * rows
+    is_eos = torch.isin(generated, torch.tensor(sorted(eos), device=generated.device))
+    first = is_eos.int().argmax(dim=1).tolist()
+    return [f + 1 if ended else width for f, ended in zip(first, is_eos.any(dim=1).tolist())]
+
+
 class Generator:
     """A base model and its tokenizer, loaded once, with adapters swapped in and out."""
 
@@ -234,8 +254,10 @@ class Generator:
                 **batch, max_new_tokens=self.max_new_tokens, do_sample=False, num_beams=1,
                 pad_token_id=self.tokenizer.pad_token_id, max_time=remaining, **extra,
             )[:, batch["input_ids"].shape[1]:]
-            tokens.extend(int(n) for n in (generated != self.tokenizer.pad_token_id).sum(dim=1))
-            out.extend(self.tokenizer.batch_decode(generated, skip_special_tokens=True))
+            lengths = generated_lengths(generated, eos_ids(self.model, self.tokenizer))
+            tokens.extend(lengths)
+            out.extend(self.tokenizer.batch_decode([row[:n] for row, n in zip(generated, lengths)],
+                                                   skip_special_tokens=True))
         if deadline is not None and time.monotonic() > deadline:
             raise BudgetExceeded(f"ran past the time budget on {len(ids)} prompts")
         return out, tokens
