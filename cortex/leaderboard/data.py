@@ -39,8 +39,11 @@ HISTORY_ROUNDS = 8  # rounds of history kept per row
 HF_URL = "https://huggingface.co/{repo}/tree/{revision}"
 
 
-def snapshot(subtensor: bt.Subtensor, netuid: int, state_dirs: Sequence[Path]) -> dict:
-    """Everything the leaderboard shows, as plain JSON-serialisable data (see docs/leaderboard.md)."""
+def snapshot(subtensor: bt.Subtensor, netuid: int, state_dirs: Sequence[Path], source: str | None = None) -> dict:
+    """Everything the leaderboard shows, as plain JSON-serialisable data (see docs/leaderboard.md).
+
+    ``source``: the market data the live record resolves its questions with (default: synthetic offline,
+    Binance on a real network)."""
     graph = subtensor.subnets.metagraph(netuid, commitments=False)
     if graph is None:
         raise CortexError(f"subnet {netuid} does not exist on this chain: check --netuid")
@@ -94,9 +97,23 @@ def snapshot(subtensor: bt.Subtensor, netuid: int, state_dirs: Sequence[Path]) -
 
     validators = _validators(graph.neurons, vtrust, stake, tables, committed)
     history = averager_rounds(state_dirs)
+    live = live_record(tables, state_dirs, source or ("synthetic" if network == EMBEDDED else "binance"))
     return {"netuid": netuid, "block": int(graph.block), "network": network, "competitions": competitions,
             "validators": validators, "base_history": history, "base_progress": base_progress(history),
-            "miners": miners}
+            "live_record": live, "miners": miners}
+
+
+def live_record(tables: Sequence[dict], state_dirs: Sequence[Path], source: str) -> dict[str, list[dict]]:
+    """Per competition, each base's live record (``cortex.leaderboard.live``); {} with a logged warning when
+    the market data cannot be read, so the rest of the leaderboard still serves."""
+    from cortex.data import get_source
+    from cortex.leaderboard.ledgers import live_records
+
+    try:
+        return live_records(tables, state_dirs, get_source(source))
+    except Exception as exc:  # noqa: BLE001 - market data or a ledger: the leaderboard serves without it
+        log.warning("the live record cannot be computed: %s", exc)
+        return {}
 
 
 def base_progress(history: Sequence[dict]) -> dict[str, list[dict]]:
