@@ -10,13 +10,13 @@ A thin entry point: parse the flags, build the parts, run the rounds (docs/avera
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
 if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from cortex.cliargs import ArgumentParser
 from cortex.errors import run_command
 
 
@@ -24,7 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     from averager.config import add_args, from_args
     from cortex.neuron import setup_logging
 
-    parser = argparse.ArgumentParser(prog="averager", description=__doc__.splitlines()[0])
+    parser = ArgumentParser(prog="averager", description=__doc__.splitlines()[0])
     add_args(parser)
     args = parser.parse_args(argv)
     setup_logging(args.debug)
@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"round {record.round}: {record.status} ({record.reason})"
                   + (f"; published {record.published}" if record.published else ""))
 
-    return run_command("averager", body)
+    return run_command("averager", body, debug=args.debug)
 
 
 if __name__ == "__main__":

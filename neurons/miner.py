@@ -20,14 +20,14 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from cortex import neuron
+from cortex.cliargs import ArgumentParser
 from cortex.errors import CortexError, run_command
-from cortex.neuron import NeuronConfig
 
 log = logging.getLogger("cortex.miner")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="neurons/miner.py", description=__doc__.splitlines()[0])
+    parser = ArgumentParser(prog="neurons/miner.py", description=__doc__.splitlines()[0])
     neuron.add_args(parser, clock=False)  # --netuid, --wallet.*, --subtensor.network, --chain.path, --store, --source, --wandb.*
     a = parser.add_argument
     a("--competition", default="cortex-tiny", help="competition id (built-in) or a competitions YAML/JSON file")
@@ -52,18 +52,15 @@ def competition(args):
 
 
 def options(args):
-    """The round's options: the shared neuron flags (``cortex.neuron``; ``--source`` unset: the training
-    config's, then csv:$CORTEX_MARKET_DATA, then synthetic) and the miner's own."""
-    from miner.run import Options
+    """The run's :class:`miner.config.MinerConfig`: the shared neuron flags (``cortex.neuron``; ``--source``
+    unset: the training config's, then csv:$CORTEX_MARKET_DATA, then synthetic) and the miner's own."""
+    from miner.config import MinerConfig
 
-    shared = NeuronConfig(**neuron.neuron_fields(args, need_store=not args.offline, default_source=False))
-    return Options(
-        competition=competition(args), output_dir=Path(args.output_dir).expanduser(), offline=args.offline,
-        netuid=shared.netuid, network=shared.network, chain_path=shared.chain_path,
-        wallet=None if args.offline else shared.open_wallet(), store=None if args.offline else shared.store,
-        source=shared.source, base=args.base, push_only=Path(args.push_only).expanduser() if args.push_only else None,
-        force=args.force, resume=args.resume, wandb=shared.wandb, loop=args.loop, loop_interval_s=args.loop_interval,
-        loop_rounds=args.loop_rounds,
+    return MinerConfig(
+        **neuron.neuron_fields(args, need_store=not args.offline, default_source=False),
+        competition=competition(args), output_dir=Path(args.output_dir).expanduser(), no_chain=args.offline,
+        base=args.base, push_only=Path(args.push_only).expanduser() if args.push_only else None, force=args.force,
+        resume=args.resume, loop=args.loop, loop_interval_s=args.loop_interval, loop_rounds=args.loop_rounds,
     )
 
 
@@ -104,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
             if value is not None:
                 print(f"{key}: {value}")
 
-    return run_command("miner", body)
+    return run_command("miner", body, debug=args.debug)
 
 
 if __name__ == "__main__":

@@ -6,12 +6,12 @@ A thin entry point: parse the flags, build the parts, run the rounds (docs/valid
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
+from cortex.cliargs import ArgumentParser
 from cortex.errors import run_command
 
 
@@ -20,7 +20,7 @@ def main(argv: list[str] | None = None) -> int:
     from cortex.neuron import setup_logging
     from validator.config import add_args, from_args
 
-    parser = argparse.ArgumentParser(prog="validator", description=__doc__.splitlines()[0])
+    parser = ArgumentParser(prog="validator", description=__doc__.splitlines()[0])
     add_args(parser)
     args = parser.parse_args(argv)
     setup_logging(args.debug)
@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
         parts = Parts(cfg, cfg.open_chain(), cfg.open_wallet(), cfg.open_store(), cfg.schedule())
         Validator(parts).run()
 
-    return run_command("validator", body)
+    return run_command("validator", body, debug=args.debug)
 
 
 if __name__ == "__main__":

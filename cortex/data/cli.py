@@ -43,9 +43,9 @@ def register(parser: argparse.ArgumentParser) -> None:
     b.set_defaults(func=_build)
 
     s = sub.add_parser("show", help="print a dataset's card and one example row")
-    s.add_argument("path")
-    s.add_argument("--split", default="train")
-    s.add_argument("--row", type=int, default=0)
+    s.add_argument("path", help="a dataset folder from `cortex data build`")
+    s.add_argument("--split", default="train", help="train, validation or test")
+    s.add_argument("--row", type=int, default=0, help="which row of the split (from 0)")
     s.set_defaults(func=_show)
 
     c = sub.add_parser("check", help="load a source and report gaps, duplicates and bad prices")
@@ -81,19 +81,18 @@ def _build(args) -> int:
 
 
 def _show(args) -> int:
-    import datasets
-
-    from cortex.data.dataset import load_card
+    from cortex.data.dataset import load_card, open_split
 
     card = load_card(args.path)
     print(json.dumps(card, indent=2))
-    dd = datasets.load_from_disk(args.path)
-    if args.split in dd and len(dd[args.split]) > args.row:
-        row = dd[args.split][args.row]
-        for m in row["messages"]:
-            print(f"--- {m['role']}\n{m['content']}")
-        print("--- outcome", {k: row[k] for k in ("asset", "cutoff", "horizon_days", "outcome_return",
+    row = split[args.row]
+    for m in row["messages"]:
+        print(f"--- {m['role']}\n{m['content']}")
+    print("--- outcome", {k: row.get(k) for k in ("asset", "cutoff", "horizon_days", "outcome_return",
                                                    "outcome_direction", "realized_vol", "synthetic")})
+    split = open_split(args.path, args.split)
+    if not 0 <= args.row < len(split):
+        raise DataError(f"--row {args.row} is out of range: split {args.split!r} has rows 0 to {len(split) - 1}")
     return 0
 
 

@@ -196,3 +196,19 @@ def load_card(path: str | Path) -> dict:
     if not card.exists():
         raise DataError(f"{path} has no {CARD}: build it with `cortex data build --out {path}`")
     return json.loads(card.read_text())
+
+
+def open_split(path: str | Path, split: str):
+    """One split of a dataset folder that `cortex data build` wrote (a ``datasets.Dataset``); a folder
+    that is not one, or a split it lacks, is a one-line :class:`DataError` naming what there is."""
+    import datasets
+
+    try:
+        dd = datasets.load_from_disk(str(path))
+    except (FileNotFoundError, ValueError) as exc:
+        raise DataError(f"cannot open dataset {path}: {exc}; build one with `cortex data build`") from None
+    if not isinstance(dd, datasets.DatasetDict):
+        return dd
+    if split not in dd:
+        raise DataError(f"dataset {path} has no split {split!r} (it has {', '.join(dd)})")
+    return dd[split]

@@ -56,21 +56,10 @@ def read_predictions(path: str | Path) -> list[dict[str, Any]]:
 
 def read_samples(dataset: str | Path, split: str) -> tuple[list[dict[str, Any]], str | None]:
     """The outcome columns of one split, and the dataset's source label when its card has one."""
-    try:
-        import datasets
-    except ImportError:  # pragma: no cover - a core requirement
-        raise CortexError("the `datasets` package is missing: run `make install`") from None
+    from cortex.data.dataset import open_split
+
     path = Path(dataset)
-    try:
-        dd = datasets.load_from_disk(str(path))
-    except (FileNotFoundError, ValueError) as exc:
-        raise CortexError(f"cannot open dataset {path}: {exc}; build one with `cortex data build`") from None
-    if isinstance(dd, datasets.DatasetDict):
-        if split not in dd:
-            raise CortexError(f"dataset {path} has no split {split!r} (it has {', '.join(dd)})")
-        ds = dd[split]
-    else:
-        ds = dd
+    ds = open_split(path, split)
     missing = [c for c in OUTCOME_COLUMNS[:4] if c not in ds.column_names]
     if missing:
         raise CortexError(f"dataset {path} lacks outcome columns {', '.join(missing)}")

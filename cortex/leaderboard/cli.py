@@ -13,6 +13,7 @@ import logging
 from pathlib import Path
 
 from cortex.chain.connect import EMBEDDED, connect
+from cortex.cliargs import PORT, int_at_least, positive_float
 from cortex.errors import CortexError
 
 log = logging.getLogger(__name__)
@@ -23,13 +24,13 @@ def register(parser: argparse.ArgumentParser) -> None:
                         help="embedded (offline, with --chain.path), finney, test, local or ws://…")
     parser.add_argument("--chain.path", dest="chain_path", default=None,
                         help="the embedded chain's file (with --subtensor.network embedded)")
-    parser.add_argument("--netuid", type=int, default=1, help="the subnet's netuid (default 1)")
+    parser.add_argument("--netuid", type=int_at_least(0, 65535), default=1, help="the subnet's netuid")
     parser.add_argument("--state", action="append", default=[], metavar="DIR",
                         help="a folder holding validator score tables (scores/) or averager rounds (rounds/), "
                              "searched recursively; repeatable")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8000)
-    parser.add_argument("--ttl", type=float, default=5.0, help="seconds a snapshot is served before re-reading")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    parser.add_argument("--port", type=PORT, default=8000, help="port to listen on (1 to 65535)")
+    parser.add_argument("--ttl", type=positive_float, default=5.0, help="seconds a snapshot is served before re-reading")
     parser.add_argument("--export", metavar="DIR", help="write a static copy to DIR instead of serving")
     parser.set_defaults(func=run)
 
@@ -55,6 +56,19 @@ def run(args: argparse.Namespace) -> int:
     from cortex.leaderboard.app import create_app
 
     load()  # fail here, with a clear error, rather than on the first request
+    _check_port(args.host, args.port)
     log.info("leaderboard for subnet %d on %s at http://%s:%d/", args.netuid, args.network, args.host, args.port)
     uvicorn.run(create_app(load, ttl=args.ttl), host=args.host, port=args.port, log_level="warning")
     return 0
+
+
+def _check_port(host: str, port: int) -> None:
+    """A port another process holds is a one-line error here, not uvicorn's log and exit status 1."""
+    import socket
+
+    try:
+        with socket.create_server((host, port)):
+            pass
+    except OSError as exc:
+        raise CortexError(f"cannot listen on {host}:{port} ({exc.strerror or exc}): choose another with "
+                          f"--port {port + 1 if port < 65535 else 8000}") from None

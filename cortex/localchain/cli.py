@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 import bittensor as bt
 from bittensor_core import ss58_decode
@@ -19,6 +20,7 @@ from cortex.localchain.genesis import GenesisConfig, init_chain
 from cortex.localchain.pallets import credit
 from cortex.localchain.store import ChainFile
 from cortex.localchain.subnet import RAO, SubnetParams
+from cortex.cliargs import int_at_least, positive_float
 from cortex.errors import CortexError
 
 _PARAM_FLAGS = {  # flag -> SubnetParams field
@@ -35,36 +37,74 @@ _PARAM_FLAGS = {  # flag -> SubnetParams field
 }
 
 
+_PARAM_BOUNDS = {  # flag -> (lowest, highest) value the chain accepts
+    "tempo": (1, None),
+    "weights_rate_limit": (0, None),
+    "weights_version": (0, None),
+    "kappa": (0, 65535),
+    "bonds_moving_average": (0, 1_000_000),
+    "max_validators": (1, None),
+    "immunity_period": (0, None),
+    "min_allowed_weights": (0, None),
+    "max_uids": (1, None),
+    "activity_cutoff": (1, None),
+}
+NETUID = int_at_least(1, 65535)  # netuid 0 is the root network, never a subnet of one's own
+
+
+def _chain_path(p: argparse.ArgumentParser) -> None:
+    """``--chain.path``, as every neuron and the leaderboard spell it; ``--path`` kept as an alias."""
+    p.add_argument("--chain.path", "--path", dest="path", required=True, metavar="FILE",
+                   help="the embedded chain's file")
+
+
+def _wallet(p: argparse.ArgumentParser) -> None:
+    from cortex.wallets import OFFLINE_PATH
+
+    p.add_argument("--wallet.name", dest="wallet_name", required=True, help="the wallet (its coldkey pays)")
+    p.add_argument("--wallet.hotkey", dest="wallet_hotkey", default="default", help="the hotkey to register")
+    p.add_argument("--wallet.path", dest="wallet_path", default=OFFLINE_PATH, help="folder of wallets")
+
+
 def register(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="chain_command", metavar="ACTION", required=True)
 
     init = sub.add_parser("init", help="create a chain file with funded dev accounts and a subnet")
-    init.add_argument("--path", required=True)
-    init.add_argument("--netuid", type=int, default=1)
-    init.add_argument("--block-time", type=float, default=12.0, help="seconds per block")
+    _chain_path(init)
+    init.add_argument("--netuid", type=NETUID, default=1, help="the subnet to create")
+    init.add_argument("--block-time", type=positive_float, default=12.0, help="seconds per block")
     init.add_argument("--manual-blocks", action="store_true", help="advance blocks only by hand")
     init.add_argument("--owner-coldkey", help="subnet owner coldkey ss58 (default //Alice)")
     init.add_argument("--owner-hotkey", help="subnet owner hotkey ss58 (default: the coldkey)")
     defaults = SubnetParams()
     for flag, field in _PARAM_FLAGS.items():
-        init.add_argument(f"--{flag.replace('_', '-')}", type=int, default=getattr(defaults, field))
+        init.add_argument(f"--{flag.replace('_', '-')}", type=int_at_least(*_PARAM_BOUNDS[flag]),
+                          default=getattr(defaults, field), help=f"subnet hyperparameter {field}")
     init.set_defaults(func=_init)
 
     fund = sub.add_parser("fund", help="credit TAO to an address (the dev chain's faucet)")
-    fund.add_argument("--path", required=True)
-    fund.add_argument("--ss58", required=True)
-    fund.add_argument("--tao", type=float, required=True)
+    _chain_path(fund)
+    fund.add_argument("--ss58", required=True, help="the coldkey address to credit")
+    fund.add_argument("--tao", type=positive_float, required=True, help="how much")
     fund.set_defaults(func=_fund)
 
+    reg = sub.add_parser("register", help="register a hotkey on the subnet (burned registration), optionally staking")
+    _chain_path(reg)
+    reg.add_argument("--netuid", type=NETUID, default=1, help="the subnet")
+    _wallet(reg)
+    reg.add_argument("--stake", type=positive_float, default=None, metavar="TAO",
+                     help="also stake this much TAO from the coldkey to the hotkey")
+    reg.set_defaults(func=_register)
+
     advance = sub.add_parser("advance", help="produce blocks by hand (--manual-blocks chains)")
-    advance.add_argument("--path", required=True)
-    advance.add_argument("--blocks", type=int, default=1)
+    _chain_path(advance)
+    advance.add_argument("--blocks", type=int_at_least(1), default=1, help="how many blocks")
     advance.set_defaults(func=_advance)
 
-    status = sub.add_parser("status", help="block, epoch and every neuron of a subnet")
-    status.add_argument("--path", required=True)
-    status.add_argument("--netuid", type=int, default=1)
-    status.add_argument("--json", action="store_true")
+    status = sub.add_parser("status", help="block, epoch, every neuron of a subnet, and balances")
+    _chain_path(status)
+    status.add_argument("--netuid", type=NETUID, default=1, help="the subnet")
+    status.add_argument("--json", action="store_true", help="print JSON")
     status.set_defaults(func=_status)
 
 
@@ -80,9 +120,15 @@ def _init(args: argparse.Namespace) -> int:
     return 0
 
 
+def _open(path: str) -> bt.Subtensor:
+    """The SDK client on the chain file at ``path``; a missing file is a one-line error."""
+    if not Path(path).is_file():
+        raise CortexError(f"no chain file at {path}: create one with `cortex chain init --chain.path {path}`")
+    return connect("embedded", path)
+
+
 def _fund(args: argparse.Namespace) -> int:
-    if args.tao <= 0:
-        raise CortexError("--tao must be positive")
+    _open(args.path)  # a missing file is refused, never created empty by the faucet
     try:
         ss58_decode(args.ss58)
     except Exception:  # noqa: BLE001
@@ -94,9 +140,36 @@ def _fund(args: argparse.Namespace) -> int:
     return 0
 
 
+def _register(args: argparse.Namespace) -> int:
+    """Burned registration and the optional stake, as intents through the SDK (what `btcli subnet
+    register` and `btcli stake add` send to a real chain, which they cannot reach here)."""
+    from cortex.wallets import load_wallet
+
+    sub = _open(args.path)
+    if sub.subnets.metagraph(args.netuid) is None:
+        raise CortexError(f"subnet {args.netuid} does not exist on {args.path}")
+    wallet = load_wallet(args.wallet_name, args.wallet_hotkey, args.wallet_path)
+    hotkey = wallet.hotkey.ss58_address
+    uid = sub.query(bt.storage.SubtensorModule.Uids, [args.netuid, hotkey])
+    if uid is None:
+        result = sub.execute(bt.BurnedRegister(netuid=args.netuid), wallet)
+        if not result.success:
+            raise CortexError(f"registering {args.wallet_name}/{args.wallet_hotkey} failed: {result.message}")
+        uid = sub.query(bt.storage.SubtensorModule.Uids, [args.netuid, hotkey])
+        print(f"registered {args.wallet_name}/{args.wallet_hotkey} ({hotkey}) on subnet {args.netuid}: uid {uid}")
+    else:
+        print(f"{args.wallet_name}/{args.wallet_hotkey} ({hotkey}) is already registered on subnet {args.netuid}: "
+              f"uid {uid}")
+    if args.stake is not None:
+        result = sub.execute(bt.AddStake(netuid=args.netuid, hotkey_ss58=hotkey, amount_tao=args.stake), wallet)
+        if not result.success:
+            raise CortexError(f"staking {args.stake:g} TAO to {hotkey} failed: {result.message}")
+        print(f"staked {args.stake:g} TAO to uid {uid}")
+    return 0
+
+
 def _advance(args: argparse.Namespace) -> int:
-    if args.blocks < 1:
-        raise CortexError("--blocks must be at least 1")
+    _open(args.path)
     try:
         head = EmbeddedSubstrate(args.path).advance(args.blocks)
     except bt.ChainError as exc:
@@ -107,7 +180,7 @@ def _advance(args: argparse.Namespace) -> int:
 
 def chain_status(path: str, netuid: int) -> dict:
     """Block, epoch timing and every neuron, read through the SDK."""
-    sub = connect("embedded", path)
+    sub = _open(path)
     graph = sub.subnets.metagraph(netuid)
     if graph is None:
         raise CortexError(f"subnet {netuid} does not exist on {path}")
@@ -124,7 +197,19 @@ def chain_status(path: str, netuid: int) -> dict:
     return {
         "block": graph.block, "netuid": netuid, "tempo": graph.tempo, "last_step": graph.last_step,
         "blocks_until_next_epoch": sub.epochs.blocks_until_next_epoch(netuid), "neurons": neurons,
+        "balances": balances(sub, neurons),
     }
+
+
+def balances(sub: bt.Subtensor, neurons: list[dict]) -> list[dict]:
+    """Per coldkey of the subnet's neurons: its free TAO and the stake on each of its hotkeys."""
+    free = sub.balances.get_many(sorted({n["coldkey"] for n in neurons}))
+    out = []
+    for coldkey in sorted(free):
+        hotkeys = {n["hotkey"]: n["stake"] for n in neurons if n["coldkey"] == coldkey}
+        out.append({"coldkey": coldkey, "free": free[coldkey].rao / RAO, "staked": sum(hotkeys.values()),
+                    "hotkeys": hotkeys})
+    return out
 
 
 def _status(args: argparse.Namespace) -> int:
@@ -140,4 +225,8 @@ def _status(args: argparse.Namespace) -> int:
         print(f"{n['uid']:>4} {n['hotkey'][:12] + '…':<14} {n['stake']:>10.3f} {n['incentive']:>7.4f} "
               f"{n['dividends']:>7.4f} {n['validator_trust']:>7.4f} {n['emission']:>10.4f}  "
               f"{(n['commitment'] or '-')[:60]}")
+    print(f"{'coldkey':<14} {'free TAO':>12} {'staked':>10}  hotkeys")
+    for b in status["balances"]:
+        print(f"{b['coldkey'][:12] + '…':<14} {b['free']:>12.3f} {b['staked']:>10.3f}  "
+              + ", ".join(f"{h[:8]}… {v:.3f}" for h, v in b["hotkeys"].items()))
     return 0
