@@ -1,4 +1,5 @@
-"""The validator's state file: round trip, the base of each question day, bad files, atomic save."""
+"""The validator's state file: round trip, a schema 2 file read with its recorded day bases dropped, bad files,
+atomic save."""
 
 import json
 
@@ -12,19 +13,21 @@ def test_round_trip_and_fresh_start(tmp_path):
     assert load(path) == ValidatorState()
     state = ValidatorState(round=3, last_weights_block=120, progress=RoundProgress("100:cortex-tiny", {"4": 1.0}),
                            refused={"m/a@r": {"reason": "non_finite", "detail": "lora_B holds NaN"}})
-    state.day_bases("cortex-tiny", ["2024-03-01", "2024-03-02"], "base@1")
     save(path, state)
     assert load(path) == state
     assert json.loads(path.read_text())["schema"] == SCHEMA  # readable JSON, never pickle
 
 
-def test_each_question_day_keeps_the_base_that_was_current_and_old_days_drop():
-    state = ValidatorState()
-    assert state.day_bases("c", ["2024-03-01", "2024-03-02"], "base@1") == {"2024-03-01": "base@1",
-                                                                            "2024-03-02": "base@1"}
-    after_merge = state.day_bases("c", ["2024-03-02", "2024-03-03"], "base@2")  # the averager merged a new base
-    assert after_merge == {"2024-03-02": "base@1", "2024-03-03": "base@2"}
-    assert state.bases["c"] == after_merge
+def test_a_schema_2_file_loads_without_the_day_bases_it_recorded(tmp_path):
+    """Schema 2 recorded each day's base from when the validator ran; the chain's history replaced it."""
+    path = tmp_path / "state.json"
+    path.write_text(json.dumps({"schema": 2, "round": 4, "last_weights_block": 90,
+                                "progress": {"key": "80:c", "weights": None},
+                                "bases": {"c": {"2024-03-01": "base@1"}}, "refused": {}}))
+    state = load(path)
+    assert state == ValidatorState(round=4, last_weights_block=90, progress=RoundProgress("80:c"))
+    save(path, state)
+    assert "bases" not in json.loads(path.read_text()) and load(path) == state
 
 
 @pytest.mark.parametrize("text", ["{not json", "[]", '{"schema": 99}', '{"schema": 1, "round": 1}',

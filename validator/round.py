@@ -4,15 +4,19 @@ sync the metagraph and commitments → per active competition:
 
 1. the window: the market days of ``scoring.window_days`` up to the newest closed day, and each
    day's questions (``validator.questions``);
-2. the base (the averager's pointer, or the pinned base), and which base was current on each day;
+2. the base (the averager's pointer, or the pinned base) at the sync block, and the base that was
+   current on each question day, read from the chain's pointer history
+   (``cortex.model.pointer.bases_at``): a validator started after a merge judges the days before it
+   against the base of those days, as one that ran through them did;
 3. the prompts of those questions, from market data up to each cutoff (an unresolved question has
    a prompt and no outcome yet);
-4. the eligible commitments: fetch, verify the salted hash, check the adapter (a refused one gets
-   zero with its reason);
+4. the eligible commitments: fetch, verify the salted hash, check the adapter, and refuse one
+   trained on another base than the current one (``stale_base``) (a refused one gets zero with its
+   reason);
 5. the answers still missing from the outcome ledger, generated in batches through one engine and
    stored after every model (a kill loses at most one model's batch; no answer is ever generated
-   twice): the base answers its days' questions, each model the questions of the days it
-   committed before;
+   twice): each base answers the questions of the days it was current, each model the questions
+   of the days it committed before, on that day's base;
 6. rewards for the answers whose outcome has resolved; answers older than the window pruned;
 7. the pure scoring (``validator.scoring.score_competition``) over the window's ledger entries;
 
@@ -22,8 +26,12 @@ enabled).
 
 The sync block is the round's first block (``cortex.eval.evalset.sync_block``). Questions depend
 only on the competition and the market clock, answers on the (immutable) revisions, rewards on
-market data, so validators that see the same chain and data set the same weights, whenever each
-of them generated its answers.
+market data, and each day's base on the chain's history, so validators that see the same chain and
+data set the same weights, whenever each of them started or generated its answers.
+
+Before the first round (``Validator.preflight``): the hotkey is registered and may set weights
+(``cortex.chain.registration``), and every pinned base revision is in its repo's listing
+(``cortex.model.pointer.check_pinned``); either failing is one line, before any evaluation.
 """
 
 from __future__ import annotations
@@ -39,13 +47,14 @@ from typing import Any
 import bittensor as bt
 import numpy as np
 
-from cortex.adapter import AdapterRejected, BaseSpec, check_adapter
+from cortex.adapter import AdapterRejected, BaseSpec, check_adapter, check_base_revision
+from cortex.chain.registration import require_validator
 from cortex.data import build_samples, get_source
 from cortex.errors import CortexError
 from cortex.eval.engines import Engine, Job, build_engine
 from cortex.eval.evalset import HISTORY_LOOKBACK_DAYS, sync_block
 from cortex.hub.store import ModelStore
-from cortex.model.pointer import BaseRef
+from cortex.model.pointer import BaseRef, bases_at, check_pinned
 from cortex.protocol.competition import Competition, CompetitionSchedule
 from cortex.protocol.ledger import LedgerEntry, Question
 from cortex.protocol.scores import CompetitionTable, ModelMetrics, Refused, ScoreTable
@@ -80,7 +89,7 @@ class Model:
 
     key: str  # repo@revision
     adapter: Path | None
-    questions: tuple[Question, ...]  # the window's questions it answers
+    questions: tuple[Question, ...]  # the window's questions it answers (each on its day's base)
 
 
 class Validator:
@@ -98,8 +107,15 @@ class Validator:
 
     # --- the loop -----------------------------------------------------------------------
 
+    def preflight(self) -> None:
+        """What would otherwise fail only after minutes of evaluation, checked first (one-line CortexError)."""
+        require_validator(self.sub, self.cfg.netuid, self.hotkey, self.cfg.network)
+        for comp in self.parts.schedule.competitions:
+            check_pinned(comp, self.parts.store)
+
     def run(self) -> None:
-        """One round (``--once``), or one per round forever; a failed round is logged and retried later."""
+        """Checks, then one round (``--once``), or one per round forever; a failed round is logged and retried."""
+        self.preflight()
         while True:
             if self.cfg.once:
                 self.run_round()
@@ -179,12 +195,9 @@ class Validator:
         clock = self._clock(sync)  # 1. the window and its questions
         days = questions.window_days(clock, sync, comp)
         first, today = days[0].isoformat(), days[-1].isoformat()
-        base = discovery.resolve_base(snap, comp, self.parts.store)  # 2. the base, and the base of each day
-        if base is None:
-            raise CortexError("no base yet: no base pointer on chain, no pinned revision, no bootstrap in the store "
-                              "(publish one with `cortex base bootstrap --store …`)")
+        base, bases = self._day_bases(comp, snap, sync, clock, days)  # 2. the base, and the base of each day
         base_key, base_dir = str(base), self._base(base)
-        day_base = state.day_bases(comp.id, [d.isoformat() for d in days], base_key)
+        day_base = {day: str(ref) for day, ref in bases.items()}
         rows = self._rows(comp, days)  # 3. prompts up to each cutoff; outcomes of the days that resolved
         asked = [q for d in days for q in questions.day_questions(comp, d) if q.id in rows]
         if not asked:
@@ -194,14 +207,15 @@ class Validator:
         cands, ignored = discovery.candidates(snap, comp, newest, active)
         for i in ignored:
             log.info("uid %s %s…: ignored (%s): %s", i.uid, i.hotkey[:8], i.reason, i.detail)
-        contenders, refused, adapters = self._check(comp, cands, base_dir, state, clock)
-        models = [Model(base_key, None, tuple(q for q in asked if day_base[q.cutoff] == base_key))]
+        contenders, refused, adapters = self._check(comp, cands, base, base_dir, state, clock)
+        models = [Model(key, None, tuple(q for q in asked if day_base[q.cutoff] == key))
+                  for key in sorted(set(day_base.values()))]
         for key, adapter in adapters.items():  # each answers the days its earliest verified commitment preceded
             block = min(c.commit_block for c in contenders if c.key == key)
             models.append(Model(key, adapter, tuple(q for q in asked if questions.may_answer(block, q, clock, comp))))
 
         self.ledger.prune(comp.id, first)  # 5. only the answers the ledger lacks; 6. rewards once resolved
-        generated = self._answer(comp, base_dir, models, rows, sync)
+        generated = self._answer(comp, bases, models, rows, sync)
         self._score_resolved(comp, rows, today)
         entries = self.ledger.entries(comp.id, first, today)  # 7. the pure scoring over the window
         scores = score_competition(entries, contenders, day_base, comp.scoring, as_of=today, competition=comp.id)
@@ -215,9 +229,24 @@ class Validator:
         return CompetitionTable(comp.id, base_key, [first, today], len(days), len(asked), scores,
                                 _metrics(entries), generated, refused, list(ignored))
 
-    def _check(self, comp: Competition, cands: Sequence[discovery.Candidate], base_dir: Path, state: ValidatorState,
-               clock) -> tuple[list[Contender], list[Refused], dict[str, Path]]:
-        """Fetch, verify and check every candidate's adapter: the contenders, the refused, the adapters to run."""
+    def _day_bases(self, comp: Competition, snap: discovery.Snapshot, sync: int, clock,
+                   days: Sequence[date]) -> tuple[BaseRef, dict[str, BaseRef]]:
+        """The base at the sync block, and question day → the base current when the day's answerers were fixed."""
+        newest = discovery.resolve_base(snap, comp, self.parts.store)
+        if newest is None:
+            raise CortexError("no base yet: no base pointer on chain, no pinned revision, no bootstrap in the store "
+                              "(publish one with `cortex base bootstrap --store …`)")
+        blocks = {"sync": sync, **{d.isoformat(): questions.eligible_before(clock, d, comp) - 1 for d in days}}
+        bases = bases_at(self.sub, self.cfg.netuid, comp, snap.owner_hotkey, blocks, newest, self.parts.store)
+        return bases.pop("sync"), bases
+
+    def _check(self, comp: Competition, cands: Sequence[discovery.Candidate], base: BaseRef, base_dir: Path,
+               state: ValidatorState, clock) -> tuple[list[Contender], list[Refused], dict[str, Path]]:
+        """Fetch, verify and check every candidate's adapter: the contenders, the refused, the adapters to run.
+
+        An adapter trained on another base than ``base`` (its config's revision) is refused as
+        ``stale_base`` this round, and not remembered: the pointer can be rolled back to its base.
+        """
         spec = self._spec(base_dir)
         groups: dict[str, list[discovery.Candidate]] = defaultdict(list)
         for c in cands:
@@ -238,10 +267,11 @@ class Validator:
                         refused.append(Refused(c.hotkey, c.uid, key, c.block, exc.reason, exc.message))
                 if verified:
                     try:
-                        check_adapter(fetched.path, spec, comp.adapters, expected_hash=fetched.content_hash)
+                        checked = check_adapter(fetched.path, spec, comp.adapters, expected_hash=fetched.content_hash)
                     except AdapterRejected as exc:
                         state.refused[key] = {"reason": exc.reason, "detail": exc.message}
                         raise
+                    check_base_revision(checked, base.revision)
                     contenders += [Contender(key, c.hotkey, c.uid, c.block, clock.day(c.block).isoformat())
                                    for c in verified]
                     adapters[key] = fetched.path
@@ -251,21 +281,27 @@ class Validator:
             log.info("%s uid %d %s: zero (%s: %s)", comp.id, r.uid, r.key[:60], r.reason, r.detail)
         return contenders, refused, adapters
 
-    def _answer(self, comp: Competition, base_dir: Path, models: Sequence[Model], rows: dict[str, dict],
+    def _answer(self, comp: Competition, bases: dict[str, BaseRef], models: Sequence[Model], rows: dict[str, dict],
                 block: int) -> dict[str, int]:
-        """Generate every answer the ledger lacks; models missing the same questions share the engine's batches."""
-        batches: dict[tuple[str, ...], list[Model]] = defaultdict(list)
+        """Generate every answer the ledger lacks, each on its question day's base (``bases``); models missing
+        the same questions of one base share the engine's batches. Older bases go first, so the engine
+        left loaded is the newest base's."""
+        batches: dict[tuple[str, tuple[str, ...]], list[Model]] = defaultdict(list)
         size = comp.eval.prompts_per_round
         for m in sorted(models, key=lambda m: m.key):
-            missing = self.ledger.missing(m.key, m.questions)
-            for start in range(0, len(missing), size):
-                chunk = missing[start:start + size]
-                batches[tuple(q.id for q in chunk)].append(Model(m.key, m.adapter, tuple(chunk)))
+            by_base: dict[str, list[Question]] = defaultdict(list)
+            for q in self.ledger.missing(m.key, m.questions):
+                by_base[str(bases[q.cutoff])].append(q)
+            for base_key, missing in by_base.items():
+                for start in range(0, len(missing), size):
+                    chunk = missing[start:start + size]
+                    batches[(base_key, tuple(q.id for q in chunk))].append(Model(m.key, m.adapter, tuple(chunk)))
         generated: dict[str, int] = defaultdict(int)
-        if not batches:
-            return {}
-        engine = self._engine(comp, base_dir)
-        for members in batches.values():
+        refs, last_day = {}, {}
+        for day, ref in sorted(bases.items()):
+            refs[str(ref)], last_day[str(ref)] = ref, day
+        for (base_key, _), members in sorted(batches.items(), key=lambda kv: (last_day[kv[0][0]], kv[0][0])):
+            engine = self._engine(comp, self._base(refs[base_key]))
             asked = members[0].questions
             jobs = [Job(m.key, m.adapter) for m in members]
             for result in engine.evaluate([rows[q.id] for q in asked], jobs, reward=comp.reward,

@@ -6,14 +6,14 @@ holds only what the ledger does not:
 - the round number and the block of the last weights set;
 - the round in progress: its key (sync block and competitions) and, once decided, its weights, so
   that a validator restarted in the same tempo only sets them again instead of redoing the round;
-- per competition, the base that was current on each question day of the window (credit earned
-  against an older base stays in the window after the averager merges it: ``validator.scoring``);
 - the verdicts of adapter checks (an adapter revision is immutable, so a refused one stays refused
   and is not checked again).
 
 There is no smoothing across rounds: the scoring window (``scoring.window_days`` market days of
 resolved questions) is what carries the past into a decision, the same for every validator. Never
-pickle.
+pickle. Which base was current on each question day is not kept here: it is read from the chain's
+pointer history every round (``cortex.model.pointer.bases_at``), so it never depends on when this
+validator happened to run. Schema 2 files (which recorded it from the runs) load with it dropped.
 """
 
 from __future__ import annotations
@@ -29,7 +29,8 @@ from cortex.errors import CortexError
 
 log = logging.getLogger(__name__)
 
-SCHEMA = 2
+SCHEMA = 3
+READABLE = (2, 3)  # 2: with the day bases recorded from the runs, now dropped
 
 
 class StateError(CortexError):
@@ -49,24 +50,14 @@ class ValidatorState:
     round: int = 0
     last_weights_block: int = -1
     progress: RoundProgress = field(default_factory=RoundProgress)
-    bases: dict[str, dict[str, str]] = field(default_factory=dict)  # competition → question day → base key
     refused: dict[str, dict[str, str]] = field(default_factory=dict)  # model key → {"reason", "detail"}
-
-    def day_bases(self, competition: str, days: list[str], current: str) -> dict[str, str]:
-        """Question day → the base current that day: days seen before keep theirs, new days get ``current``.
-
-        Days before the window are forgotten.
-        """
-        known = self.bases.get(competition, {})
-        self.bases[competition] = {d: known.get(d, current) for d in days}
-        return dict(self.bases[competition])
 
     def to_dict(self) -> dict[str, Any]:
         return {"schema": SCHEMA, **asdict(self)}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ValidatorState:
-        if data.get("schema") != SCHEMA:
+        if data.get("schema") not in READABLE:
             raise StateError(f"state schema {data.get('schema')!r} is not {SCHEMA} (written by another version of "
                              "cortex); move the file aside to start fresh: the ledger keeps the answers")
         try:
@@ -77,7 +68,6 @@ class ValidatorState:
                 last_weights_block=int(data["last_weights_block"]),
                 progress=RoundProgress(str(progress["key"]),
                                        None if weights is None else {str(u): float(w) for u, w in weights.items()}),
-                bases={str(c): {str(d): str(k) for d, k in days.items()} for c, days in data["bases"].items()},
                 refused={str(m): {"reason": str(v["reason"]), "detail": str(v.get("detail", ""))}
                          for m, v in data["refused"].items()},
             )

@@ -38,14 +38,14 @@ from cortex.adapter.files import (
 from cortex.adapter.header import HeaderError, TensorInfo, parse_header, read_header
 from cortex.adapter.policy import ALLOWED_CONFIG_KEYS, AdapterConfig, is_transformers_class
 from cortex.adapter.spec import NO_NORM_BOUNDS, BaseSpec, NormBounds, own_limits
-from cortex.adapter.checks import CheckedAdapter, check_adapter
+from cortex.adapter.checks import CheckedAdapter, check_adapter, check_base_revision
 from cortex.adapter.factors import Adapter, LowRank, Term, group_terms, load_adapter
 
 __all__ = [
     "ADAPTER_FILES", "ALLOWED_CONFIG_KEYS", "ARCHITECTURES", "Adapter", "AdapterConfig", "AdapterRejected",
     "BaseSpec", "CARD_FILE", "CONFIG_FILE", "CheckedAdapter", "DECODER_MODULES", "HeaderError", "LLAMA_TARGETS",
     "LORA_A", "LORA_B", "LowRank", "MAGNITUDE", "NO_NORM_BOUNDS", "NormBounds", "PARTS", "PICKLE_SUFFIXES",
-    "REASONS", "TensorInfo", "Term", "WEIGHTS_FILE", "check_adapter",
+    "REASONS", "TensorInfo", "Term", "WEIGHTS_FILE", "check_adapter", "check_base_revision",
     "check_listing", "group_terms", "is_transformers_class", "load_adapter", "module_key", "own_limits",
     "parse_header", "parse_tensor_name", "read_header", "target_modules", "tensor_name",
 ]

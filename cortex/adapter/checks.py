@@ -173,3 +173,14 @@ def check_adapter(folder: str | Path, base: BaseSpec, limits: AdapterLimits, *,
                   expected_hash: str | None = None, bounds: NormBounds = NormBounds()) -> CheckedAdapter:
     """Check an adapter folder before any tensor of it reaches a model; raise AdapterRejected."""
     return inspect_adapter(folder, base, limits, expected_hash=expected_hash, bounds=bounds).checked
+
+
+def check_base_revision(checked: CheckedAdapter, revision: str) -> None:
+    """Raise ``AdapterRejected('stale_base')`` when the adapter names a base revision other than ``revision``.
+
+    An adapter's delta was trained on one base; applied to another (after the averager merged a new
+    one) it is a different model. One that names no revision is taken as trained on the current base.
+    """
+    if checked.base_revision not in (None, revision):
+        raise _reject("stale_base", f"trained on base revision {str(checked.base_revision)[:12]}, "
+                                    f"not the current {revision[:12]}")

@@ -21,6 +21,8 @@ REASONS = (
     "bad_header", "dtype", "unexpected_tensor", "missing_tensor", "shape_mismatch", "rank_mismatch",
     # tensor values
     "non_finite", "norm_too_large", "bad_magnitude",
+    # the base it was trained on (its config's revision) is not the current one
+    "stale_base",
 )
 
 

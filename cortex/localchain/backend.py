@@ -3,7 +3,8 @@
 ``bt.Subtensor(network, substrate=EmbeddedSubstrate(path))`` is the real SDK
 client; every read, intent and namespace it offers goes through the methods
 here. Reads answer from current storage (the embedded chain keeps no history,
-so a read pinned to an older block sees the head's state). Writes are signed
+so a read pinned to an older block sees the head's state), except a commitment's: a pinned read of
+``Commitments.CommitmentOf`` replays the recorded ``set_commitment`` calls up to that block. Writes are signed
 extrinsics: verified, applied in one SQLite transaction, recorded with their
 events, and reported as the SDK's typed ``ExtrinsicResult``.
 """
@@ -23,7 +24,7 @@ from bittensor._generated.errors import ERRORS
 
 from cortex.localchain import extrinsic as xt
 from cortex.localchain.epoch import run_due_epochs
-from cortex.localchain.pallets import DispatchError, account, dispatch
+from cortex.localchain.pallets import DispatchError, account, commitment_at, dispatch
 from cortex.localchain.runtime_api import CONSTANTS, RUNTIME, computed_item
 from cortex.localchain.store import ChainFile, Storage
 
@@ -138,6 +139,10 @@ class EmbeddedSubstrate:
         head = self._sync()
         item, params = f"{module}.{storage_function}", list(params or [])
         with self.chain.read() as s:
+            if block_hash and item == "Commitments.CommitmentOf" and len(params) == 2:
+                number = self.number_of(block_hash)
+                if number < head:  # the past (pallets.commitment_at); the head's storage otherwise
+                    return commitment_at(s, int(params[0]), str(params[1]), number)
             handled, value = computed_item(s, head, self.genesis_time, self.seconds_per_block, item, params)
             return value if handled else s.get(item, *params)
 

@@ -12,9 +12,11 @@ Price model (documented in docs/chain.md): every subnet's alpha trades at a fixe
 
 from __future__ import annotations
 
+import json
 from typing import Any, Callable
 
 from cortex.localchain import subnet as sn
+from cortex.localchain.extrinsic import decode_value
 from cortex.localchain.store import Storage
 from cortex.localchain.subnet import RAO, SM, U16_MAX
 
@@ -277,6 +279,23 @@ def _commitment_fields(info: Any) -> list[dict]:
 
 def _field_bytes(fields: list[dict]) -> int:
     return sum(len(bytes.fromhex(v[2:])) for f in fields for v in f.values())
+
+
+def commitment_at(s: Storage, netuid: int, hotkey: str, block: int) -> dict | None:
+    """``Commitments.CommitmentOf`` of ``hotkey`` as it stood at ``block``, replayed from the extrinsics table.
+
+    The embedded chain keeps only the head's storage; a commitment's past is the one item a read pinned
+    to an older block needs (which base was current on a past day), and every change of it is a
+    recorded ``set_commitment``.
+    """
+    rows = s.conn.execute(
+        "SELECT block, params FROM extrinsics WHERE module='Commitments' AND function='set_commitment' "
+        "AND signer=? AND success=1 AND block<=? ORDER BY block DESC, idx DESC", (hotkey, int(block)))
+    for at, params in rows:
+        p = decode_value(json.loads(params))
+        if int(p.get("netuid", -1)) == int(netuid):
+            return {"deposit": 0, "block": int(at), "info": {"fields": _commitment_fields(p.get("info"))}}
+    return None
 
 
 @handles("Commitments", "set_commitment")

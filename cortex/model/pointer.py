@@ -2,11 +2,15 @@
 the miner share; the averager's base pointer; committing a new one, and re-pointing to an earlier
 revision (``cortex base rollback``).
 
-The chain holds one commitment per hotkey, so the pointer's *history* is the model store's: every
-merged base is an immutable revision of the base repo, never squashed, and the pointer can name
-any of them again. A pointer's salted hash covers the base's model files only (``model_hash``:
-config, safetensors, tokenizer, card), exactly what ``fetch_base`` downloads; ``BaseRef.fetch``
-checks it, for every role the same way.
+The chain holds one commitment per hotkey; which base was current at a past block is the chain's
+state at that block (:func:`pointer_at`, a read pinned to the block: an archive node on a real
+network, the extrinsics' replay on the embedded chain), so every validator, whenever it started,
+judges a question day against the base that was current on that day (:func:`day_bases`). The
+bases themselves are the model store's: every merged base is an immutable revision of the base repo,
+never squashed, and the pointer can name any of them again. A pointer's salted hash covers the
+base's model files only (``model_hash``: config, safetensors, tokenizer, card), exactly what
+``fetch_base`` downloads; ``BaseRef.fetch`` checks it, for every role the same way. A pinned
+revision is checked against the store's listing when a neuron starts (:func:`check_pinned`).
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Mapping
 
 import bittensor as bt
 
@@ -111,6 +115,69 @@ def choose_base(records: Iterable[OnChainCommitment], competition: Competition, 
         except (StoreError, IndexError):
             return None
     return None
+
+
+def pointer_at(sub: bt.Subtensor, netuid: int, competition: Competition, owner_hotkey: str, block: int,
+               store: ModelStore | None = None) -> BaseRef | None:
+    """The base current at ``block``: the averager's pointer as the chain held it then (a read pinned to
+    ``block``), else what :func:`choose_base` falls back to (the pinned revision, or the bootstrap)."""
+    records: list[OnChainCommitment] = []
+    hotkey = averager_hotkey(competition, owner_hotkey)
+    if competition.base.follow_pointer:
+        try:
+            held = sub.identity.commitment(netuid, hotkey, block=int(block))
+        except Exception as exc:  # noqa: BLE001 - a node without the past state raises its own errors
+            raise CortexError(f"cannot read the base pointer as it was at block {block} ({type(exc).__name__}: "
+                              f"{exc}): past days' bases are read from the chain's state at their block, which "
+                              "needs a node that keeps it (--subtensor.network archive)") from None
+        if held is not None:
+            try:
+                records.append(OnChainCommitment(hotkey, None, int(held.block), held.data,
+                                                 ModelCommitment.decode(held.data)))
+            except CommitmentError:
+                pass  # not a pointer (the hotkey's commitment is something else): as if there were none
+    return choose_base(records, competition, owner_hotkey, store)
+
+
+def bases_at(sub: bt.Subtensor, netuid: int, competition: Competition, owner_hotkey: str,
+             blocks: Mapping[str, int], newest: BaseRef, store: ModelStore | None = None) -> dict[str, BaseRef]:
+    """Key (a question day, say) → the base current at its block, from the chain's pointer history.
+
+    ``newest`` is the base now (:func:`choose_base` over the head's commitments): a block at or after
+    its pointer's block had it too, and with no pointer now there was none before; only blocks before
+    the newest pointer are read from the chain's past (:func:`pointer_at`), once each.
+    """
+    read: dict[int, BaseRef] = {}
+    out: dict[str, BaseRef] = {}
+    for key, block in blocks.items():
+        if newest.block is None or newest.block <= block:
+            out[key] = newest
+            continue
+        if block not in read:
+            found = pointer_at(sub, netuid, competition, owner_hotkey, max(int(block), 0), store)
+            if found is None:
+                raise CortexError(f"{competition.id}: no base was current at block {block} ({key}): no base pointer "
+                                  "then and no pinned revision")
+            read[block] = found
+        out[key] = read[block]
+    return out
+
+
+def check_pinned(competition: Competition, store: ModelStore) -> None:
+    """Raise CortexError (one line) unless the competition's pinned base revision is in its repo's listing.
+
+    Run when a miner or validator starts, before any work: a pin the store does not list would fail
+    only at the first download, or worse, after training. A built-in genesis base has no pin.
+    """
+    ref = competition.base
+    if ref.revision is None:
+        return
+    listed = history(store, ref.repo)
+    if ref.revision not in listed:
+        newest = listed[0][:12] if listed else "none"
+        raise CortexError(f"{competition.id}: the pinned base revision {ref.revision} is not in {ref.repo}'s listing "
+                          f"({len(listed)} revisions, newest {newest}): check --store, and the competition definition's "
+                          "base revision")
 
 
 def model_hash(folder: Path) -> str:
