@@ -1,4 +1,10 @@
-"""The training configuration: one YAML file with the keys people know from LLaMA-Factory.
+"""The miner's configuration: its neuron flags (:class:`MinerConfig`) and its training YAML (:class:`TrainConfig`).
+
+:class:`MinerConfig` extends ``cortex.neuron.NeuronConfig`` (netuid, wallet, chain, store, source,
+wandb) with what one mining run needs: the competition, the output folder, ``--offline``,
+``--push-only``, ``--loop`` and the rest of ``neurons/miner.py``'s flags.
+
+The training configuration is one YAML file with the keys people know from LLaMA-Factory.
 
 ``load_config(path)`` reads it and checks every key against :class:`TrainConfig`: an unknown key
 is named with the closest known one ("did you mean ..."), a bad value with what was expected, and
@@ -16,6 +22,8 @@ from typing import Any, get_origin, get_type_hints
 
 from cortex.adapter import LLAMA_TARGETS
 from cortex.errors import CortexError
+from cortex.neuron import NeuronConfig
+from cortex.protocol.competition import Competition
 from cortex.typed import build, read_data
 
 STAGES = ("sft", "grpo", "kto")
@@ -39,6 +47,23 @@ NOT_SUPPORTED = {
 
 class ConfigError(CortexError):
     """A training configuration that does not fit the schema."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class MinerConfig(NeuronConfig):
+    """The shared neuron fields (``cortex.neuron``) and the miner's own (``neurons/miner.py``'s flags)."""
+
+    competition: Competition
+    output_dir: Path = Path("runs/miner")  # adapter/, metrics.json and checkpoints
+    no_chain: bool = False  # --offline: train and evaluate only, no chain and no store (NeuronConfig.offline
+    # means the embedded chain)
+    base: str | None = None  # a local base folder (overrides the competition's base)
+    push_only: Path | None = None  # publish a finished run (or adapter folder); no training
+    force: bool = False  # publish even when the held-out gate says no
+    resume: bool = False  # continue from the newest checkpoint
+    loop: bool = False  # a new round every loop_interval_s against fresh data and the newest base
+    loop_interval_s: float = 3600.0
+    loop_rounds: int | None = None  # None: never stop
 
 
 @dataclass(frozen=True)

@@ -12,8 +12,10 @@ The order is the anti-front-running one of DESIGN.md §5:
 5. make the repo public.
 
 Idempotent: when the chain already holds a commitment by this hotkey that verifies for this
-content, nothing is uploaded or committed again (the repo is made public if a crash left it
-private). If the commitment fails the repo stays private and the error says why.
+content (:func:`already_published`, the one place that asks), nothing is uploaded or committed
+again (the repo is made public if a crash left it private). If the commitment fails the repo stays
+private and the error says why. A rate-limited commitment is recognised by the SDK's
+``bt.ErrorCode.RATE_LIMITED``, never by the message's text.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import bittensor as bt
 
 from cortex.chain.commitments import CommitFailed
 from cortex.chain.commitments import publish as commit
@@ -94,27 +98,43 @@ def _commit(sub, wallet, netuid: int, commitment: ModelCommitment, retry_s: floa
     deadline = time.monotonic() + retry_s
     while True:
         try:
-            return commit(sub, wallet, netuid, commitment)
+            return commit(sub, wallet, netuid, commitment, check_existing=False)  # already_published asked
         except CommitFailed as exc:
-            if "RateLimit" not in str(exc) or time.monotonic() > deadline:
+            if exc.code != bt.ErrorCode.RATE_LIMITED or time.monotonic() > deadline:
                 raise
             log.warning("commitment rate limit: waiting a few blocks and retrying (%s)", exc)
             sub.wait_for_block(sub.block + 5, timeout=max(1.0, deadline - time.monotonic()))
 
 
-def publish_adapter(sub, wallet, netuid: int, store: ModelStore, repo_id: str, folder: Path,
-                    competition: Competition, *, retry_s: float = 1800.0) -> Published:
-    """Upload ``folder`` private, commit it, verify the commitment, make the repo public."""
-    hotkey = wallet.hotkey.ss58_address
+def already_published(sub, netuid: int, hotkey: str, store: ModelStore, repo_id: str, folder: Path,
+                      competition: Competition) -> Published | None:
+    """This hotkey's commitment when it already points at ``folder``'s content in ``repo_id`` (the repo made
+    public if a crash left it private); None when the adapter still has to be published."""
     digest = content_hash(folder)
     current = on_chain(sub, netuid, hotkey)
-    if (current is not None and current.kind == "adapter" and current.competition_id == competition.id
+    if not (current is not None and current.kind == "adapter" and current.competition_id == competition.id
             and current.repo_id == repo_id and current.verify(digest, hotkey) and store.exists(repo_id, current.revision)):
-        log.info("already published: %s@%s is this hotkey's commitment; nothing to send", repo_id, current.revision[:12])
-        if store.is_private(repo_id):
-            store.set_visibility(repo_id, private=False)
-        block = sub.identity.commitment(netuid, hotkey).block
-        return Published(repo_id, current.revision, digest, int(block), current, already=True)
+        return None
+    log.info("already published: %s@%s is this hotkey's commitment; nothing to send", repo_id, current.revision[:12])
+    if store.is_private(repo_id):
+        store.set_visibility(repo_id, private=False)
+    block = sub.identity.commitment(netuid, hotkey).block
+    return Published(repo_id, current.revision, digest, int(block), current, already=True)
+
+
+def publish_adapter(sub, wallet, netuid: int, store: ModelStore, repo_id: str, folder: Path,
+                    competition: Competition, *, retry_s: float = 1800.0) -> Published:
+    """Upload ``folder`` private, commit it, verify the commitment, make the repo public; nothing is sent
+    when this content is :func:`already_published`."""
+    return (already_published(sub, netuid, wallet.hotkey.ss58_address, store, repo_id, folder, competition)
+            or upload_and_commit(sub, wallet, netuid, store, repo_id, folder, competition, retry_s=retry_s))
+
+
+def upload_and_commit(sub, wallet, netuid: int, store: ModelStore, repo_id: str, folder: Path,
+                      competition: Competition, *, retry_s: float = 1800.0) -> Published:
+    """The publishing steps themselves, for a caller that has asked :func:`already_published`."""
+    hotkey = wallet.hotkey.ss58_address
+    digest = content_hash(folder)
     try:  # the repo id must fit the 128-byte commitment before anything is uploaded
         ModelCommitment.for_content(competition.id, repo_id, "0" * 40, digest, hotkey).encode()
     except CommitmentError as exc:

@@ -15,7 +15,6 @@ import gc
 import logging
 import shutil
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,36 +23,15 @@ from cortex.protocol.competition import Competition
 from cortex.wandb_log import WandbConfig, WandbLog
 from miner import data as D
 from miner.backends import check_backend, has_gpu
-from miner.config import TrainConfig, from_dict
+from miner.config import MinerConfig, TrainConfig, from_dict
 from miner.heldout import decide, score_heldout
+from miner.limits import check_planned, check_size
 from miner.metrics import plot_loss, read_metrics, write_metrics
 
 if TYPE_CHECKING:
     from cortex.model.pointer import BaseRef
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class Options:
-    competition: Competition
-    output_dir: Path
-    offline: bool = False
-    netuid: int | None = None
-    network: str = "embedded"
-    chain_path: str | None = None
-    wallet: Any = None  # bt.Wallet (online)
-    store: str | None = None
-    source: str | None = None
-    base: str | None = None  # a local base folder (overrides the competition's base)
-    push_only: Path | None = None
-    force: bool = False
-    resume: bool = False
-    wandb: WandbConfig = field(default_factory=WandbConfig)  # --wandb.* (cortex.neuron)
-    loop: bool = False
-    loop_interval_s: float = 3600.0
-    loop_rounds: int | None = None
-    extra: dict = field(default_factory=dict)
 
 
 def local_base(path: Path, competition: Competition) -> BaseRef:
@@ -68,13 +46,13 @@ def local_base(path: Path, competition: Competition) -> BaseRef:
     return local_ref(path, competition.base.repo)
 
 
-def sync_base(opts: Options, cfg: TrainConfig, sub=None, store=None) -> BaseRef:
+def sync_base(opts: MinerConfig, cfg: TrainConfig, sub=None, store=None) -> BaseRef:
     """The base to train on: a local folder, the averager's pointer, or the pinned revision."""
     folder = opts.base or cfg.model_name_or_path
     if folder:
         return local_base(Path(folder), opts.competition)
     comp = opts.competition
-    if opts.offline:
+    if opts.no_chain:
         raise CortexError("--offline needs a local base: set model_name_or_path in the config or pass --base DIR "
                           "(the folder `cortex base bootstrap --out DIR` writes)")
     from cortex.model.pointer import current_base
@@ -92,17 +70,15 @@ def sync_base(opts: Options, cfg: TrainConfig, sub=None, store=None) -> BaseRef:
     return ref.fetch(store)
 
 
-def train(cfg: TrainConfig, opts: Options, base: BaseRef, dd, report_to: str) -> dict[str, Any]:
+def train(cfg: TrainConfig, opts: MinerConfig, base: BaseRef, dd, report_to: str) -> dict[str, Any]:
     """Run the configured stages in order; each continues the adapter the previous one saved."""
     from miner.grpo import train_grpo
     from miner.kto import train_kto
     from miner.sft import train_sft
 
-    out, targets = opts.output_dir, cfg.targets(opts.competition.adapters.target_modules)
+    out, targets = opts.output_dir, check_planned(cfg, opts.competition)
     histories, summaries = {}, {}
     adapter = Path(cfg.adapter_name_or_path).expanduser() if cfg.adapter_name_or_path else None
-    if adapter is not None and not (adapter / "adapter_config.json").is_file():
-        raise CortexError(f"adapter_name_or_path {adapter}: no adapter_config.json there")
     for stage in cfg.stage:
         if stage == "sft":
             train_rows, val_rows = D.sft_rows(dd, cfg)
@@ -133,24 +109,26 @@ def flat_metrics(summaries: dict[str, dict]) -> dict[str, Any]:
     return out
 
 
-def run_round(opts: Options, cfg: TrainConfig, *, refresh_data: bool = False) -> dict[str, Any]:
+def run_round(opts: MinerConfig, cfg: TrainConfig, *, refresh_data: bool = False) -> dict[str, Any]:
     """One round; returns the metrics written to ``metrics.json`` (empty on non-main processes)."""
     from accelerate import PartialState
 
     started = time.time()
     out = opts.output_dir.resolve()
     metrics: dict[str, Any] = read_metrics(opts.push_only) if opts.push_only else {}
-    if opts.push_only is None:
-        check_backend(cfg)  # before any work: qlora/unsloth without a GPU stop here
+    if opts.push_only is None:  # before any work: every competition limit, then qlora/unsloth without a GPU
+        check_planned(cfg, opts.competition)
+        check_backend(cfg)
     elif "config" in metrics:  # publish with the configuration the adapter was trained with (its card says so)
         cfg = from_dict(metrics["config"], f"{opts.push_only}/metrics.json")
-    sub = store = None
-    if not opts.offline:
-        from cortex.chain.connect import connect
-        from cortex.hub.store import open_store
+    sub = store = wallet = None
+    if not opts.no_chain:
+        from cortex.chain.registration import require_registered
+        from cortex.model.pointer import check_pinned
 
-        sub, store = connect(opts.network, opts.chain_path), open_store(opts.store or "hf")
-        _check_registered(sub, opts)
+        sub, store, wallet = opts.open_chain(), opts.open_store(), opts.open_wallet()
+        require_registered(sub, opts.netuid, wallet.hotkey.ss58_address, opts.network, role="miner")
+        check_pinned(opts.competition, store)  # a pinned base the store does not list: before any training
     state = PartialState(cpu=not has_gpu())  # several CPU processes: gloo (see configs/accelerate/cpu-2proc.yaml)
     out.mkdir(parents=True, exist_ok=True)
     wandb = WandbLog(opts.wandb if cfg.report_to == "wandb" else WandbConfig(enabled=False), folder=out,
@@ -159,6 +137,8 @@ def run_round(opts: Options, cfg: TrainConfig, *, refresh_data: bool = False) ->
     source = D.resolve_source(cfg, opts.source)
     with state.main_process_first():
         base = sync_base(opts, cfg, sub, store)
+    if opts.push_only is None:
+        check_size(cfg, opts.competition, base.path)  # the limit that needs the base's shapes, still before training
     data = _Data(cfg, source, out, refresh_data, state)
     if opts.push_only is None:
         trained = train(cfg, opts, base, data.splits, report_to)
@@ -176,7 +156,7 @@ def run_round(opts: Options, cfg: TrainConfig, *, refresh_data: bool = False) ->
         metrics.update(score_heldout(base.path, {"base": None, "adapter": adapter}, data.heldout,
                                      opts.competition, max_new_tokens=cfg.heldout_max_new_tokens,
                                      device=cfg.heldout_device))
-    metrics.update(_check_and_publish(opts, cfg, base, adapter, dict(metrics), data, sub, store))
+    metrics.update(_check_and_publish(opts, cfg, base, adapter, dict(metrics), data, sub, store, wallet))
     metrics["seconds"] = round(time.time() - started, 1)
     write_metrics(out, metrics)
     wandb.finish(metrics)  # the final numbers in the run's summary
@@ -220,26 +200,16 @@ def _adapter_dir(push_only: Path) -> Path:
     return folder
 
 
-def _check_registered(sub, opts: Options) -> None:
-    import bittensor as bt
-
-    hotkey = opts.wallet.hotkey.ss58_address
-    if sub.query(bt.storage.SubtensorModule.Uids, [opts.netuid, hotkey]) is None:
-        raise CortexError(f"hotkey {hotkey} is not registered on subnet {opts.netuid}: register it first "
-                          "(btcli subnets register, or bt.BurnedRegister on the embedded chain), then mine")
-
-
-def _check_and_publish(opts, cfg, base, adapter, metrics, data, sub, store) -> dict[str, Any]:
+def _check_and_publish(opts, cfg, base, adapter, metrics, data, sub, store, wallet) -> dict[str, Any]:
     """The validators' checks on the upload folder; online, the publish gate and publishing."""
-    from cortex.protocol.hashing import content_hash
     from miner.publish import (
         PublishError,
+        already_published,
         check_limits,
         fetch_previous,
         model_card,
-        on_chain,
-        publish_adapter,
         stage_upload,
+        upload_and_commit,
     )
 
     comp = opts.competition
@@ -258,22 +228,20 @@ def _check_and_publish(opts, cfg, base, adapter, metrics, data, sub, store) -> d
         gate = decide(metrics, opts.force)
         return {**result, "publish_decision": False, "heldout_gate_passed": gate.publish,
                 "publish_reason": f"offline: nothing published (the gate says: {gate.reason})"}
-    hotkey = opts.wallet.hotkey.ss58_address
-    mine = on_chain(sub, opts.netuid, hotkey)
-    if mine is not None and mine.verify(content_hash(upload), hotkey):
-        decision = {"publish_decision": True, "publish_reason": "already committed by this hotkey"}
+    hotkey, repo_id = wallet.hotkey.ss58_address, cfg.hub_model_id or f"{wallet.name}/{comp.id}"
+    published = already_published(sub, opts.netuid, hotkey, store, repo_id, upload, comp)  # the one check
+    if published is not None:
+        result.update(publish_decision=True, publish_reason="already committed by this hotkey")
     else:
         previous = fetch_previous(sub, opts.netuid, hotkey, store, comp, base.revision, opts.output_dir / "previous")
         if previous is not None:
             metrics.update(score_heldout(base.path, {"previous": previous}, data.heldout, comp,
                                          max_new_tokens=cfg.heldout_max_new_tokens, device=cfg.heldout_device))
             result.update({k: v for k, v in metrics.items() if "previous" in k})
-        decision = _decision(metrics, opts.force)
-    result.update(decision)
-    if not decision["publish_decision"]:
-        return result
-    repo_id = cfg.hub_model_id or f"{opts.wallet.name}/{comp.id}"
-    published = publish_adapter(sub, opts.wallet, opts.netuid, store, repo_id, upload, comp)
+        result.update(_decision(metrics, opts.force))
+        if not result["publish_decision"]:
+            return result
+        published = upload_and_commit(sub, wallet, opts.netuid, store, repo_id, upload, comp)
     result.update(published=f"{published.repo_id}@{published.revision}", published_block=published.block,
                   commitment=published.commitment.encode(), already_published=published.already)
     return result
@@ -284,7 +252,7 @@ def _decision(metrics: dict[str, Any], force: bool) -> dict[str, Any]:
     return {"publish_decision": d.publish, "publish_reason": d.reason}
 
 
-def run(opts: Options, cfg: TrainConfig) -> dict[str, Any]:
+def run(opts: MinerConfig, cfg: TrainConfig) -> dict[str, Any]:
     """One round, or with ``--loop`` a round every ``loop_interval_s`` against fresh data and the newest base."""
     if not opts.loop:
         return run_round(opts, cfg)

@@ -129,10 +129,11 @@ def round2(world, round1):
 
 @pytest.fixture(scope="module")
 def round3(world, round1, round2):
-    from miner.run import Options, sync_base
+    from miner.config import MinerConfig
+    from miner.run import sync_base
 
     w = world
-    base1 = sync_base(Options(competition=COMPETITION16, output_dir=w.root / "miner", netuid=NETUID),
+    base1 = sync_base(MinerConfig(netuid=NETUID, competition=COMPETITION16, output_dir=w.root / "miner"),
                       SimpleNamespace(model_name_or_path=None), w.chain.sub, w.store)
     adapter = upgrade(w.art.honest["strong"], w.art.honest["medium"], w.root / "upgrade")
     publish(w.chain, w.store, "upgrader", stage(adapter, w.root / "uploads" / "upgrader", base1.revision))

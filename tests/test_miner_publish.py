@@ -146,6 +146,9 @@ def test_space_limit_waits_for_the_next_epoch(tmp_path, base_and_adapter):
 
 
 def test_rate_limited_commitment_is_retried(tmp_path, base_and_adapter, monkeypatch):
+    """A refusal is retried by its error code (``bt.ErrorCode.RATE_LIMITED``), not by its text."""
+    import bittensor as bt
+
     from cortex.chain.commitments import CommitFailed
     from miner import publish as P
 
@@ -153,14 +156,35 @@ def test_rate_limited_commitment_is_retried(tmp_path, base_and_adapter, monkeypa
     miner = c.register("miner")
     real, calls = P.commit, []
 
-    def flaky(sub, wallet, netuid, commitment):
+    def flaky(sub, wallet, netuid, commitment, **kw):
         calls.append(sub.block)
         if len(calls) == 1:
-            raise CommitFailed("the chain refused the commitment: too soon (CommitmentSetRateLimitExceeded)")
-        return real(sub, wallet, netuid, commitment)
+            raise CommitFailed("the chain refused the commitment: too soon", bt.ErrorCode.RATE_LIMITED)
+        return real(sub, wallet, netuid, commitment, **kw)
 
     monkeypatch.setattr(P, "commit", flaky)
     monkeypatch.setattr(c.sub, "wait_for_block", lambda block, timeout=None: c.advance(block - c.sub.block))
     published = publish_adapter(c.sub, miner, NETUID, LocalStore(tmp_path / "store"), "miner/x",
                                 upload_folder(tmp_path, base_and_adapter), CORTEX_TINY)
     assert len(calls) == 2 and calls[1] >= calls[0] + 5 and published.block == calls[1]
+
+
+def test_other_refusals_are_not_retried_whatever_their_text(tmp_path, base_and_adapter, monkeypatch):
+    import bittensor as bt
+
+    from cortex.chain.commitments import CommitFailed
+    from miner import publish as P
+
+    c = make_chain(tmp_path)
+    miner = c.register("miner")
+    calls = []
+
+    def refused(sub, wallet, netuid, commitment, **kw):
+        calls.append(sub.block)
+        raise CommitFailed("the chain refused the commitment: RateLimit in the text", bt.ErrorCode.NOT_AUTHORIZED)
+
+    monkeypatch.setattr(P, "commit", refused)
+    with pytest.raises(PublishError, match="RateLimit in the text.*stays private"):
+        publish_adapter(c.sub, miner, NETUID, LocalStore(tmp_path / "store"), "miner/x",
+                        upload_folder(tmp_path, base_and_adapter), CORTEX_TINY)
+    assert len(calls) == 1

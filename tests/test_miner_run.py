@@ -13,7 +13,7 @@ from cortex.hub.local import LocalStore
 from cortex.protocol.commitment import ModelCommitment
 from cortex.protocol.competition import CORTEX_70B, CORTEX_TINY
 from miner import run as R
-from miner.config import TrainConfig
+from miner.config import MinerConfig, TrainConfig
 from miner.data import resolve_source, spread
 
 REV = "cd" * 32
@@ -36,7 +36,7 @@ def test_spread_keeps_the_whole_window():
 
 
 def test_offline_needs_a_local_base(tmp_path):
-    opts = R.Options(competition=CORTEX_TINY, output_dir=tmp_path, offline=True)
+    opts = MinerConfig(netuid=NETUID, competition=CORTEX_TINY, output_dir=tmp_path, no_chain=True)
     with pytest.raises(CortexError, match="--offline needs a local base"):
         R.sync_base(opts, TrainConfig())
     with pytest.raises(CortexError, match="does not exist: build one with `cortex base bootstrap"):
@@ -49,7 +49,7 @@ def test_base_pointer_then_store_fallback(tmp_path, monkeypatch):
     store = LocalStore(tmp_path / "store")
     seen = []
     monkeypatch.setattr("cortex.model.loading.fetch_base", lambda repo, rev, st, **kw: seen.append((repo, rev)) or tmp_path)
-    opts = R.Options(competition=CORTEX_TINY, output_dir=tmp_path, netuid=NETUID, wallet=miner)
+    opts = MinerConfig(netuid=NETUID, competition=CORTEX_TINY, output_dir=tmp_path)
     with pytest.raises(CortexError, match="has no base yet: no base pointer on chain"):
         R.sync_base(opts, TrainConfig(), c.sub, store)
     (tmp_path / "b").mkdir()
@@ -68,7 +68,7 @@ def test_base_pointer_then_store_fallback(tmp_path, monkeypatch):
     base = R.sync_base(opts, TrainConfig(), c.sub, store)
     assert (base.repo, base.revision) == ("cortex/merged", REV) and seen[-1] == ("cortex/merged", REV)
     # a pinned competition never follows pointers
-    pinned = R.sync_base(R.Options(competition=CORTEX_70B, output_dir=tmp_path, netuid=NETUID), TrainConfig(), c.sub, store)
+    pinned = R.sync_base(MinerConfig(netuid=NETUID, competition=CORTEX_70B, output_dir=tmp_path), TrainConfig(), c.sub, store)
     assert (pinned.repo, pinned.revision) == (CORTEX_70B.base.repo, CORTEX_70B.base.revision)
 
 
@@ -84,5 +84,5 @@ def test_loop_keeps_going_after_a_failed_round(tmp_path, monkeypatch):
 
     monkeypatch.setattr(R, "run_round", fake_round)
     monkeypatch.setattr(R.time, "sleep", lambda s: None)
-    opts = R.Options(competition=CORTEX_TINY, output_dir=Path(tmp_path), loop=True, loop_rounds=3)
+    opts = MinerConfig(netuid=NETUID, competition=CORTEX_TINY, output_dir=Path(tmp_path), loop=True, loop_rounds=3)
     assert R.run(opts, TrainConfig()) == {"round": 3} and calls == [True, True, True]

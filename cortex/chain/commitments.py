@@ -19,7 +19,15 @@ log = logging.getLogger(__name__)
 
 
 class CommitFailed(CortexError):
-    """The chain refused the commitment, or it did not read back as written."""
+    """The chain refused the commitment, or it did not read back as written.
+
+    ``code`` is the SDK's ``bt.ErrorCode`` of the refusal (``RATE_LIMITED``, ``NOT_AUTHORIZED``, ...):
+    callers match on it, never on the message text.
+    """
+
+    def __init__(self, message: str, code: bt.ErrorCode | None = None) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 @dataclass(frozen=True)
@@ -40,15 +48,16 @@ def commitment_call(netuid: int, text: str):
 
 
 def publish(sub: bt.Subtensor, wallet: bt.Wallet, netuid: int, commitment: ModelCommitment,
-            *, attempts: int = 3, epoch_timeout: float = 600.0) -> int:
+            *, attempts: int = 3, epoch_timeout: float = 600.0, check_existing: bool = True) -> int:
     """Commit ``commitment`` from ``wallet``'s hotkey; returns the block it was stored at.
 
     Idempotent: if the chain already holds exactly this string for the hotkey, nothing is
-    sent. When the per-epoch space limit is hit, waits for the next epoch and retries.
+    sent (``check_existing=False``: the caller has just checked, as the miner's publish does).
+    When the per-epoch space limit is hit, waits for the next epoch and retries.
     """
     hotkey = wallet.hotkey.ss58_address
     text = commitment.encode()
-    current = sub.identity.commitment(netuid, hotkey)
+    current = sub.identity.commitment(netuid, hotkey) if check_existing else None
     if current is not None and current.data == text:
         log.info("commitment already on chain at block %d; not committing again", current.block)
         return current.block
@@ -61,7 +70,8 @@ def publish(sub: bt.Subtensor, wallet: bt.Wallet, netuid: int, commitment: Model
             log.warning("commitment space used up for this epoch; waiting for the next one")
             sub.wait_for_epoch(netuid, timeout=epoch_timeout)
             continue
-        raise CommitFailed(f"the chain refused the commitment: {result.message} ({name})")
+        raise CommitFailed(f"the chain refused the commitment: {result.message} ({name})",
+                           result.error.code if result.error else None)
     stored = sub.identity.commitment(netuid, hotkey)
     if stored is None or stored.data != text:
         raise CommitFailed("the commitment did not read back as written; check the chain and retry")
