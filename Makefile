@@ -29,7 +29,6 @@ test-fast: install
 	$(PY) -m pytest -m "not slow" $(ORDER_ARGS) $(PYTEST_ARGS)
 
 # The offline local subnet (docs/localnet.md): 4 miners, 2 validators, the averager, 3 rounds.
-# `cortex walkthrough` is the shorter chain-and-commitments tour.
 demo: install
 	$(VENV)/bin/cortex localnet
 

@@ -27,7 +27,7 @@ from cortex import hub_kernels
 from cortex.chain.connect import EMBEDDED
 from cortex.errors import CortexError
 from cortex.eval.evalset import DEFAULT_BLOCKS_PER_DAY, DEFAULT_START_DAY
-from cortex.wallets import DEFAULT_PATH
+from cortex.wallets import OFFLINE_PATH, default_path
 from cortex.wandb_log import MODES, WandbConfig
 
 CLOCKS = ("simulated", "calendar")
@@ -41,7 +41,7 @@ class NeuronConfig:
     # wallet
     wallet_name: str = "default"
     wallet_hotkey: str = "default"
-    wallet_path: str = DEFAULT_PATH
+    wallet_path: str = OFFLINE_PATH  # the embedded chain's; btcli's (~/.bittensor/wallets) on a real network
     # chain and store
     network: str = EMBEDDED  # embedded (offline, with chain_path), finney, test, local or ws://…
     chain_path: str | None = None  # the embedded chain's file
@@ -94,7 +94,8 @@ def add_args(parser: argparse.ArgumentParser, *, store: bool = True, source: boo
     a("--netuid", type=int, required=True, help="the subnet's netuid")
     a("--wallet.name", dest="wallet_name", default="default")
     a("--wallet.hotkey", dest="wallet_hotkey", default="default")
-    a("--wallet.path", dest="wallet_path", default=DEFAULT_PATH)
+    a("--wallet.path", dest="wallet_path", default=None,
+      help="folder of the wallets (default: ~/.cortex/wallets offline, btcli's ~/.bittensor/wallets on a real network)")
     a("--subtensor.network", dest="network", default=EMBEDDED,
       help="embedded (offline, with --chain.path), finney, test, local or ws://…")
     a("--chain.path", dest="chain_path", default=None,
@@ -151,7 +152,7 @@ def neuron_fields(args: argparse.Namespace, *, need_store: bool = True, default_
         source = "synthetic" if offline else "binance"
     return dict(
         netuid=args.netuid, wallet_name=args.wallet_name, wallet_hotkey=args.wallet_hotkey,
-        wallet_path=args.wallet_path, network=args.network, chain_path=args.chain_path,
+        wallet_path=args.wallet_path or default_path(args.network), network=args.network, chain_path=args.chain_path,
         store=store_spec(given, args.network, args.chain_path) if need_store else (given or "hf"),
         source=source, clock=getattr(args, "clock", None) or ("simulated" if offline else "calendar"),
         start_day=start_day, blocks_per_day=getattr(args, "blocks_per_day", DEFAULT_BLOCKS_PER_DAY),

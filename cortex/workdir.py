@@ -63,9 +63,9 @@ def check(folder: str | Path, owner: Owner, *, force: bool = False) -> Path:
     if owns(folder, owner) or (force and owner.force):
         return folder
     other = marked_by(folder)
-    whose = f"it was made by `{other}`" if other else f"it holds files `{owner.command}` did not make"
+    whose = f"was made by {other}" if other else f"holds files that {owner.command} did not make"
     brave = ", or pass --force to let it delete what the folder holds" if owner.force else ""
-    raise CortexError(f"{owner.flag} {folder}: {whose}; choose a new or empty folder{brave}")
+    raise CortexError(f"{owner.flag} {folder} {whose}: choose a new or empty folder{brave}")
 
 
 def mark(folder: str | Path, owner: Owner) -> None:

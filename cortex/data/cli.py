@@ -34,7 +34,10 @@ def register(parser: argparse.ArgumentParser) -> None:
     b.add_argument("--teacher", default="analyst",
                    help="analyst (offline) | analyst-words (offline, directions instead of numbers) | "
                         "openrouter (DeepSeek R1)")
-    b.add_argument("--out", required=True, help="output folder (datasets.load_from_disk opens it)")
+    b.add_argument("--out", required=True,
+                   help="output folder (datasets.load_from_disk opens it): new, empty, or an earlier build's (replaced)")
+    b.add_argument("--force", action="store_true",
+                   help="replace an --out folder that `cortex data build` did not make (deletes what it holds)")
     b.add_argument("--stride", type=int, default=1, help="use every N-th day as a cutoff")
     b.add_argument("--min-reward", type=float, default=None,
                    help="drop training traces whose reward is below this (default 1.0)")
@@ -60,9 +63,13 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 
 def _build(args) -> int:
-    from cortex.data.dataset import BuildConfig, build_dataset
+    from cortex import workdir
+    from cortex.data.dataset import CARD, BuildConfig, build_dataset
     from cortex.data.filter import DEFAULT_MIN_REWARD
 
+    # each build replaces --out whole: only a folder a build made (its marker, or a dataset card) is reused
+    owner = workdir.Owner("cortex data build", "--out", legacy=(CARD,))
+    workdir.check(args.out, owner, force=args.force)
     fractions = tuple(float(x) for x in args.fractions.split(","))
     cfg = BuildConfig(source=args.source, assets=args.assets.split(","), horizons=_ints(args.horizons),
                       teacher=args.teacher, out=args.out, start=args.start, end=args.end, seed=args.seed,
@@ -70,6 +77,7 @@ def _build(args) -> int:
                       min_reward=DEFAULT_MIN_REWARD if args.min_reward is None else args.min_reward,
                       progress=not args.no_progress)
     card = build_dataset(cfg)
+    workdir.mark(args.out, owner)
     label = "SYNTHETIC" if card["synthetic"] else "real"
     print(f"wrote {args.out} ({label} data from {card['source']}, teacher {card['teacher']['name']}, "
           f"pass rate {card['teacher_pass_rate']:.1%})")

@@ -27,7 +27,9 @@ def register(parser: argparse.ArgumentParser) -> None:
     a("--source", default=D.source, help="market data: synthetic[:SEED] (default), csv:DIR, binance (online)")
     a("--seed", type=int, default=D.seed,
       help="the run's seed: the synthetic market (for plain --source synthetic), the base and every miner")
-    a("--workdir", default=str(D.workdir), help="recreated on every run (a base bootstrapped there is reused)")
+    a("--workdir", default=str(D.workdir),
+      help="emptied on every run (a base bootstrapped there is reused); a folder localnet did not make is refused")
+    a("--force", action="store_true", help="empty a --workdir that localnet did not make (deletes what it holds)")
     a("--netuid", type=int, default=D.netuid)
     a("--block-time", type=float, default=D.block_time, help="seconds per block while the subnet runs")
     a("--tempo", type=int, default=D.tempo, help="blocks per epoch and per validator round")
@@ -65,7 +67,7 @@ def settings(args: argparse.Namespace) -> Settings:
                     tempo=args.tempo, blocks_per_day=args.blocks_per_day, start_day=start_day,
                     base_steps=args.base_steps, train_steps=args.train_steps, eval_prompts=args.eval_prompts,
                     benchmark_prompts=args.benchmark_prompts, jobs=args.jobs, threads=args.threads,
-                    phase_timeout=args.phase_timeout, live=args.live)
+                    phase_timeout=args.phase_timeout, live=args.live, force=args.force)
 
 
 def _terminate(signum, frame):  # SIGTERM stops the run the way Ctrl-C does
@@ -75,10 +77,13 @@ def _terminate(signum, frame):  # SIGTERM stops the run the way Ctrl-C does
 def run(args: argparse.Namespace) -> int:
     from cortex.localnet import summary as summary_mod
     from cortex.localnet.neurons import averager_available
+    from cortex import workdir
     from cortex.localnet.run import Localnet
+    from cortex.localnet.setup import OWNER
     from cortex.localnet.view import make_view
 
     s = settings(args)
+    workdir.check(s.workdir, OWNER, force=s.force)  # before anything starts, not after the view is up
     if not getattr(args, "debug", False):  # the children log in detail; here, the view speaks
         logging.getLogger().setLevel(logging.WARNING)
     started = time.time()

@@ -68,6 +68,7 @@ class Settings:
     threads: int = 1  # torch threads per process
     phase_timeout: float = 1200.0  # seconds a phase may take before its processes are stopped
     live: bool | None = None  # a live table (None: when stdout is a terminal)
+    force: bool = False  # take over a --workdir that localnet did not make (its files are deleted)
 
     def __post_init__(self) -> None:
         for name in ("miners", "validators", "rounds", "tempo", "blocks_per_day", "base_steps", "train_steps",

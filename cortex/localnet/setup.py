@@ -23,6 +23,7 @@ from cortex.localchain.genesis import GenesisConfig, init_chain
 from cortex.localchain.pallets import credit
 from cortex.localchain.store import ChainFile
 from cortex.localchain.subnet import RAO, SubnetParams
+from cortex import workdir
 from cortex.errors import CortexError
 from cortex.hub.local import LocalStore
 from cortex.localnet.config import Settings
@@ -58,20 +59,14 @@ def validator_stakes(s: Settings) -> list[float]:
     return [max(100.0, 300.0 - 100.0 * k) for k in range(s.validators)]
 
 
+# the work directory is emptied on every run: only one localnet made (its marker, or an older run's plan)
+OWNER = workdir.Owner("cortex localnet", "--workdir", legacy=("localnet.json",))
+
+
 def prepare_workdir(s: Settings) -> None:
-    """Empty the work directory, keeping a bootstrapped base that a later run can reuse."""
-    work = s.workdir
-    if work.exists() and not work.is_dir():
-        raise CortexError(f"--workdir {work} is a file: choose a folder")
-    if work.exists() and any(work.iterdir()) and not (work / "localnet.json").exists() \
-            and not (work / "chain.db").exists():
-        raise CortexError(f"--workdir {work} is not empty and not a localnet work directory: choose another")
-    if work.exists():
-        for item in work.iterdir():
-            if item.name == BASE_DIR:
-                continue
-            shutil.rmtree(item) if item.is_dir() else item.unlink()
-    work.mkdir(parents=True, exist_ok=True)
+    """Empty the work directory (one that localnet made, or a new or empty one), keeping a bootstrapped
+    base that a later run can reuse."""
+    workdir.clear(s.workdir, OWNER, keep=(BASE_DIR,), force=s.force)
 
 
 def create_chain(s: Settings) -> dict[str, Member]:
