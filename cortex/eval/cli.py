@@ -1,5 +1,11 @@
 """``cortex eval …``: offline evaluation of forecasts.
 
+``cortex eval predict --base DIR [--adapter DIR] --dataset DIR --out FILE [--split test] [--limit N]`` runs a
+model (a base folder, with an adapter folded in when given) greedily over a dataset split's prompts, with the
+validators' own generator (``cortex.eval.generate.Generator``), and writes the JSONL that ``backtest`` reads:
+one ``{asset, cutoff, horizon_days, completion}`` per row (``backtest`` parses each completion with the
+reward's parser).
+
 ``cortex eval backtest --dataset DIR --predictions FILE [--split test] [--json OUT]`` joins a JSONL
 of forecasts ({asset, cutoff, horizon_days, p_up[, return_pct]} or {asset, cutoff, horizon_days,
 completion}) to a dataset split's outcomes and prints hit rate, Brier score, calibration and a
@@ -15,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from cortex.atomic import write_text
+from cortex.cliargs import int_at_least
 from cortex.errors import CortexError
 
 log = logging.getLogger(__name__)
@@ -31,6 +38,18 @@ def register(parser: argparse.ArgumentParser) -> None:
     bt.add_argument("--bins", type=int, default=10, help="calibration bins (10)")
     bt.add_argument("--json", dest="json_out", default=None, help="also write the report here")
     bt.set_defaults(func=run_backtest)
+
+    pr = sub.add_parser("predict", help="run a model over a dataset split; write the predictions JSONL backtest reads")
+    pr.add_argument("--base", required=True, metavar="DIR", help="a base model folder (e.g. `cortex base bootstrap --out`)")
+    pr.add_argument("--adapter", default=None, metavar="DIR", help="a peft adapter folder to fold into the base")
+    pr.add_argument("--dataset", required=True, help="a dataset directory from `cortex data build`")
+    pr.add_argument("--split", default="test", help="dataset split to answer")
+    pr.add_argument("--out", required=True, metavar="FILE", help="the predictions JSONL to write")
+    pr.add_argument("--limit", type=int_at_least(1), default=None, help="answer only the first N rows")
+    pr.add_argument("--max-new-tokens", type=int_at_least(1), default=384, help="tokens per answer at most")
+    pr.add_argument("--batch-size", type=int_at_least(1), default=8, help="prompts per generation batch")
+    pr.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    pr.set_defaults(func=run_predict)
 
 
 def read_predictions(path: str | Path) -> list[dict[str, Any]]:
@@ -110,4 +129,41 @@ def run_backtest(args: argparse.Namespace) -> int:
     if args.json_out:
         write_text(Path(args.json_out), json.dumps(report, indent=2) + "\n")
         log.info("wrote %s", args.json_out)
+    return 0
+
+
+PREDICTION_KEYS = ("asset", "cutoff", "horizon_days")
+
+
+def run_predict(args: argparse.Namespace) -> int:
+    from cortex.data.dataset import open_split
+
+    base, adapter = Path(args.base), Path(args.adapter) if args.adapter else None
+    if not (base / "config.json").is_file():
+        raise CortexError(f"--base {base} is not a model folder (no config.json): build one with "
+                          "`cortex base bootstrap --out DIR`")
+    if adapter is not None and not (adapter / "adapter_config.json").is_file():
+        raise CortexError(f"--adapter {adapter} is not a peft adapter folder (no adapter_config.json)")
+    out = Path(args.out)
+    if out.is_dir():
+        raise CortexError(f"--out {out} is a folder: give the predictions file's path")
+    split = open_split(args.dataset, args.split)
+    missing = [c for c in ("prompt", *PREDICTION_KEYS) if c not in split.column_names]
+    if missing:
+        raise CortexError(f"dataset {args.dataset} lacks columns {', '.join(missing)}")
+    rows = split.select_columns(["prompt", *PREDICTION_KEYS]).to_list()[:args.limit]
+    if not rows:
+        raise CortexError(f"split {args.split!r} of {args.dataset} has no rows")
+    from cortex.eval.generate import Generator
+
+    generator = Generator.load(base, device=args.device, max_new_tokens=args.max_new_tokens,
+                               batch_size=args.batch_size)
+    log.info("answering %d prompts of %s/%s with %s%s", len(rows), args.dataset, args.split, base,
+             f" + {adapter}" if adapter else "")
+    completions, tokens = generator.generate([r["prompt"] for r in rows], adapter)
+    lines = [json.dumps({**{k: r[k] for k in PREDICTION_KEYS}, "completion": c}) for r, c in zip(rows, completions)]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_text(out, "\n".join(lines) + "\n")
+    print(f"wrote {len(lines)} predictions ({tokens} new tokens) to {out}; score them with "
+          f"`cortex eval backtest --dataset {args.dataset} --split {args.split} --predictions {out}`")
     return 0
