@@ -30,6 +30,7 @@ from typing import Protocol
 
 from cortex.errors import CortexError
 from cortex.eval.generate import BudgetExceeded, Generator, ModelScore, evaluate, failure, scored
+from cortex.eval.options import EngineOptions
 from cortex.reward import RewardConfig
 
 log = logging.getLogger(__name__)
@@ -41,26 +42,6 @@ VLLM_RANKS = (8, 16, 32, 64, 128, 256, 320, 512)  # the max_lora_rank values vLL
 class Job:
     key: str  # "base" or the model key (repo@revision)
     adapter: Path | None  # None: the bare base
-
-
-@dataclass(frozen=True)
-class EngineOptions:
-    """How an engine runs on this machine; changes speed, never what a model answers."""
-
-    device: str = "auto"  # transformers engines: auto, cpu, cuda (every visible GPU) or cuda:N
-    dtype: str = "auto"  # auto: float32 on a CPU, bfloat16 on a GPU
-    max_loras: int = 8  # adapters sharing one batched pass (multi-lora, vllm)
-    tensor_parallel_size: int = 1  # vllm: GPUs the base is split over
-    max_model_len: int | None = None  # vllm: prompt + answer tokens (None: the model's own limit)
-    gpu_memory_utilization: float = 0.9  # vllm: the share of each GPU's memory it may take
-
-    def __post_init__(self) -> None:
-        if self.max_loras < 1 or self.tensor_parallel_size < 1:
-            raise CortexError("--vllm.max-loras and --vllm.tensor-parallel-size must be at least 1")
-        if self.max_model_len is not None and self.max_model_len < 1:
-            raise CortexError(f"--vllm.max-model-len must be positive, got {self.max_model_len}")
-        if not 0 < self.gpu_memory_utilization <= 1:
-            raise CortexError(f"--vllm.gpu-memory-utilization must be in (0, 1], got {self.gpu_memory_utilization}")
 
 
 class Engine(Protocol):
@@ -178,11 +159,12 @@ class MultiLoraEngine(_GroupedEngine):
 
     name = "multi-lora"
 
-    def __init__(self, base_dir: Path | None = None, *, max_new_tokens: int, batch_size: int,
+    def __init__(self, base_dir: Path | None = None, *, max_new_tokens: int, batch_size: int, max_rank: int = 0,
                  options: EngineOptions = EngineOptions(), generator: Generator | None = None):
         self.max_loras = options.max_loras
         self.generator = generator or Generator.load(base_dir, device=options.device, dtype=options.dtype,
                                                      max_new_tokens=max_new_tokens, batch_size=batch_size)
+        self.generator.pad_rank = max_rank  # fixed stack widths: a row's answer does not depend on its co-tenants
 
     def _attach(self, adapters):
         return self.generator.attach(adapters)
@@ -261,5 +243,7 @@ def build_engine(name: str, base_dir: Path, adapter_types: Iterable[str], *, max
     if kind == "vllm":
         return VLLMEngine(base_dir, max_new_tokens=max_new_tokens, batch_size=batch_size, max_rank=max_rank,
                           options=options)
-    cls = MultiLoraEngine if kind == "multi-lora" else TransformersEngine
-    return cls(base_dir, max_new_tokens=max_new_tokens, batch_size=batch_size, options=options)
+    if kind == "multi-lora":
+        return MultiLoraEngine(base_dir, max_new_tokens=max_new_tokens, batch_size=batch_size, max_rank=max_rank,
+                               options=options)
+    return TransformersEngine(base_dir, max_new_tokens=max_new_tokens, batch_size=batch_size, options=options)

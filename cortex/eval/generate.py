@@ -109,6 +109,7 @@ class Generator:
         self._saved: list[tuple[torch.nn.Module, dict[str, torch.Tensor]]] = []  # base weights to put back
         self._names: dict[str, str] = {}  # model key → peft adapter name, while mixed adapters are loaded
         self.grouped = True  # mixed batches through grouped LoRA matmuls where possible (False: peft's loop)
+        self.pad_rank = 0  # grouped LoRA stacks padded to this rank (the competition's max_rank): fixed shapes
 
     @classmethod
     def load(cls, path: str | Path, *, device: str = "auto", dtype: torch.dtype | str | None = None,
@@ -217,19 +218,21 @@ class Generator:
         model = self._peft if self._peft is not None else self.model
         grouped = None
         if self._peft is not None and self.grouped:
-            grouped = GroupedLora.build(self._peft, [n for n in names if n is not None])
+            grouped = GroupedLora.build(self._peft, [n for n in names if n is not None], rank=self.pad_rank)
             log.debug("mixed batches: %s", "grouped LoRA" if grouped else "peft's adapter_names")
         answers: dict[tuple[int, int], tuple[str, int]] = {}  # (key index, prompt index) -> (text, new tokens)
         for batch in mixed_batches(len(keys), len(ids), self.batch_size):
             batch_ids = [ids[i] for _, i in batch]
             if grouped is not None:
-                segments = list(dict.fromkeys(k for k, _ in batch))  # model-major: one segment per key
+                per = len({i for _, i in batch})
+                segments = [batch[j][0] for j in range(0, len(batch), per)]  # model-major: one per segment
                 with grouped.active([names[k] for k in segments]):
-                    done, tokens = self._run(model, batch_ids, deadline)
+                    done, tokens = self._run(model, batch_ids, deadline, rows=len(batch))
             else:
                 routes = [names[k] or BASE for k, _ in batch] if self._peft is not None else None
-                done, tokens = self._run(model, batch_ids, deadline, routes)
-            answers.update(zip(batch, zip(done, tokens)))
+                done, tokens = self._run(model, batch_ids, deadline, routes, rows=len(batch))
+            for row, answer in zip(batch, zip(done, tokens)):
+                answers.setdefault(row, answer)  # a filler copy of a segment does not replace the real one
         return {key: ([answers[k, i][0] for i in range(len(ids))], sum(answers[k, i][1] for i in range(len(ids))))
                 for k, key in enumerate(keys)}
 
@@ -240,16 +243,17 @@ class Generator:
 
     @torch.inference_mode()
     def _run(self, model: torch.nn.Module, ids: Sequence[list[int]], deadline: float | None,
-             adapter_names: Sequence[str] | None = None) -> tuple[list[str], list[int]]:
-        """Greedy completions of token-id prompts, ``batch_size`` at a time; new tokens per row."""
+             adapter_names: Sequence[str] | None = None, rows: int | None = None) -> tuple[list[str], list[int]]:
+        """Greedy completions of token-id prompts, ``rows`` (default ``batch_size``) at a time; new tokens per row."""
         out, tokens = [], []
-        for start in range(0, len(ids), self.batch_size):
+        step = rows or self.batch_size
+        for start in range(0, len(ids), step):
             remaining = None if deadline is None else deadline - time.monotonic()
             if remaining is not None and remaining <= 0:
                 raise BudgetExceeded(f"answered {len(out)} of {len(ids)} prompts in the time budget")
-            batch = self.tokenizer.pad({"input_ids": list(ids[start:start + self.batch_size])}, padding=True,
+            batch = self.tokenizer.pad({"input_ids": list(ids[start:start + step])}, padding=True,
                                        return_tensors="pt").to(self.device)
-            extra = {} if adapter_names is None else {"adapter_names": list(adapter_names[start:start + self.batch_size])}
+            extra = {} if adapter_names is None else {"adapter_names": list(adapter_names[start:start + step])}
             generated = model.generate(
                 **batch, max_new_tokens=self.max_new_tokens, do_sample=False, num_beams=1,
                 pad_token_id=self.tokenizer.pad_token_id, max_time=remaining, **extra,

@@ -53,8 +53,11 @@ class GroupedLora:
         self.slots = slots  # peft adapter name -> slot
 
     @classmethod
-    def build(cls, peft_model: torch.nn.Module, names: Sequence[str]) -> GroupedLora | None:
-        """Stacks for ``names`` (peft adapter names), or None when some layer cannot be grouped."""
+    def build(cls, peft_model: torch.nn.Module, names: Sequence[str], *, rank: int = 0) -> GroupedLora | None:
+        """Stacks for ``names`` (peft adapter names), or None when some layer cannot be grouped.
+
+        Ranks are zero-padded to at least ``rank`` (the competition's ``max_rank``): a stack's width then
+        does not depend on which other adapters share it, so neither does the matmul's shape."""
         from peft.tuners.tuners_utils import BaseTunerLayer
 
         names = list(dict.fromkeys(names))
@@ -69,9 +72,9 @@ class GroupedLora:
                 if not mine:
                     continue
                 ref = layer.lora_A[mine[0]].weight
-                rank = max(layer.lora_A[n].weight.shape[0] for n in mine)
-                a = torch.zeros(len(names) + 1, layer.in_features, rank, dtype=ref.dtype, device=ref.device)
-                b = torch.zeros(len(names) + 1, rank, layer.out_features, dtype=ref.dtype, device=ref.device)
+                width = max(rank, *(layer.lora_A[n].weight.shape[0] for n in mine))
+                a = torch.zeros(len(names) + 1, layer.in_features, width, dtype=ref.dtype, device=ref.device)
+                b = torch.zeros(len(names) + 1, width, layer.out_features, dtype=ref.dtype, device=ref.device)
                 for n in mine:
                     w_a, w_b = layer.lora_A[n].weight, layer.lora_B[n].weight  # [r, in], [out, r]
                     if w_a.dtype != ref.dtype or w_a.device != ref.device:
@@ -119,13 +122,21 @@ def _hook(a: torch.Tensor, b: torch.Tensor):
 
 
 def mixed_batches(models: int, prompts: int, batch_size: int) -> list[list[tuple[int, int]]]:
-    """(model, prompt) rows in batches of at most ``batch_size``, each a grid of whole segments:
-    a few models x the same run of prompts, model-major, so every model has as many rows as the others."""
+    """(model, prompt) rows in batches of a fixed composition, each a grid of whole segments: ``slots``
+    model segments x the same run of ``per`` prompts, model-major.
+
+    The composition depends only on ``batch_size`` (the competition's) and the number of prompts, never
+    on how many models a validator evaluates at once: a batch with fewer models than ``slots`` is
+    filled with copies of its first model's segment (rows computed and discarded), so every batch
+    of a prompt run has the same shape and a row's answer does not depend on what shares its batch
+    (docs/validator.md, "Validators agree")."""
     per = max(1, min(prompts, batch_size))
-    group = max(1, batch_size // per)
+    slots = max(1, batch_size // per)
     out = []
     for start in range(0, prompts, per):
         chunk = range(start, min(start + per, prompts))
-        for first in range(0, models, group):
-            out.append([(m, i) for m in range(first, min(first + group, models)) for i in chunk])
+        for first in range(0, models, slots):
+            members = list(range(first, min(first + slots, models)))
+            members += members[:1] * (slots - len(members))
+            out.append([(m, i) for m in members for i in chunk])
     return out
