@@ -52,6 +52,15 @@ def test_the_checkout_env_is_the_one_read_by_default():
     assert env_file_path() == ROOT / ".env"
 
 
+def test_cortex_env_file_flag_is_read(tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv("CX_TEST_TOKEN", raising=False)  # removed again after the test
+    env = tmp_path / "my.env"
+    env.write_text("CX_TEST_TOKEN=from the flag\n")
+    assert main(["--env-file", str(env), "wallet", "list", "--wallet.path", str(tmp_path / "w")]) == 0
+    assert os.environ["CX_TEST_TOKEN"] == "from the flag"
+    assert capsys.readouterr().out.startswith("no wallets in")
+
+
 def test_a_missing_env_file_is_one_line(tmp_path, capsys):
     missing = tmp_path / "nope.env"
     assert main(["--env-file", str(missing), "wallet", "list", "--wallet.path", str(tmp_path)]) == 2
