@@ -2,8 +2,8 @@
 
 ``cortex merge --base DIR --adapter DIR --weight W [--adapter DIR --weight W …] --out DIR
 [--method exact|rank-r --rank R] [--dtype float32|bfloat16|float16|same]`` writes a Hugging Face
-model directory (``exact``) or a peft LoRA adapter directory (``rank-r``), each with a
-``manifest.json`` (see docs/merging.md).
+model directory (``exact``) or a peft LoRA adapter directory (``rank-r``), and beside its files the
+merge's report, ``merge.json`` (a :class:`cortex.protocol.rounds.MergeReport`; see docs/merging.md).
 """
 
 from __future__ import annotations
@@ -11,11 +11,13 @@ from __future__ import annotations
 import argparse
 import logging
 import math
-from typing import Any
+from pathlib import Path
 
 from cortex.errors import CortexError
+from cortex.protocol.rounds import MergeReport
 
 log = logging.getLogger(__name__)
+REPORT = "merge.json"  # a MergeReport; its content hash covers every other file of the folder
 
 
 def register(parser: argparse.ArgumentParser) -> None:
@@ -30,7 +32,7 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rank", type=int, default=None, help="rank of the rank-r adapter")
     parser.add_argument("--dtype", choices=("float32", "bfloat16", "float16", "same"), default="float32",
                         help="dtype of the merged model's floating tensors (float32, the master)")
-    parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    parser.add_argument("--no-progress", "--plain", dest="progress", action="store_false", help="no progress bar")
     parser.set_defaults(func=run_merge)
 
 
@@ -51,20 +53,19 @@ def run_merge(args: argparse.Namespace) -> int:
     weighted = [(load_adapter(path, spec, own_limits(spec), bounds=NO_NORM_BOUNDS), weight)
                 for path, weight in zip(args.adapter, args.weight, strict=True)]
     if args.method == "exact":
-        manifest = merge_exact(args.base, weighted, args.out, dtype=args.dtype, progress=args.progress)
+        report = merge_exact(args.base, weighted, args.out, dtype=args.dtype, progress=args.progress)
     else:
-        manifest = merge_rank_r(args.base, weighted, args.out, args.rank, progress=args.progress)
-    print(summary(args.out, manifest))
+        report = merge_rank_r(args.base, weighted, args.out, args.rank, progress=args.progress)
+    report.write(Path(args.out) / REPORT)
+    print(summary(args.out, report))
     return 0
 
 
-def summary(out: str, manifest: dict[str, Any]) -> str:
+def summary(out: str, report: MergeReport) -> str:
     """One human line per fact: where, what, and the content hash."""
-    lines = [f"wrote {out} ({manifest['method']}, {manifest['modules_merged']} modules, "
-             f"{len(manifest['inputs'])} adapters)"]
-    energy = manifest.get("energy")
-    if energy:
-        values = list(energy.values())
+    lines = [f"wrote {out} ({report.method}, {report.modules_merged} modules, {len(report.inputs)} adapters)"]
+    if report.energy:
+        values = list(report.energy.values())
         lines.append(f"energy kept per module: min {min(values):.4f}, mean {sum(values) / len(values):.4f}")
-    lines.append(f"content hash {manifest['content_hash']}")
+    lines.append(f"content hash {report.content_hash} (every file but {REPORT})")
     return "\n".join(lines)

@@ -53,13 +53,6 @@ def _row_norms(w_sq: Tensor, w_at: Tensor, f: LowRank) -> Tensor:
     return (w_sq + 2.0 * f.scale * cross + f.scale * f.scale * own).clamp_min(0.0).sqrt()
 
 
-def dora_sigma(W: Tensor, f: LowRank, w_sq: Tensor | None = None) -> Tensor:
-    """``σ = m / rownorm(W + ΔW)`` (out,): the per-row factor a DoRA adapter applies; 1 for LoRA."""
-    if f.magnitude is None:
-        return torch.ones(W.shape[0], dtype=W.dtype)
-    return f.magnitude / row_norms(W, f, w_sq)
-
-
 def check_shapes(W: Tensor, terms: Sequence[Term], name: str = "weight") -> None:
     """Raise ``ValueError`` unless every term's factors fit ``W`` (out, in)."""
     if W.ndim != 2:

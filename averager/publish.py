@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
 import bittensor as bt
 
@@ -21,7 +21,7 @@ from cortex.hub.store import ModelStore
 from cortex.model.pointer import commit_pointer, model_hash
 from cortex.protocol.commitment import ModelCommitment
 from cortex.protocol.competition import Competition
-from cortex.protocol.rounds import GateResult, Manifest, ManifestInput, RoundInput
+from cortex.protocol.rounds import GateResult, Manifest, ManifestInput, MergeReport, RoundInput
 
 log = logging.getLogger(__name__)
 MANIFEST = "manifest.json"  # a cortex.protocol.rounds.Manifest
@@ -36,15 +36,15 @@ class Published:
 
 
 def manifest(competition: Competition, round_no: int, parent: str, inputs: Sequence[RoundInput],
-             merge: dict[str, Any], gate: GateResult, averager: str) -> Manifest:
-    """What the published base is made of; ``merge`` is ``averager.stream``'s manifest. ``model_hash`` is
+             merge: MergeReport, gate: GateResult, averager: str) -> Manifest:
+    """What the published base is made of; ``merge`` is ``averager.stream``'s report. ``model_hash`` is
     left empty: ``finalise`` sets it once the card is written (the card is a model file)."""
     return Manifest(
-        competition=competition.id, round=round_no, parent=parent, method=merge["method"], averager=averager,
-        model_hash="", gate=gate, modules_merged=merge.get("modules_merged"), dtype=merge.get("dtype"),
+        competition=competition.id, round=round_no, parent=parent, method=merge.method, averager=averager,
+        model_hash="", gate=gate, modules_merged=merge.modules_merged, dtype=merge.dtype,
         inputs=[ManifestInput(model=c.model_key, uid=c.uid, hotkey=c.hotkey, weight=c.weight, score=c.score,
                               incentive=c.incentive, commit_block=c.commit_block, clip=c.clip) for c in inputs],
-        rank=merge.get("rank"), energy_kept=merge.get("energy") or None)
+        rank=merge.rank, energy_kept=merge.energy or None)
 
 
 def _fmt(value: float | None) -> str:

@@ -15,6 +15,7 @@ content gives the same revision, and the same pointer is never committed twice.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import shutil
 from dataclasses import dataclass
@@ -25,14 +26,14 @@ import bittensor as bt
 
 from averager import select as S
 from averager.config import AveragerConfig
-from cortex.adapter import ADAPTER_FILES, Adapter, AdapterRejected, BaseSpec, check_listing, load_adapter
+from cortex.adapter import Adapter, AdapterRejected, BaseSpec, check_base_revision, load_adapter
+from cortex.adapter.fetch import AdapterCache, verify
 from cortex.chain.commitments import OnChainCommitment, read_all
 from cortex.errors import CortexError
 from cortex.hub.store import ModelStore, StoreError
 from cortex.model.pointer import BaseRef, current_base
-from cortex.protocol.hashing import content_hash
 from cortex.protocol.records import RecordError
-from cortex.protocol.rounds import AveragerRound, Manifest
+from cortex.protocol.rounds import AveragerRound, Manifest, MergeReport
 from cortex.protocol.scores import ScoreTable
 from cortex.wandb_log import WandbLog
 
@@ -123,7 +124,7 @@ class Averager:
         choices = S.top(self._not_merged_yet(S.cross_check(choices, tables, self.comp.id), base, work),
                         self.cfg.select.max_inputs)
         by_hotkey = {r.hotkey: r for r in records}
-        adapters, choices = self._fetch(choices, by_hotkey, base, work / "adapters")
+        adapters, choices = self._fetch(choices, by_hotkey, base, Path(self.cfg.state) / "cache" / "adapters")
         from averager.geometry import gram
 
         live = [c for c in choices if c.decision == S.KEPT]
@@ -134,21 +135,21 @@ class Averager:
             record["reason"] = "no input survived the selection"
             return
         base_dir = self._base_dir(base)
-        merged, merge_manifest = self._merge(base_dir, [(adapters[c.hotkey], c.weight) for c in chosen], work)
-        record["energy_kept"] = merge_manifest.get("energy") or None
+        merged, report = self._merge(base_dir, [(adapters[c.hotkey], c.weight) for c in chosen], work)
+        record["energy_kept"] = report.energy or None
         gate = self._gate(base_dir, merged, {c.model_key: adapters[c.hotkey].path for c in chosen}, record["block"])
         record["gate"] = gate
         if not gate.passed:
             record.update(status="rejected", reason=f"gate: {gate.reason}")
             log.warning("round %d rejected: %s; the base stays %s", record["round"], gate.reason, base)
             return
-        self._publish(record, chosen, merge_manifest, merged)
+        self._publish(record, chosen, report, merged)
 
-    def _publish(self, record: dict[str, Any], chosen: list[S.Choice], merge_manifest: dict, merged: Path) -> None:
+    def _publish(self, record: dict[str, Any], chosen: list[S.Choice], report: MergeReport, merged: Path) -> None:
         from averager.publish import finalise, manifest, publish_base
 
         repo, hotkey = self.cfg.base_repo, self.parts.wallet.hotkey.ss58_address
-        man = manifest(self.comp, record["round"], record["parent"], chosen, merge_manifest, record["gate"], hotkey)
+        man = manifest(self.comp, record["round"], record["parent"], chosen, report, record["gate"], hotkey)
         finalise(merged, man, repo)
         done = publish_base(self.sub, self.parts.wallet, self.cfg.netuid, self.store, self.comp, repo, merged)
         record.update(status="published", reason="gate passed", published=f"{done.repo}@{done.revision}",
@@ -188,37 +189,26 @@ class Averager:
 
     def _fetch(self, choices: list[S.Choice], records: dict[str, OnChainCommitment], base: BaseRef,
                root: Path) -> tuple[dict[str, Adapter], list[S.Choice]]:
-        """Download, verify and check each kept input exactly as a validator does; drop what fails.
+        """Fetch, verify and check each kept input exactly as a validator does; drop what fails.
 
-        In the validator's order (``validator.round``): the listing (``check_listing``), the download,
-        the salted hash of the downloaded files (``hash_mismatch``), then ``cortex.adapter``'s checks
-        against the base's ``BaseSpec`` and the competition's limits; a refused adapter is dropped
-        with the validator's reason code.
+        In the validator's order (``validator.round``): the one fetch (``cortex.adapter.fetch``: the
+        listing, the download, cached by revision under ``root``), the salted hash of the files
+        (``hash_mismatch``), then ``cortex.adapter``'s checks against the base's ``BaseSpec`` and the
+        competition's limits; a refused adapter is dropped with the validator's reason code.
         """
         limits, adapters, out = self.comp.adapters, {}, []
-        spec = self._spec(self._base_dir(base))
+        spec, cache = self._spec(self._base_dir(base)), AdapterCache(self.store, root)
         for c in choices:
             if c.decision != S.KEPT:
                 out.append(c)
                 continue
             try:
-                check_listing({f.path: f.size for f in self.store.list_files(c.repo, c.revision)}, limits.max_bytes)
-                path = self.store.download(c.repo, c.revision, root / f"uid-{c.uid}", allow=sorted(ADAPTER_FILES),
-                                           max_bytes=limits.max_bytes)
-                digest = content_hash(path)
-                if not records[c.hotkey].commitment.verify(digest, c.hotkey):
-                    out.append(c.drop("hash_mismatch", "the files do not match the commitment's salted hash"))
-                    continue
-                adapter = load_adapter(path, spec, limits, expected_hash=digest)
-            except StoreError as exc:
-                out.append(c.drop("fetch_failed", str(exc)))
-                continue
+                fetched = cache.fetch(c.repo, c.revision, limits)
+                verify(fetched, records[c.hotkey].commitment, c.hotkey)
+                adapter = load_adapter(fetched.path, spec, limits, expected_hash=fetched.content_hash)
+                check_base_revision(adapter.checked, base.revision)  # trained on another base: stale_base
             except AdapterRejected as exc:
                 out.append(c.drop(exc.reason, exc.message))
-                continue
-            problem = _over_limits(adapter, base)
-            if problem is not None:
-                out.append(c.drop(*problem))
                 continue
             adapters[c.hotkey] = adapter
             out.append(c)
@@ -252,7 +242,7 @@ class Averager:
             held[base_dir] = BaseSpec.from_files(base_dir)
         return held[base_dir]
 
-    def _merge(self, base_dir: Path, weighted: list, work: Path) -> tuple[Path, dict[str, Any]]:
+    def _merge(self, base_dir: Path, weighted: list, work: Path) -> tuple[Path, MergeReport]:
         from averager.stream import load_rank_r, merge_exact, merge_rank_r
 
         out, progress = work / "merged", self.cfg.progress
@@ -262,17 +252,17 @@ class Averager:
         own = load_rank_r(work / "delta", self._spec(base_dir), self.cfg.rank)
         folded = merge_exact(base_dir, [(own, 1.0)], out, dtype=self.cfg.dtype,
                              progress=progress)
-        return out, {**delta, "dtype": folded["dtype"]}
+        return out, dataclasses.replace(delta, dtype=folded.dtype)
 
     def _gate(self, base_dir: Path, merged: Path, adapters: dict[str, Path], block: int):
         from averager.gate import gate_rows, run_gate
         from cortex.data import get_source
-        from cortex.eval.evalset import sync_block, window
+        from cortex.eval.evalset import gate_window, sync_block
 
         tempo = int(self.sub.subnets.metagraph(self.cfg.netuid, commitments=False).tempo) or 1
         sync = sync_block(block, tempo)
         clock = self.cfg.market_clock(self.sub, sync)
-        rows = gate_rows(self.comp, get_source(self.cfg.source), window(clock, sync, self.comp.eval),
+        rows = gate_rows(self.comp, get_source(self.cfg.source), gate_window(clock, sync, self.comp.eval),
                          self.sub.chain.block_info(sync)["hash"])
         return run_gate(base_dir, merged, adapters, rows, self.comp, self.cfg.margin, self.cfg.device)
 
@@ -284,15 +274,4 @@ class Averager:
         self.wandb.log({"round": record.round, "published": int(record.status == "published"),
                         "inputs": sum(i.decision == S.KEPT for i in record.inputs),
                         **{f"gate/{k}": v for k, v in gate.items() if isinstance(v, (int, float)) and k != "schema"}})
-
-
-def _over_limits(adapter: Adapter, base: BaseRef) -> tuple[str, str] | None:
-    """(reason, detail) when a checked adapter was trained on another base than the current one.
-
-    Type, rank, targets and size are the checks' (``cortex.adapter``), with the validator's reason codes.
-    """
-    trained_on = adapter.checked.base_revision
-    if trained_on not in (None, base.revision):
-        return "stale_base", f"trained on base revision {str(trained_on)[:12]}, not the current {base.revision[:12]}"
-    return None
 

@@ -1,4 +1,4 @@
-"""Fetching: refusals before any download, one download per revision, immutable cache, hash per hotkey."""
+"""cortex.adapter.fetch: refusals before any download, one download per revision, immutable cache, hash per hotkey."""
 
 import os
 import shutil
@@ -8,11 +8,12 @@ from pathlib import Path
 import pytest
 
 from cortex.hub.local import LocalStore
-from cortex.hub.store import StoreUnavailable
+from cortex.hub.store import NotAllowed, RevisionNotFound, StoreUnavailable, TooLarge
 from cortex.protocol.commitment import ModelCommitment
 from cortex.protocol.competition import AdapterLimits
 from cortex.protocol.hashing import content_hash
-from validator.fetch import AdapterCache, FetchRejected, verify
+from cortex.adapter import REASONS, AdapterRejected
+from cortex.adapter.fetch import AdapterCache, verify
 
 sys.path.insert(0, str(Path(__file__).parent))
 from validator_fixtures import CountingStore
@@ -50,7 +51,7 @@ def upload(store, tmp_path, repo, **files):
 def test_refused_from_the_listing_before_any_download(setup, tmp_path, files, reason):
     store, cache = setup
     revision, _ = upload(store, tmp_path, "m/bad", **files)
-    with pytest.raises(FetchRejected) as caught:
+    with pytest.raises(AdapterRejected) as caught:
         cache.fetch("m/bad", revision, LIMITS)
     assert caught.value.reason == reason
     assert store.downloads == [] and not cache.folder("m/bad", revision).exists()
@@ -59,7 +60,7 @@ def test_refused_from_the_listing_before_any_download(setup, tmp_path, files, re
 def test_missing_revision_and_unreachable_store(setup, tmp_path):
     store, cache = setup
     revision, _ = upload(store, tmp_path, "m/ok")
-    with pytest.raises(FetchRejected) as caught:
+    with pytest.raises(AdapterRejected) as caught:
         cache.fetch("m/ok", "ab" * 32, LIMITS)
     assert caught.value.reason == "revision_not_found"
 
@@ -67,7 +68,7 @@ def test_missing_revision_and_unreachable_store(setup, tmp_path):
         raise StoreUnavailable("the Hub kept answering 503")
 
     store.inner.list_files = down
-    with pytest.raises(FetchRejected) as caught:
+    with pytest.raises(AdapterRejected) as caught:
         cache.fetch("m/ok", revision, LIMITS)
     assert caught.value.reason == "store_unavailable"
 
@@ -93,7 +94,7 @@ def test_a_repo_that_vanishes_mid_download_leaves_nothing_behind(tmp_path):
     store = CountingStore(LocalStore(tmp_path / "store"), vanish={"m/gone"})
     revision, _ = upload(store, tmp_path, "m/gone")
     cache = AdapterCache(store, tmp_path / "cache")
-    with pytest.raises(FetchRejected) as caught:
+    with pytest.raises(AdapterRejected) as caught:
         cache.fetch("m/gone", revision, LIMITS)
     assert caught.value.reason == "revision_not_found"
     assert list((tmp_path / "cache" / "m--gone").iterdir()) == []  # no staging folder, no partial file
@@ -105,7 +106,27 @@ def test_salted_hash_is_checked_per_hotkey(setup, tmp_path):
     fetched = cache.fetch("m/ok", revision, LIMITS)
     mine = ModelCommitment.for_content("cortex-tiny", "m/ok", revision, digest, "alice")
     verify(fetched, mine, "alice")
-    with pytest.raises(FetchRejected) as caught:
+    with pytest.raises(AdapterRejected) as caught:
         verify(fetched, mine, "mallory")  # mallory committed alice's string
     assert caught.value.reason == "hash_mismatch"
     shutil.rmtree(tmp_path / "src")
+
+
+@pytest.mark.parametrize("error,reason", [
+    (RevisionNotFound("no such revision"), "revision_not_found"), (TooLarge("over"), "too_large"),
+    (NotAllowed("pickle"), "not_allowed"), (StoreUnavailable("503"), "store_unavailable"),
+    (OSError("disk full"), "download_failed"),
+])
+def test_every_store_failure_is_a_reason_of_the_one_vocabulary(setup, tmp_path, error, reason):
+    """The validator and the averager record the same code, and it is one of ``REASONS``."""
+    store, cache = setup
+    revision, _ = upload(store, tmp_path, "m/ok")
+
+    def fails(*a, **k):
+        raise error
+
+    store.inner.download = fails
+    with pytest.raises(AdapterRejected) as caught:
+        cache.fetch("m/ok", revision, LIMITS)
+    assert caught.value.reason == reason and reason in REASONS
+    assert list((cache.root / "m--ok").iterdir()) == []  # nothing cached, nothing half-made

@@ -7,7 +7,7 @@ import pytest
 from averager.gate import decide, gate_rows
 from cortex.data import get_source
 from cortex.errors import CortexError
-from cortex.eval.evalset import SimulatedClock, eval_set, window
+from cortex.eval.evalset import SimulatedClock, eval_set, gate_window
 from cortex.protocol.competition import CORTEX_TINY
 
 
@@ -27,7 +27,7 @@ def test_the_merge_must_beat_the_base_and_match_the_best_single_adapter_plus_the
 def test_gate_rows_are_deterministic_held_out_and_not_the_validators_draw():
     comp = CORTEX_TINY
     source = get_source("synthetic")
-    win = window(SimulatedClock(date(2024, 1, 1), 10), 600, comp.eval)
+    win = gate_window(SimulatedClock(date(2024, 1, 1), 10), 600, comp.eval)
     rows = gate_rows(comp, source, win, "0x" + "11" * 32)
     assert rows == gate_rows(comp, source, win, "0x" + "11" * 32)
     assert len(rows) == comp.eval.prompts_per_round
@@ -42,6 +42,6 @@ def test_gate_rows_are_deterministic_held_out_and_not_the_validators_draw():
 
 def test_gate_rows_refuse_an_empty_window():
     comp = CORTEX_TINY
-    win = window(SimulatedClock(date(2017, 2, 10), 10), 50, comp.eval)  # too little history for a prompt
+    win = gate_window(SimulatedClock(date(2017, 2, 10), 10), 50, comp.eval)  # too little history for a prompt
     with pytest.raises(CortexError, match="no resolved samples"):
         gate_rows(comp, get_source("synthetic"), win, "0x" + "11" * 32)

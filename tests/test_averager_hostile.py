@@ -33,7 +33,7 @@ from cortex.protocol.competition import CORTEX_TINY, AdapterLimits
 from cortex.protocol.hashing import content_hash
 from cortex.wandb_log import WandbConfig
 from test_adapter_checks import save_peft, tiny_config
-from validator.fetch import AdapterCache, FetchRejected, verify
+from cortex.adapter.fetch import AdapterCache, verify
 
 LIMITS = AdapterLimits(("lora", "dora"), 8, LLAMA_TARGETS, max_bytes=1 << 20)
 COMPETITION = dataclasses.replace(CORTEX_TINY, adapters=LIMITS)
@@ -103,7 +103,7 @@ def validator_reason(w, choice: S.Choice, cache: AdapterCache, spec: BaseSpec) -
         fetched = cache.fetch(choice.repo, choice.revision, LIMITS)
         verify(fetched, w["records"][choice.hotkey].commitment, choice.hotkey)
         check_adapter(fetched.path, spec, LIMITS, expected_hash=fetched.content_hash)
-    except (FetchRejected, AdapterRejected) as exc:
+    except AdapterRejected as exc:
         return exc.reason
     return None
 
@@ -124,8 +124,8 @@ def test_hostile_adapters_are_refused_with_the_validators_reason_and_the_rest_me
 
     kept = [c for c in out if c.decision == S.KEPT]
     assert sorted(c.hotkey for c in kept) == ["hotkey-dora", "hotkey-lora"] and set(adapters) == {c.hotkey for c in kept}
-    merged, manifest = averager._merge(base_dir, [(adapters[c.hotkey], 0.5) for c in kept], tmp_path / "work")
-    assert sorted(i["content_hash"] for i in manifest["inputs"]) == sorted(
+    merged, report = averager._merge(base_dir, [(adapters[c.hotkey], 0.5) for c in kept], tmp_path / "work")
+    assert sorted(i.content_hash for i in report.inputs) == sorted(
         content_hash(w["folders"][n]) for n in ("dora", "lora"))
 
     from peft import PeftModel
@@ -165,5 +165,5 @@ def test_the_rank_r_delta_is_an_adapter_the_checks_pass(world, tmp_path):
     assert set(delta.modules) == {"model.layers.0.self_attn.q_proj"}
     config = json.loads((tmp_path / "delta" / "adapter_config.json").read_text())
     assert config["layers_to_transform"] == [0]
-    merged, manifest = averager._merge(base_dir, [(lora, 1.0)], tmp_path / "work")
-    assert manifest["rank"] == 2 and set(manifest["energy"]) == set(lora.modules)
+    merged, report = averager._merge(base_dir, [(lora, 1.0)], tmp_path / "work")
+    assert report.rank == 2 and set(report.energy) == set(lora.modules) and report.dtype == cfg.dtype

@@ -5,7 +5,7 @@ from datetime import date, datetime, timezone
 import pytest
 
 from cortex.data import get_source
-from cortex.eval.evalset import CalendarClock, SimulatedClock, eval_set, is_eligible, seed_of, window
+from cortex.eval.evalset import CalendarClock, SimulatedClock, eval_set, gate_window, may_answer, seed_of, window
 from cortex.protocol.competition import EvalConfig
 
 CFG = EvalConfig(assets=("BTC", "ETH"), horizons_days=(1, 7), prompts_per_round=12, eval_window_days=20,
@@ -34,7 +34,7 @@ def test_calendar_clock_round_trip():
 
 def test_eval_set_is_deterministic_and_resolved(frames):
     clock = SimulatedClock(date(2023, 6, 1), blocks_per_day=10)
-    win = window(clock, sync_block=600, cfg=CFG)
+    win = gate_window(clock, 600, CFG)
     assert win.end == date(2023, 7, 31) and win.start == date(2023, 7, 12)
     a = eval_set(frames, CFG, win, "0xabc", "cortex-tiny")
     b = eval_set(frames, CFG, win, "0xabc", "cortex-tiny")
@@ -49,10 +49,13 @@ def test_eval_set_is_deterministic_and_resolved(frames):
 
 def test_eligibility_is_before_the_window(frames):
     clock = SimulatedClock(date(2023, 6, 1), blocks_per_day=10)
-    win = window(clock, sync_block=600, cfg=CFG)
-    assert is_eligible(win.eligible_before_block - 1, win)
-    assert not is_eligible(win.eligible_before_block, win)
-    assert clock.day(win.eligible_before_block - 1 + CFG.eligibility_delay_blocks) < win.start
+    win = gate_window(clock, 600, CFG)
+    assert win == window(clock, 600, CFG.eval_window_days, CFG.eligibility_delay_blocks)  # the one window
+    assert win.days[0] == win.start and win.days[-1] == win.end and len(win.days) == CFG.eval_window_days
+    delay = CFG.eligibility_delay_blocks
+    assert may_answer(win.eligible_before_block - 1, win.start, clock, delay)
+    assert not may_answer(win.eligible_before_block, win.start, clock, delay)
+    assert clock.day(win.eligible_before_block - 1 + delay) < win.start  # committed before the first day closed
 
 
 def test_sync_block_is_the_rounds_first_block():
@@ -68,7 +71,7 @@ def test_round_rows_one_draw_for_the_validator_and_a_salted_one_for_the_gate():
     from cortex.protocol.competition import CORTEX_TINY
 
     clock = SimulatedClock(date(2024, 3, 1), 10)
-    win = window(clock, 200, CORTEX_TINY.eval)
+    win = gate_window(clock, 200, CORTEX_TINY.eval)
     source = get_source("synthetic")
     rows = round_rows(CORTEX_TINY, source, win, "0x" + "11" * 32)
     assert rows == round_rows(CORTEX_TINY, source, win, "0x" + "11" * 32)  # every validator draws the same
@@ -76,6 +79,6 @@ def test_round_rows_one_draw_for_the_validator_and_a_salted_one_for_the_gate():
     assert all(win.start.isoformat() <= r["cutoff"] <= win.end.isoformat() for r in rows)
     salted = round_rows(CORTEX_TINY, source, win, "0x" + "11" * 32, salt="averager-gate")
     assert [r["prompt"] for r in salted] != [r["prompt"] for r in rows]
-    early = window(SimulatedClock(date(2017, 2, 10), 10), 50, CORTEX_TINY.eval)  # too little history
+    early = gate_window(SimulatedClock(date(2017, 2, 10), 10), 50, CORTEX_TINY.eval)  # too little history
     with pytest.raises(CortexError, match="no resolved samples"):
         round_rows(CORTEX_TINY, source, early, "0x" + "11" * 32)

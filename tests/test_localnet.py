@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from chainkit import make_chain
 
-from cortex.eval.evalset import SimulatedClock, window
+from cortex.eval.evalset import SimulatedClock, gate_window
 from cortex.localnet.blocks import BlockProducer, first_eligible_sync, next_epoch_block
 from cortex.localnet.config import (
     Settings,
@@ -107,9 +107,9 @@ def test_first_eligible_sync_is_the_first_round_start_that_admits_the_commitment
     for after, last_commit, tempo in ((1, 0, 10), (37, 35, 10), (5, 120, 7), (200, 3, 10)):
         sync = first_eligible_sync(after, last_commit, tempo, clock, cfg)
         assert sync % tempo == 0 and sync >= after
-        assert window(clock, sync, cfg).eligible_before_block > last_commit
+        assert gate_window(clock, sync, cfg).eligible_before_block > last_commit
         earlier = sync - tempo
-        assert earlier < after or window(clock, earlier, cfg).eligible_before_block <= last_commit
+        assert earlier < after or gate_window(clock, earlier, cfg).eligible_before_block <= last_commit
 
 
 def test_next_epoch_block():

@@ -15,8 +15,9 @@ from pathlib import Path
 import torch
 import yaml
 
-from averager.stream import TensorInfo, merge_peak_bytes
-from cortex.adapter import LLAMA_TARGETS
+from averager.stream import merge_peak_bytes
+from cortex.adapter import LLAMA_TARGETS, TensorInfo
+from cortex.model.shards import ShardTensor
 
 ROOT = Path(__file__).resolve().parents[1]
 LLAMA_3_3_70B = {"hidden_size": 8192, "intermediate_size": 28672, "num_hidden_layers": 80, "num_attention_heads": 64,
@@ -24,20 +25,20 @@ LLAMA_3_3_70B = {"hidden_size": 8192, "intermediate_size": 28672, "num_hidden_la
 GiB = 2**30
 
 
-def meta_layout(config: dict, shard_bytes: int = 5 * 10**9) -> dict[str, list[TensorInfo]]:
+def meta_layout(config: dict, shard_bytes: int = 5 * 10**9) -> dict[str, list[ShardTensor]]:
     """The model's tensors in bf16 shards of at most ``shard_bytes``, with the offsets a header holds."""
     from transformers import AutoConfig, AutoModelForCausalLM
 
     with torch.device("meta"):
         model = AutoModelForCausalLM.from_config(AutoConfig.for_model("llama", **config), dtype=torch.bfloat16)
-    layout: dict[str, list[TensorInfo]] = {}
+    layout: dict[str, list[ShardTensor]] = {}
     shard, used = 1, 0
     for name, p in model.state_dict().items():
         size = p.numel() * 2
         if used and used + size > shard_bytes:
             shard, used = shard + 1, 0
         layout.setdefault(f"model-{shard:05d}.safetensors", []).append(
-            TensorInfo(name, "BF16", tuple(p.shape), used, used + size))
+            ShardTensor(name, TensorInfo("BF16", tuple(p.shape), used, used + size), data_start=8))
         used += size
     return layout
 

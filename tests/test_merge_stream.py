@@ -17,6 +17,7 @@ from averager.merge import merge_state_dict
 from cortex.adapter import group_terms
 from cortex.errors import CortexError
 from cortex.protocol.hashing import content_hash
+from cortex.protocol.rounds import MergeReport
 from test_merge import base_state, load, make_adapter, make_base
 
 SIDE_FILES = {"tokenizer.json": '{"version": "1.0"}', "tokenizer_config.json": '{"model_max_length": 64}',
@@ -47,7 +48,7 @@ def test_streaming_merge_equals_the_in_memory_merge(setup, tmp_path):
     base_dir = setup["root"] / "base"
     assert len(list(base_dir.glob("*.safetensors"))) > 2
     adapters = weighted(setup)
-    manifest = stream.merge_exact(base_dir, adapters, tmp_path / "out", progress=False)
+    report = stream.merge_exact(base_dir, adapters, tmp_path / "out", progress=False)
     out = tmp_path / "out"
     want = merge_state_dict(base_state(setup["base"]), group_terms(adapters))
     got = {}
@@ -65,13 +66,11 @@ def test_streaming_merge_equals_the_in_memory_merge(setup, tmp_path):
     ids = torch.randint(0, 256, (2, 11), generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         torch.testing.assert_close(model(ids).logits, reference(ids).logits)
-    on_disk = json.loads((out / "manifest.json").read_text())
-    assert on_disk == manifest and manifest["method"] == "exact" and manifest["modules_merged"] == 10
-    assert [(i["path"], i["weight"], i["use_dora"]) for i in manifest["inputs"]] == [
+    assert report.method == "exact" and report.modules_merged == 10 and report.dtype == "float32"
+    assert [(i.path, i.weight, i.use_dora) for i in report.inputs] == [
         (str(setup["root"] / n), w, n != "lora") for n, w in (("dora0", 0.5), ("dora1", 0.3), ("lora", 0.2))]
-    assert manifest["base"]["path"] == str(base_dir) and manifest["created"]
-    files = [p.name for p in out.iterdir() if p.name != "manifest.json"]
-    assert manifest["content_hash"] == content_hash(out, files)
+    assert report.base == str(base_dir) and report.content_hash == content_hash(out)
+    assert not (out / "manifest.json").exists()  # a published base's manifest is the averager's round's to write
 
 
 def test_same_dtype_keeps_the_base_dtype(setup, tmp_path):
@@ -130,11 +129,14 @@ def test_cli_exact_and_rank_r(setup, tmp_path, capsys):
     common = ["--base", str(root / "base"), "--adapter", str(root / "dora0"), "--weight", "0.6",
               "--adapter", str(root / "lora"), "--weight", "0.4", "--no-progress"]
     assert cli(*common, "--out", str(tmp_path / "exact")) == 0
-    assert "content hash" in capsys.readouterr().out
+    report = MergeReport.read(tmp_path / "exact" / "merge.json")
+    assert f"content hash {report.content_hash}" in capsys.readouterr().out and report.method == "exact"
+    assert report.content_hash == content_hash(tmp_path / "exact", [p.name for p in (tmp_path / "exact").iterdir()
+                                                                      if p.name != "merge.json"])
     assert cli(*common, "--out", str(tmp_path / "rank"), "--method", "rank-r", "--rank", "6") == 0
-    manifest = json.loads((tmp_path / "rank" / "manifest.json").read_text())
-    assert manifest["method"] == "rank-r" and manifest["rank"] == 6
-    assert all(0 < e <= 1 for e in manifest["energy"].values()) and len(manifest["energy"]) == 8
+    report = MergeReport.read(tmp_path / "rank" / "merge.json")
+    assert report.method == "rank-r" and report.rank == 6
+    assert all(0 < e <= 1 for e in report.energy.values()) and len(report.energy) == 8
     # the rank-r adapter is a standard peft adapter of the exact delta W' - W
     model = PeftModel.from_pretrained(LlamaForCausalLM.from_pretrained(str(root / "base"), dtype=torch.float32),
                                       str(tmp_path / "rank")).merge_and_unload()
@@ -143,7 +145,7 @@ def test_cli_exact_and_rank_r(setup, tmp_path, capsys):
     for key, value in model.state_dict().items():
         module = key.removesuffix(".weight")
         error = float((value - exact[key]).norm()) ** 2
-        dropped = 1 - manifest["energy"].get(module, 1.0)
+        dropped = 1 - report.energy.get(module, 1.0)
         assert error == pytest.approx(dropped * float((exact[key] - base[key]).norm()) ** 2, rel=1e-3, abs=1e-9)
 
 

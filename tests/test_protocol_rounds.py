@@ -16,7 +16,7 @@ from cortex.leaderboard.files import averager_rounds
 from cortex.protocol.competition import CORTEX_TINY
 from cortex.protocol.metrics import RunMetrics
 from cortex.protocol.records import RecordError
-from cortex.protocol.rounds import AveragerRound, GateResult, Manifest, RoundInput
+from cortex.protocol.rounds import AveragerRound, GateResult, Manifest, MergeReport, RoundInput
 from miner.metrics import read_metrics, write_metrics
 
 GATE = GateResult(merged_reward=0.4, base_reward=0.1, best_single_reward=0.3, best_single="m/a@" + "c" * 40,
@@ -75,8 +75,8 @@ def test_the_manifest_is_written_with_its_hash_and_read_back(tmp_path):
     (folder / "model.safetensors").write_bytes(b"\0" * 16)
     choice = Choice(3, "5Fm", "m/a", "c" * 40, 7, 0.5, score=0.2, weight=1.0, clip=1.0)
     man = manifest(CORTEX_TINY, 2, "cortex/tiny-llama@" + "a" * 64, [choice],
-                   {"method": "rank-r", "modules_merged": 14, "dtype": "float32", "rank": 2,
-                    "energy": {"q_proj": 0.9}}, GATE, "5Faverager")
+                   MergeReport("rank-r", "base", [], 14, "d" * 64, dtype="float32", rank=2, energy={"q_proj": 0.9}),
+                   GATE, "5Faverager")
     written = finalise(folder, man, "cortex/tiny-llama")
     assert written.model_hash and Manifest.read(folder / "manifest.json") == written
     assert written.models == {"m/a@" + "c" * 40} and written.energy_kept == {"q_proj": 0.9}
@@ -139,8 +139,8 @@ def test_publish_base_uploads_the_manifest_and_commits_the_pointer(tmp_path):
     (folder / "config.json").write_text("{}")
     (folder / "model.safetensors").write_bytes(b"\0" * 16)
     choice = Choice(3, "5Fm", "m/a", "c" * 40, 7, 0.5, weight=1.0)
-    man = finalise(folder, manifest(CORTEX_TINY, 1, "cortex/tiny-llama@" + "a" * 64, [choice], {"method": "exact"},
-                                    GATE, owner.hotkey.ss58_address), "cortex/tiny-llama")
+    man = finalise(folder, manifest(CORTEX_TINY, 1, "cortex/tiny-llama@" + "a" * 64, [choice],
+                                    MergeReport("exact", "base", [], 14, "d" * 64), GATE, owner.hotkey.ss58_address), "cortex/tiny-llama")
     done = publish_base(chain.sub, owner, NETUID, store, CORTEX_TINY, "cortex/tiny-llama", folder)
     assert current_base(chain.sub, NETUID, CORTEX_TINY, store).revision == done.revision
     published = store.download("cortex/tiny-llama", done.revision, tmp_path / "back", allow=["manifest.json"],

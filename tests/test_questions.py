@@ -3,7 +3,7 @@
 from dataclasses import replace
 from datetime import date
 
-from cortex.eval.evalset import SimulatedClock
+from cortex.eval.evalset import SimulatedClock, eligible_before, may_answer
 from cortex.protocol.competition import CORTEX_TINY, EvalConfig, SkillConfig
 from validator import questions as Q
 
@@ -36,7 +36,7 @@ def test_a_capped_day_is_a_subset_seeded_by_competition_and_day_only():
 
 
 def test_the_window_is_the_last_closed_days():
-    days = Q.window_days(CLOCK, 305, competition(window=10))  # block 305: day 2024-01-31 has closed
+    days = Q.scoring_window(CLOCK, 305, competition(window=10)).days  # block 305: day 2024-01-31 has closed
     assert days[-1] == date(2024, 1, 31) and days[0] == date(2024, 1, 22) and len(days) == 10
     asked = Q.window_questions(CLOCK, 305, competition(window=10))
     assert len(asked) == 80 and [q.cutoff for q in asked] == sorted(q.cutoff for q in asked)
@@ -46,9 +46,9 @@ def test_a_model_answers_only_days_that_closed_after_its_commitment_and_delay():
     comp = competition(delay=5)
     day = date(2024, 1, 21)  # closes at block 200
     q = Q.day_questions(comp, day)[0]
-    assert Q.eligible_before(CLOCK, day, comp) == 195
-    assert Q.may_answer(194, q, CLOCK, comp)
-    assert not Q.may_answer(195, q, CLOCK, comp) and not Q.may_answer(250, q, CLOCK, comp)
+    assert eligible_before(CLOCK, day, 5) == 195 and q.cutoff == day.isoformat()
+    assert may_answer(194, day, CLOCK, 5)
+    assert not may_answer(195, day, CLOCK, 5) and not may_answer(250, day, CLOCK, 5)
 
 
 def test_a_question_resolves_when_cutoff_plus_horizon_has_closed():

@@ -3,11 +3,10 @@
 from datetime import date
 
 from cortex.chain.commitments import OnChainCommitment
-from cortex.eval.evalset import SimulatedClock
+from cortex.eval.evalset import SimulatedClock, eligible_before
 from cortex.protocol.commitment import ModelCommitment
 from cortex.protocol.competition import CORTEX_TINY, BaseModelRef
 from validator.discovery import Snapshot, candidates, resolve_base
-from validator.questions import eligible_before
 
 CLOCK = SimulatedClock(date(2024, 3, 1), blocks_per_day=10)
 HASH = "ab" * 32
@@ -28,7 +27,7 @@ def snapshot(*records, owner="owner"):
 
 
 def test_candidates_and_ignored_with_reasons():
-    before = eligible_before(CLOCK, CLOCK.day(1000), CORTEX_TINY)  # block 995: day 100 closes at 1000, delay 5
+    before = eligible_before(CLOCK, CLOCK.day(1000), CORTEX_TINY.eval.eligibility_delay_blocks)  # block 995: day 100 closes at 1000, delay 5
     assert before == 995
     snap = snapshot(
         record("good", 10, adapter("good")),

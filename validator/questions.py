@@ -5,22 +5,20 @@ they resolve. Pure functions of the competition and the market clock: no chain, 
   over the competition's assets × horizons, or, when the competition caps them
   (``scoring.questions_per_day``), a subset drawn from a seed of the competition id and the day (never
   a block hash), so every validator, and one that backfills later, asks the same questions.
-- A model answers a day's questions only if its commitment is older than the first block at which the
-  day has closed, by at least the competition's delay (``eval.eligibility_delay_blocks``): nobody knows
-  the outcome when it answers.
 - A question resolves when the candle of ``cutoff + horizon`` has closed.
 - The round looks at the days of the scoring window (``scoring.window_days`` days up to the newest
-  closed day); answers older than the window are pruned from the ledger.
+  closed day); answers older than the window are pruned from the ledger. The window and who may answer
+  a day (``cortex.eval.evalset``: ``window``, ``may_answer``) are the one rule every role uses.
 """
 
 from __future__ import annotations
 
 import hashlib
-from datetime import date, timedelta
+from datetime import date
 
 import numpy as np
 
-from cortex.eval.evalset import MarketClock
+from cortex.eval.evalset import EvalWindow, MarketClock, window
 from cortex.protocol.competition import Competition
 from cortex.protocol.ledger import Question
 
@@ -37,25 +35,14 @@ def day_questions(competition: Competition, day: date) -> list[Question]:
     return [every[i] for i in sorted(rng.choice(len(every), size=cap, replace=False))]
 
 
-def window_days(clock: MarketClock, block: int, competition: Competition) -> list[date]:
-    """The market days of the scoring window at ``block``, oldest first: every one of them has closed."""
-    today = clock.day(block)
-    return [today - timedelta(days=k) for k in reversed(range(competition.scoring.window_days))]
+def scoring_window(clock: MarketClock, block: int, competition: Competition) -> EvalWindow:
+    """The validator's window at ``block``: the ``scoring.window_days`` days up to the newest closed day."""
+    return window(clock, block, competition.scoring.window_days, competition.eval.eligibility_delay_blocks)
 
 
 def window_questions(clock: MarketClock, block: int, competition: Competition) -> list[Question]:
     """Every question of the window's days, by day, then asset and horizon."""
-    return [q for day in window_days(clock, block, competition) for q in day_questions(competition, day)]
-
-
-def eligible_before(clock: MarketClock, day: date, competition: Competition) -> int:
-    """A commitment at or after this block may not answer ``day``'s questions."""
-    return clock.first_block_of(day) - competition.eval.eligibility_delay_blocks
-
-
-def may_answer(commit_block: int, question: Question, clock: MarketClock, competition: Competition) -> bool:
-    """Whether a model committed at ``commit_block`` answers ``question`` (committed before its day closed)."""
-    return commit_block < eligible_before(clock, date.fromisoformat(question.cutoff), competition)
+    return [q for day in scoring_window(clock, block, competition).days for q in day_questions(competition, day)]
 
 
 def is_resolved(question: Question, clock: MarketClock, block: int) -> bool:

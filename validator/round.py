@@ -48,11 +48,12 @@ import bittensor as bt
 import numpy as np
 
 from cortex.adapter import AdapterRejected, BaseSpec, check_adapter, check_base_revision
+from cortex.adapter.fetch import AdapterCache, verify
 from cortex.chain.registration import require_validator
 from cortex.data import build_samples, get_source
 from cortex.errors import CortexError
 from cortex.eval.engines import Engine, Job, build_engine
-from cortex.eval.evalset import HISTORY_LOOKBACK_DAYS, sync_block
+from cortex.eval.evalset import HISTORY_LOOKBACK_DAYS, eligible_before, may_answer, sync_block
 from cortex.hub.store import ModelStore
 from cortex.model.pointer import BaseRef, bases_at, check_pinned
 from cortex.protocol.competition import Competition, CompetitionSchedule
@@ -62,7 +63,6 @@ from cortex.wandb_log import WandbLog
 from validator import discovery, questions
 from validator.chain_weights import set_weights, to_uids
 from validator.config import WEIGHTS_VERSION, ValidatorConfig
-from validator.fetch import AdapterCache, FetchRejected, verify
 from validator.ledger import Ledger, entry_for, scored
 from validator.scoring import Contender, combine, score_competition
 from validator.state import RoundProgress, ValidatorState, load, save
@@ -192,8 +192,8 @@ class Validator:
 
     def _competition(self, comp: Competition, snap: discovery.Snapshot, sync: int, state: ValidatorState,
                      active: set[str]) -> CompetitionTable:
-        clock = self._clock(sync)  # 1. the window and its questions
-        days = questions.window_days(clock, sync, comp)
+        clock, delay = self._clock(sync), comp.eval.eligibility_delay_blocks  # 1. the window and its questions
+        days = questions.scoring_window(clock, sync, comp).days
         first, today = days[0].isoformat(), days[-1].isoformat()
         base, bases = self._day_bases(comp, snap, sync, clock, days)  # 2. the base, and the base of each day
         base_key, base_dir = str(base), self._base(base)
@@ -203,7 +203,7 @@ class Validator:
         if not asked:
             raise CortexError(f"no market data for the questions of {first}..{today}: check --source and the clock")
 
-        newest = questions.eligible_before(clock, days[-1], comp)  # 4. eligible commitments, fetched and checked
+        newest = eligible_before(clock, days[-1], delay)  # 4. eligible commitments, fetched and checked
         cands, ignored = discovery.candidates(snap, comp, newest, active)
         for i in ignored:
             log.info("uid %s %s…: ignored (%s): %s", i.uid, i.hotkey[:8], i.reason, i.detail)
@@ -212,7 +212,8 @@ class Validator:
                   for key in sorted(set(day_base.values()))]
         for key, adapter in adapters.items():  # each answers the days its earliest verified commitment preceded
             block = min(c.commit_block for c in contenders if c.key == key)
-            models.append(Model(key, adapter, tuple(q for q in asked if questions.may_answer(block, q, clock, comp))))
+            models.append(Model(key, adapter, tuple(q for q in asked
+                                                    if may_answer(block, date.fromisoformat(q.cutoff), clock, delay))))
 
         self.ledger.prune(comp.id, first)  # 5. only the answers the ledger lacks; 6. rewards once resolved
         generated = self._answer(comp, bases, models, rows, sync)
@@ -236,7 +237,8 @@ class Validator:
         if newest is None:
             raise CortexError("no base yet: no base pointer on chain, no pinned revision, no bootstrap in the store "
                               "(publish one with `cortex base bootstrap --store …`)")
-        blocks = {"sync": sync, **{d.isoformat(): questions.eligible_before(clock, d, comp) - 1 for d in days}}
+        delay = comp.eval.eligibility_delay_blocks
+        blocks = {"sync": sync, **{d.isoformat(): eligible_before(clock, d, delay) - 1 for d in days}}
         bases = bases_at(self.sub, self.cfg.netuid, comp, snap.owner_hotkey, blocks, newest, self.parts.store)
         return bases.pop("sync"), bases
 
@@ -263,7 +265,7 @@ class Validator:
                     try:
                         verify(fetched, c.commitment, c.hotkey)
                         verified.append(c)
-                    except FetchRejected as exc:
+                    except AdapterRejected as exc:
                         refused.append(Refused(c.hotkey, c.uid, key, c.block, exc.reason, exc.message))
                 if verified:
                     try:
@@ -275,7 +277,7 @@ class Validator:
                     contenders += [Contender(key, c.hotkey, c.uid, c.block, clock.day(c.block).isoformat())
                                    for c in verified]
                     adapters[key] = fetched.path
-            except (FetchRejected, AdapterRejected) as exc:
+            except AdapterRejected as exc:
                 refused += [Refused(c.hotkey, c.uid, key, c.block, exc.reason, exc.message) for c in group]
         for r in refused:
             log.info("%s uid %d %s: zero (%s: %s)", comp.id, r.uid, r.key[:60], r.reason, r.detail)

@@ -4,8 +4,8 @@ A pure function: no chain, no model, no clock, no randomness. Two validators wit
 entries, contenders and settings get the same weights, and anyone can replay a decision from a
 ledger export. docs/validator.md ("Scoring") states the rules; in short, per competition:
 
-1. **Window.** The questions of the ``window_days`` market days up to ``as_of`` (by cutoff day,
-   as ``validator.questions`` asks and prunes them) whose outcome is known by ``as_of``. Entries of
+1. **Window.** The questions of the ``window_days`` market days up to ``as_of`` (by cutoff day, the
+   window of ``cortex.eval.evalset``, as ``validator.questions`` asks and prunes them) whose outcome is known by ``as_of``. Entries of
    other competitions, unresolved ones, non-finite rewards, malformed days, duplicates and unknown
    models are ignored and counted by reason.
 2. **Paired advantage.** Per question that both a model and the base answered, the difference of
@@ -40,6 +40,7 @@ from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 
+from cortex.eval.evalset import window_start
 from cortex.eval.interval import Interval, day_interval  # noqa: F401 - re-exported (tests, bench)
 from cortex.protocol.competition import SkillConfig
 from cortex.protocol.ledger import LedgerEntry
@@ -85,7 +86,7 @@ def score_competition(entries: Iterable[LedgerEntry], contenders: Sequence[Conte
     only entries of this competition (default: that of the first entry in (model, question) order).
     """
     end = date.fromisoformat(as_of)
-    start = end - timedelta(days=settings.window_days - 1)
+    start = window_start(end, settings.window_days)
     bases = {base_key} if isinstance(base_key, str) else set(base_key.values())
     wanted = {c.key for c in contenders} | bases
     ignored: Counter[str] = Counter()

@@ -10,10 +10,12 @@
 
 The validator's round, the miner's pre-publish check and the averager's fetch all call
 ``check_adapter`` / ``load_adapter`` with the competition's limits and the base's ``BaseSpec``, so an
-adapter is refused everywhere for the same reason code. Nothing here imports torch at import time.
+adapter is refused everywhere for the same reason code; both rounds download through ``cortex.adapter.fetch``
+(``AdapterCache``, imported from its module). Dependencies point one way: this package reads
+``cortex.protocol`` (the competition's limits), never the reverse. Nothing here imports torch at import time.
 """
 
-from cortex.adapter.names import (  # first: cortex.protocol.competition imports it
+from cortex.adapter.names import (
     ARCHITECTURES,
     DECODER_MODULES,
     LLAMA_TARGETS,

@@ -11,6 +11,8 @@ from __future__ import annotations
 from cortex.errors import CortexError
 
 REASONS = (
+    # the store (cortex.adapter.fetch: listing and download)
+    "revision_not_found", "not_allowed", "store_unavailable", "download_failed",
     # files (before anything is opened)
     "pickle", "extra_files", "not_regular_file", "too_large", "missing_config", "missing_weights",
     "hash_mismatch",

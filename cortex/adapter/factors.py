@@ -56,10 +56,6 @@ class Adapter:
     def use_dora(self) -> bool:
         return self.checked.adapter_type == "dora"
 
-    @property
-    def total_rank(self) -> int:
-        return sum(f.rank for f in self.modules.values())
-
 
 def load_adapter(folder: str | Path, base: BaseSpec, limits: AdapterLimits, *, expected_hash: str | None = None,
                  bounds: NormBounds = NormBounds()) -> Adapter:

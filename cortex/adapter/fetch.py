@@ -1,6 +1,7 @@
-"""Fetching adapters: list first, refuse early, download the allowed files once, cache by revision.
+"""Fetching an adapter, for every role: list first, refuse early, download the allowed files once,
+cache by revision. The validator's round and the averager's round both fetch through ``AdapterCache``.
 
-Issue 5, step 3. For each (repo, revision):
+For each (repo, revision):
 
 1. ``list_files``: a missing repo or revision, or an unreachable store, is a rejection.
 2. The listing passes ``cortex.adapter.check_listing`` (the same file rules as the adapter checks):
@@ -13,6 +14,10 @@ Cached revisions are immutable: a folder is created whole by ``os.replace`` and 
 (``safetensors`` files are memory-mapped by whoever is reading them), so a restart, a second round
 or a second hotkey committing the same revision never downloads it again. The salted hash in a
 commitment is checked per hotkey against the cached content hash (``verify``).
+
+Every refusal is an :class:`~cortex.adapter.errors.AdapterRejected` whose reason is one of ``REASONS``
+(the store's failures: ``revision_not_found``, ``too_large``, ``not_allowed``, ``store_unavailable``,
+``download_failed``; the listing's: ``pickle``, ``extra_files``, ``too_large``; and ``hash_mismatch``).
 """
 
 from __future__ import annotations
@@ -25,9 +30,9 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from cortex.adapter import AdapterRejected, check_listing
+from cortex.adapter.errors import AdapterRejected
+from cortex.adapter.files import check_listing
 from cortex.atomic import write_json
-from cortex.errors import CortexError
 from cortex.hub.store import (
     ModelStore,
     NotAllowed,
@@ -41,14 +46,6 @@ from cortex.protocol.competition import AdapterLimits
 from cortex.protocol.hashing import content_hash
 
 log = logging.getLogger(__name__)
-
-
-class FetchRejected(CortexError):
-    """A revision that is not downloaded (or not accepted for a hotkey); ``reason`` is a stable code."""
-
-    def __init__(self, reason: str, message: str) -> None:
-        super().__init__(f"fetch rejected ({reason}): {message}")
-        self.reason, self.message = reason, message
 
 
 @dataclass(frozen=True)
@@ -97,7 +94,7 @@ class AdapterCache:
         return Fetched(repo, revision, folder, digest, downloaded=False)
 
     def fetch(self, repo: str, revision: str, limits: AdapterLimits) -> Fetched:
-        """The cached revision, downloading it first if needed; ``FetchRejected`` when refused."""
+        """The cached revision, downloading it first if needed; ``AdapterRejected`` when refused."""
         hit = self.cached(repo, revision)
         if hit is not None:
             return hit
@@ -105,11 +102,11 @@ class AdapterCache:
         try:
             listed = self.store.list_files(repo, revision)
         except (StoreError, OSError) as exc:
-            raise FetchRejected(_store_reason(exc), f"{where}: {exc}") from None
+            raise AdapterRejected(_store_reason(exc), f"{where}: {exc}") from None
         try:
             check_listing({f.path: f.size for f in listed}, limits.max_bytes)
         except AdapterRejected as exc:
-            raise FetchRejected(exc.reason, f"{where}: {exc.message}") from None
+            raise AdapterRejected(exc.reason, f"{where}: {exc.message}") from None
         return self._download(repo, revision, limits, sorted(f.path for f in listed))
 
     def _download(self, repo: str, revision: str, limits: AdapterLimits, names: list[str]) -> Fetched:
@@ -120,10 +117,10 @@ class AdapterCache:
             try:
                 self.store.download(repo, revision, stage, allow=names, max_bytes=limits.max_bytes)
             except (StoreError, OSError) as exc:
-                raise FetchRejected(_store_reason(exc), f"{repo}@{revision[:12]}: download failed: {exc}") from None
+                raise AdapterRejected(_store_reason(exc), f"{repo}@{revision[:12]}: download failed: {exc}") from None
             got = sorted(p.name for p in stage.iterdir())
             if got != names:  # the listing promised these files; anything else is a changing repo
-                raise FetchRejected("download_failed", f"{repo}@{revision[:12]}: expected {names}, got {got}")
+                raise AdapterRejected("download_failed", f"{repo}@{revision[:12]}: expected {names}, got {got}")
             digest = content_hash(stage)
             try:
                 os.replace(stage, final)
@@ -138,9 +135,9 @@ class AdapterCache:
 
 
 def verify(fetched: Fetched, commitment: ModelCommitment, hotkey: str) -> None:
-    """Raise ``FetchRejected('hash_mismatch')`` unless the commitment's salted hash is this content's for ``hotkey``."""
+    """Raise ``AdapterRejected('hash_mismatch')`` unless the commitment's salted hash is this content's for ``hotkey``."""
     if not commitment.verify(fetched.content_hash, hotkey):
-        raise FetchRejected(
+        raise AdapterRejected(
             "hash_mismatch",
             f"{fetched.repo}@{fetched.revision[:12]}: the committed hash is not sha256(content ‖ {hotkey[:8]}…): "
             "a copied commitment, or files that changed since the commit",

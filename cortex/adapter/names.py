@@ -12,15 +12,12 @@ from __future__ import annotations
 import re
 
 from cortex.errors import CortexError
+from cortex.protocol.competition import LLAMA_TARGETS
 
 # Target module → the block that holds it, for the decoders whose projections are named this way.
-DECODER_MODULES: dict[str, str] = {
-    "q_proj": "self_attn", "k_proj": "self_attn", "v_proj": "self_attn", "o_proj": "self_attn",
-    "gate_proj": "mlp", "up_proj": "mlp", "down_proj": "mlp",
-}
+DECODER_MODULES: dict[str, str] = dict(zip(LLAMA_TARGETS, ("self_attn",) * 4 + ("mlp",) * 3, strict=True))
 ARCHITECTURES: dict[str, dict[str, str]] = {"llama": DECODER_MODULES, "mistral": DECODER_MODULES,
                                             "qwen2": DECODER_MODULES}
-LLAMA_TARGETS: tuple[str, ...] = tuple(DECODER_MODULES)  # every projection, in the order above
 EMBEDDINGS = ("embed_tokens", "lm_head", "wte", "embed_out")
 PARTS = ("lora_A.weight", "lora_B.weight", "lora_magnitude_vector")
 LORA_A, LORA_B, MAGNITUDE = PARTS

@@ -65,11 +65,11 @@ class BaseSpec:
         """The same as :meth:`from_model`, read from a model folder's config and safetensors (each shard
         opened once, one tensor at a time) without building the model; ``norms=False`` reads the config
         only (for :data:`NO_NORM_BOUNDS`, which never looks at them)."""
-        import json
-
         import torch
         from safetensors import safe_open
         from transformers import AutoConfig
+
+        from cortex.model.shards import shard_of, weight_map  # cortex.model imports this package
 
         base_dir = Path(base_dir)
         spec = cls.from_config(AutoConfig.from_pretrained(base_dir, trust_remote_code=False, local_files_only=True))
@@ -77,11 +77,10 @@ class BaseSpec:
             return spec
         names = {f"layers.{i}.{name}": f"{spec.key(i, name)}.weight"
                  for i in range(spec.num_layers) for name in spec.modules}
-        index = base_dir / "model.safetensors.index.json"
-        where = json.loads(index.read_text())["weight_map"] if index.is_file() else {}
+        where = weight_map(base_dir)
         by_shard: dict[str, list[str]] = {}
         for key, tensor in names.items():
-            by_shard.setdefault(where.get(tensor, "model.safetensors"), []).append(key)
+            by_shard.setdefault(shard_of(where, tensor), []).append(key)
         norms = {}
         for shard, keys in by_shard.items():
             with safe_open(str(base_dir / shard), framework="pt") as f:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
-from typing import Iterable, Mapping, Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -196,7 +196,3 @@ def draw(samples: Sequence[Sample], n: int, seed: int | bytes | str) -> list[Sam
     ordered = sorted(samples, key=lambda s: (s.cutoff, s.asset, s.horizon_days))
     take = rng.choice(len(ordered), size=min(n, len(ordered)), replace=False)
     return [ordered[i] for i in sorted(take)]
-
-
-def as_rows(samples: Iterable[Sample]) -> list[dict]:
-    return [s.row() for s in samples]

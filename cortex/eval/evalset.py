@@ -1,4 +1,4 @@
-"""The evaluation set of a round: which market days count, and which samples every model answers.
+"""The market clock, the one question window and eligibility rule, and the averager's gate samples.
 
 A **market clock** maps chain blocks to market days. On a live network it is the
 calendar: a block's day is the UTC date of its timestamp, and the newest fully
@@ -7,16 +7,20 @@ source's history: the chain's genesis sits on ``start_day`` and every
 ``blocks_per_day`` blocks one more market day resolves, so a local subnet lives
 through months of real (or synthetic) market history in minutes.
 
-The round's evaluation set holds samples whose cutoff lies in the evaluation
-window (the last ``eval_window_days`` resolved days) and whose outcome is known
-at the sync block, drawn deterministically from the sync block's hash: every
-validator that sees the same chain draws the same set. A model may be scored
-only if its commitment is older than the window's first day (plus the
-competition's delay), so it cannot have seen the outcomes it is scored on.
+**The window** (``window``) is the one definition every role uses: the last ``days`` market days
+that have closed at a block, oldest first. The validator asks the questions of its days
+(``scoring.window_days``; ``validator.questions``) and scores them (``validator.scoring``); the
+averager's gate draws its held-out samples from the days of ``eval.eval_window_days``; the localnet
+waits for the first round whose window admits the miners' commitments. **Eligibility**
+(``eligible_before``, ``may_answer``): a model answers a day's questions only if its commitment is
+older than the first block at which that day closed, by at least the competition's
+``eval.eligibility_delay_blocks``, so it cannot have seen the outcomes it is scored on; a window's
+``eligible_before_block`` is that of its first day.
 
-The round's **sync block** is its first block (``sync_block``), and ``round_rows`` turns a window
-into the prompts every model answers: the validator draws them under the competition's id, the
-averager's gate under a salt of its own, both from the same market history.
+The round's **sync block** is its first block (``sync_block``). ``round_rows`` draws the averager's
+gate samples: the window's resolved samples, drawn deterministically from the sync block's hash under
+the competition's id and the gate's salt, so every averager that sees the same chain draws the same
+set. (The validator does not draw: it asks every question of its window's days.)
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ import hashlib
 import math
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
-from typing import Any, Mapping, Protocol, Sequence
+from typing import Any, Mapping, Protocol
 
 import pandas as pd
 
@@ -96,16 +100,41 @@ def market_clock(kind: str, sub, block: int, start_day: date = DEFAULT_START_DAY
 
 @dataclass(frozen=True)
 class EvalWindow:
-    start: date  # first cutoff day in the window
-    end: date  # last resolved day (outcomes known up to here)
-    eligible_before_block: int  # commitments at or after this block are not scored this round
+    start: date  # first market day (cutoff) in the window
+    end: date  # the newest day that has closed (outcomes known up to here)
+    eligible_before_block: int  # commitments at or after this block may not answer the first day
+
+    @property
+    def days(self) -> list[date]:
+        """Every day of the window, oldest first."""
+        return [self.start + timedelta(days=k) for k in range((self.end - self.start).days + 1)]
 
 
-def window(clock: MarketClock, sync_block: int, cfg: EvalConfig) -> EvalWindow:
-    end = clock.day(sync_block)
-    start = end - timedelta(days=cfg.eval_window_days - 1)
-    cutoff_block = clock.first_block_of(start - timedelta(days=1)) - cfg.eligibility_delay_blocks
-    return EvalWindow(start, end, cutoff_block)
+def window_start(end: date, days: int) -> date:
+    """The first day of a window of ``days`` days that ends on ``end``."""
+    return end - timedelta(days=days - 1)
+
+
+def eligible_before(clock: MarketClock, day: date, delay_blocks: int) -> int:
+    """A commitment at or after this block may not answer ``day``'s questions (committed before it closed)."""
+    return clock.first_block_of(day) - delay_blocks
+
+
+def may_answer(commit_block: int, day: date, clock: MarketClock, delay_blocks: int) -> bool:
+    """Whether a model committed at ``commit_block`` answers the questions of ``day``."""
+    return commit_block < eligible_before(clock, day, delay_blocks)
+
+
+def window(clock: MarketClock, block: int, days: int, delay_blocks: int) -> EvalWindow:
+    """The last ``days`` market days that have closed at ``block``, and who may answer the first of them."""
+    end = clock.day(block)
+    start = window_start(end, days)
+    return EvalWindow(start, end, eligible_before(clock, start, delay_blocks))
+
+
+def gate_window(clock: MarketClock, block: int, cfg: EvalConfig) -> EvalWindow:
+    """The window the averager's gate draws from (``eval_window_days``)."""
+    return window(clock, block, cfg.eval_window_days, cfg.eligibility_delay_blocks)
 
 
 def seed_of(block_hash: str, competition_id: str) -> bytes:
@@ -121,18 +150,6 @@ def eval_set(frames: Mapping[str, pd.DataFrame], cfg: EvalConfig, win: EvalWindo
         window_end=win.end.isoformat(), as_of=win.end.isoformat(), source=source, synthetic=synthetic,
     )
     return draw(candidates, cfg.prompts_per_round, seed_of(block_hash, competition_id))
-
-
-def is_eligible(commit_block: int, win: EvalWindow) -> bool:
-    return commit_block < win.eligible_before_block
-
-
-def resolved_days(samples: Sequence[Sample]) -> tuple[str, str] | None:
-    """The range of cutoffs in a set (for logs and reports)."""
-    if not samples:
-        return None
-    cutoffs = sorted(s.cutoff for s in samples)
-    return cutoffs[0], cutoffs[-1]
 
 
 def round_rows(competition: Competition, source: Any, win: EvalWindow, block_hash: str, *,

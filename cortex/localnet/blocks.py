@@ -14,7 +14,7 @@ from __future__ import annotations
 import threading
 import time
 
-from cortex.eval.evalset import SimulatedClock, window
+from cortex.eval.evalset import SimulatedClock, gate_window
 from cortex.protocol.competition import EvalConfig
 
 
@@ -23,7 +23,7 @@ def first_eligible_sync(after: int, last_commit: int, round_blocks: int, clock: 
     """The first round start (a multiple of ``round_blocks``) at or after ``after`` whose evaluation
     window admits a commitment made at ``last_commit``."""
     sync = -(-max(after, 0) // round_blocks) * round_blocks
-    while window(clock, sync, cfg).eligible_before_block <= last_commit:
+    while gate_window(clock, sync, cfg).eligible_before_block <= last_commit:
         sync += round_blocks
     return sync
 

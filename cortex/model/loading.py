@@ -22,6 +22,7 @@ from typing import Iterable
 
 from cortex.errors import CortexError
 from cortex.hub.store import ModelStore, StoreUnavailable
+from cortex.model.shards import weight_map
 from cortex.protocol.commitment import is_repo_id
 from cortex.protocol.hashing import content_hash
 
@@ -67,12 +68,12 @@ def check_model_dir(path: Path) -> None:
         raise BaseModelError(f"{where}/config.json is not valid JSON ({exc}): re-download the base") from None
     if not isinstance(config, dict) or "auto_map" in config:
         raise BaseModelError(f"{where}: the config asks for custom code (auto_map); bases load without remote code")
-    index = path / "model.safetensors.index.json"
-    if index.is_file():
-        try:
-            shards = set(json.loads(index.read_text(encoding="utf-8"))["weight_map"].values())
-        except (OSError, ValueError, KeyError, AttributeError):
-            raise BaseModelError(f"{where}: model.safetensors.index.json is malformed: re-download the base") from None
+    try:
+        mapping = weight_map(path)
+    except CortexError as exc:
+        raise BaseModelError(f"{where}: {exc}") from None
+    if mapping is not None:
+        shards = set(mapping.values())
         missing = sorted(s for s in shards if not SHARD.fullmatch(s) or not (path / s).is_file())
         if missing:
             raise BaseModelError(f"{where}: safetensors shards missing or misnamed: {missing[:3]}")

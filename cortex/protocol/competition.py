@@ -15,13 +15,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, get_type_hints
 
-from cortex.adapter.names import LLAMA_TARGETS
 from cortex.errors import CortexError
 from cortex.protocol.commitment import COMPETITION_ID_RE, REVISION_RE, ModelCommitment, is_repo_id
 from cortex.reward.config import RewardConfig
 from cortex.typed import build, read_data
 from cortex.typed import is_int as _is_int
 from cortex.typed import is_number as _is_real
+
+# Every projection of a Llama-style decoder block (Llama, Mistral, Qwen2), attention then MLP: the target
+# modules the competitions allow. ``cortex.adapter.names`` maps each to the block that holds it.
+LLAMA_TARGETS: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 ADAPTER_TYPES = ("lora", "dora")
 

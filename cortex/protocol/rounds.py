@@ -3,7 +3,8 @@
 The averager writes an :class:`AveragerRound` per round (``<state>/rounds/round-NNNNNN.json`` and
 ``latest.json``); the leaderboard and the localnet summary read them back. Every published base
 carries a :class:`Manifest` (``manifest.json``: parent, inputs, weights, gate), which the next
-round reads to skip inputs the base already holds. All are :class:`~cortex.protocol.records.Record`
+round reads to skip inputs the base already holds; a :class:`MergeReport` is what one merge made (the
+round's inputs to the manifest, and ``merge.json`` beside a ``cortex merge`` output). All are :class:`~cortex.protocol.records.Record`
 subclasses: a reader gets exactly these fields or a ``RecordError``.
 """
 
@@ -108,6 +109,38 @@ class AveragerRound(Record):
             raise CortexError(f"status {self.status!r} is not one of {', '.join(STATUSES)}")
         if (self.status == "published") != (self.published is not None):
             raise CortexError("a published round names its base (published), and only a published round does")
+
+
+@dataclass(frozen=True)
+class MergeInput(Record):
+    """One adapter folder a merge folded in."""
+
+    kind = "merge_input"
+    schema = 1
+
+    path: str
+    weight: float
+    use_dora: bool
+    r: int
+    modules: int
+    content_hash: str  # cortex.protocol.hashing.content_hash of the adapter folder
+
+
+@dataclass(frozen=True)
+class MergeReport(Record):
+    """What ``averager.stream`` made: method, inputs and the output's content hash (every file in it)."""
+
+    kind = "merge_report"
+    schema = 1
+
+    method: Literal["exact", "rank-r"]
+    base: str  # the base folder merged into
+    inputs: list[MergeInput]
+    modules_merged: int
+    content_hash: str
+    dtype: str | None = None  # exact: the output's floating dtype ("same": the base's)
+    rank: int | None = None  # rank-r only
+    energy: dict[str, float] | None = None  # rank-r only: module -> fraction of the delta's energy kept
 
 
 @dataclass(frozen=True)
