@@ -122,7 +122,7 @@ class EvalConfig:
     assets: tuple[str, ...]
     horizons_days: tuple[int, ...]
     prompts_per_round: int
-    eval_window_days: int  # scores samples whose cutoff falls in the last N days
+    eval_window_days: int  # the averager's gate draws samples whose cutoff falls in the last N days
     eligibility_delay_blocks: int = 0  # a commitment must be at least this old to be scored
     max_new_tokens: int = 512
     batch_size: int = 8
