@@ -6,7 +6,8 @@ chain (``--subtensor.network``, and ``--chain.path`` for the embedded chain), th
 (``--store``), the market data (``--source``), the market clock (``--clock``,
 ``--clock.start-day``, ``--clock.blocks-per-day``), wandb (``--wandb.off``, ``--wandb.project``,
 ``--wandb.mode``, ``--wandb.entity``) and ``--logging.debug``. Each role's config subclasses it
-(``ValidatorConfig``, ``AveragerConfig``, ``MinerConfig``) and adds its own flags; :func:`add_args`
+(``validator.config.ValidatorConfig``, ``averager.config.AveragerConfig``, ``miner.config.MinerConfig``)
+and adds its own flags; :func:`add_args`
 and :func:`neuron_fields` are the one place these flags are declared and their defaults decided:
 
 - offline (``--subtensor.network embedded``): the store is ``local:<dir of --chain.path>/store``,

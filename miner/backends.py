@@ -1,7 +1,8 @@
 """Training backends: how the base is loaded and the adapter attached.
 
-- ``peft`` (CPU or GPU): the base in float32 on a CPU (bfloat16 on a GPU) and a ``peft``
-  ``LoraConfig`` with ``use_dora`` for DoRA; the trainers inject the layers.
+- ``peft`` (CPU or GPU): the base in the dtype of ``cortex.eval.base.default_dtype``, the project's one
+  rule (float32 on a CPU; bfloat16 on a GPU that has it, float16 otherwise; ``bf16: false`` keeps
+  float32) and a ``peft`` ``LoraConfig`` with ``use_dora`` for DoRA; the trainers inject the layers.
 - ``qlora`` (``finetuning_type: qlora``): the base quantised to 4-bit NF4 by ``bitsandbytes``,
   prepared for k-bit training, LoRA on top. GPU only.
 - ``unsloth``: ``FastLanguageModel`` loads the base and attaches the adapter with its fused
@@ -9,6 +10,8 @@
 
 :func:`check_backend` runs before any work (no data built, no model loaded): on a machine
 without a GPU, or without the package, it stops with a message that says what to do.
+:func:`load_stage_model` is the one way a stage (SFT, GRPO, KTO) gets its model: a fresh adapter on
+the base, or the adapter an earlier stage saved, trainable again.
 """
 
 from __future__ import annotations
@@ -57,12 +60,21 @@ def check_backend(cfg: TrainConfig) -> str:
     return "cuda" if has_gpu() else "cpu"
 
 
-def use_bf16(cfg: TrainConfig) -> bool:
+def train_dtype(cfg: TrainConfig) -> torch.dtype:
+    """The base's weights for training: ``bf16: true`` / ``false`` as asked (float32 on a CPU), else the one
+    rule of ``cortex.eval.base.default_dtype`` (imported here: Unsloth must be imported before transformers)."""
+    from cortex.eval.base import default_dtype
+
     if cfg.bf16 is not None:
         if cfg.bf16 and not has_gpu():
             log.warning("bf16: true on a CPU: training in float32 instead")
-        return bool(cfg.bf16) and has_gpu()
-    return has_gpu() and torch.cuda.is_bf16_supported()
+        return torch.bfloat16 if cfg.bf16 and has_gpu() else torch.float32
+    return default_dtype("cuda" if has_gpu() else "cpu")
+
+
+def use_bf16(cfg: TrainConfig) -> bool:
+    """Whether the trainers run bf16 mixed precision: exactly when the base is loaded in bfloat16."""
+    return train_dtype(cfg) == torch.bfloat16
 
 
 def lora_config(cfg: TrainConfig, targets: list[str]):
@@ -100,7 +112,7 @@ def load_for_training(cfg: TrainConfig, base: Path, targets: list[str]) -> tuple
         kwargs["quantization_config"] = quantization_config(cfg)
         kwargs["dtype"] = torch.bfloat16
     else:
-        kwargs["dtype"] = torch.bfloat16 if use_bf16(cfg) else torch.float32
+        kwargs["dtype"] = train_dtype(cfg)
     model = AutoModelForCausalLM.from_pretrained(base, **kwargs)
     if cfg.finetuning_type == "qlora":
         from peft import prepare_model_for_kbit_training
@@ -130,3 +142,11 @@ def load_adapter_for_training(cfg: TrainConfig, base: Path, adapter: Path) -> tu
 
     model, tokenizer, _ = load_for_training(cfg.replace(backend="peft"), base, [])
     return PeftModel.from_pretrained(model, str(adapter), is_trainable=True), tokenizer
+
+
+def load_stage_model(cfg: TrainConfig, base: Path, targets: list[str], adapter: Path | None) -> tuple[Any, Any, Any]:
+    """``(model, tokenizer, peft_config)`` for one stage: a new adapter (the trainer injects ``peft_config``)
+    or, with ``adapter``, the one an earlier stage saved, already attached (``peft_config`` None)."""
+    if adapter is None:
+        return load_for_training(cfg, base, targets)
+    return (*load_adapter_for_training(cfg, base, adapter), None)

@@ -18,7 +18,7 @@ from pathlib import Path
 from cortex.errors import CortexError
 from cortex.protocol.competition import Competition
 from cortex.reward import make_grpo_reward
-from miner.backends import load_adapter_for_training, load_for_training
+from miner.backends import load_stage_model
 from miner.config import TrainConfig
 from miner.training import StageResult, common_args, resume_checkpoint, save_adapter
 
@@ -77,11 +77,7 @@ def train_grpo(cfg: TrainConfig, base: Path, train, competition: Competition, ou
     if missing:
         raise CortexError(f"the GRPO dataset lacks {missing}: use a dataset from `cortex data build`")
     train = train.select_columns(list(REWARD_COLUMNS))
-    if adapter is not None:
-        model, tokenizer = load_adapter_for_training(cfg, base, adapter)
-        peft_config = None
-    else:
-        model, tokenizer, peft_config = load_for_training(cfg, base, targets)
+    model, tokenizer, peft_config = load_stage_model(cfg, base, targets, adapter)
     tokenizer.padding_side = "left"
     trainer = GRPOTrainer(model=model, reward_funcs=[make_grpo_reward(competition.reward)],
                           args=grpo_config(cfg, out, report_to), train_dataset=train,

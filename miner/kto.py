@@ -20,7 +20,7 @@ import logging
 from pathlib import Path
 
 from cortex.errors import CortexError
-from miner.backends import load_adapter_for_training, load_for_training
+from miner.backends import load_stage_model
 from miner.config import TrainConfig
 from miner.sft import completion_text
 from miner.training import StageResult, common_args, resume_checkpoint, save_adapter
@@ -66,11 +66,7 @@ def make_trainer(cfg: TrainConfig, base: Path, train, out: Path, *, targets: lis
     """``(KTOTrainer, desirable traces, all traces)`` for ``train``; continues ``adapter`` when given."""
     from trl import KTOTrainer
 
-    if adapter is not None:
-        model, tokenizer = load_adapter_for_training(cfg, base, adapter)
-        peft_config = None
-    else:
-        model, tokenizer, peft_config = load_for_training(cfg, base, targets)
+    model, tokenizer, peft_config = load_stage_model(cfg, base, targets, adapter)
     rows, good = kto_rows(train, cfg.kto_reward_threshold, tokenizer)
     return KTOTrainer(model=model, args=kto_config(cfg, out, report_to, good, len(rows) - good), train_dataset=rows,
                       processing_class=tokenizer, peft_config=peft_config), good, len(rows)

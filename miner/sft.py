@@ -26,7 +26,7 @@ import logging
 from pathlib import Path
 
 from cortex.errors import CortexError
-from miner.backends import load_adapter_for_training, load_for_training
+from miner.backends import load_stage_model
 from miner.config import TrainConfig
 from miner.training import StageResult, common_args, losses, resume_checkpoint, save_adapter
 
@@ -97,10 +97,7 @@ def make_trainer(cfg: TrainConfig, base: Path, train, eval_, out: Path, *, targe
 
     if len(train) == 0:
         raise CortexError("no training rows for SFT: use more data (data_start/data_end) or a lower min_teacher_reward")
-    if adapter is not None:
-        (model, tokenizer), peft_config = load_adapter_for_training(cfg, base, adapter), None
-    else:
-        model, tokenizer, peft_config = load_for_training(cfg, base, targets)
+    model, tokenizer, peft_config = load_stage_model(cfg, base, targets, adapter)
     train = tokenize_rows(train.select_columns(["messages"]), tokenizer)
     eval_ = tokenize_rows(eval_.select_columns(["messages"]), tokenizer) if eval_ is not None else None
     callbacks = []

@@ -142,3 +142,17 @@ def test_heldout_device_reaches_the_base_loader(monkeypatch, tmp_path):
     assert TrainConfig().heldout_device == "auto" and TrainConfig(heldout_device="cuda:0").heldout_device == "cuda:0"
     with pytest.raises(ConfigError, match="heldout_device: expected auto, cpu, cuda or cuda:N"):
         TrainConfig(heldout_device="gpu")
+
+
+def test_training_dtype_follows_the_one_rule(monkeypatch):
+    """The trainers load the base by cortex.eval.base.default_dtype's rule; bf16: false keeps float32."""
+    from cortex.eval.base import default_dtype
+
+    assert backends.train_dtype(TrainConfig()) == default_dtype("cpu") == torch.float32
+    assert backends.train_dtype(TrainConfig(bf16=True)) == torch.float32  # no GPU: float32, with a warning
+    monkeypatch.setattr(backends, "has_gpu", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
+    assert backends.train_dtype(TrainConfig()) == torch.float16 and not backends.use_bf16(TrainConfig())
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    assert backends.train_dtype(TrainConfig()) == torch.bfloat16 and backends.use_bf16(TrainConfig())
+    assert backends.train_dtype(TrainConfig(bf16=False)) == torch.float32

@@ -70,7 +70,8 @@ def test_every_role_takes_the_same_shared_flags(role):
 
         opts = options(build_parser().parse_args(role_args(role)))
         assert (opts.netuid, opts.network, opts.chain_path, opts.source) == (7, "embedded", "chain/c.db", "synthetic:3")
-        assert opts.wandb == WandbConfig(project="p", mode="online", entity="team") and opts.store is None
+        assert opts.wandb == WandbConfig(project="p", mode="online", entity="team") and opts.no_chain
+        assert isinstance(opts, NeuronConfig) and opts.wallet_name == "w" and opts.store == "hf"  # never opened
         return
     module = __import__(f"{role}.config", fromlist=["add_args", "from_args"])
     parser = argparse.ArgumentParser()
