@@ -5,7 +5,7 @@ revision (``cortex base rollback``).
 The chain holds one commitment per hotkey; which base was current at a past block is the chain's
 state at that block (:func:`pointer_at`, a read pinned to the block: an archive node on a real
 network, the extrinsics' replay on the embedded chain), so every validator, whenever it started,
-judges a question day against the base that was current on that day (:func:`day_bases`). The
+judges a question day against the base that was current on that day (:func:`bases_at`). The
 bases themselves are the model store's: every merged base is an immutable revision of the base repo,
 never squashed, and the pointer can name any of them again. A pointer's salted hash covers the
 base's model files only (``model_hash``: config, safetensors, tokenizer, card), exactly what
