@@ -33,6 +33,7 @@ AREAS: list[tuple[str, str, str]] = [
     ("base", "cortex.model.cli", "the tiny offline base model: bootstrap (build, pre-train, publish)"),
     ("leaderboard", "cortex.leaderboard.cli", "the subnet's leaderboard: serve it (FastAPI) or export a static copy"),
     ("serve", "cortex.serve.cli", "the current base behind an OpenAI-compatible API and a forecast API"),
+    ("export", "cortex.export.cli", "the current base to a Hugging Face folder with its lineage, and GGUF"),
 ]
 DEBUG_FLAG = "--logging.debug"
 

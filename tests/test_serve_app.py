@@ -10,7 +10,6 @@ import socket
 import threading
 import time
 from dataclasses import replace
-from pathlib import Path
 
 import httpx
 import openai
@@ -18,7 +17,6 @@ import pytest
 import uvicorn
 from fastapi.testclient import TestClient
 
-from cortex.data import get_source
 from cortex.eval.generate import Generator
 from cortex.hub.local import LocalStore
 from cortex.model.pointer import BaseRef, local_base, model_hash
@@ -29,25 +27,9 @@ from cortex.serve.base import Follower, Served
 from cortex.serve.engine import Engine
 from cortex.serve.forecast import build_question, forecast_answer
 
+from serve_fixtures import SOURCE, tiny_base
+
 REPO = CORTEX_TINY.base.repo
-SOURCE = get_source("synthetic")
-
-
-def tiny_base(out: Path, seed: int) -> Path:
-    """A random tiny Llama with a tokenizer trained on a few weeks of prompts (seconds to build)."""
-    from cortex.data import build_samples
-    from cortex.model.tiny import TinyConfig, build_model
-    from cortex.model.tokenizer import chat_corpus, train_tokenizer
-
-    frames = SOURCE.load(["BTC", "ETH"], "2024-01-01", "2024-06-30")
-    samples = build_samples(frames, ["BTC", "ETH"], [1, 7], start="2024-05-01", end="2024-05-20")
-    tok = train_tokenizer(chat_corpus([s.prompt for s in samples]), vocab_size=600)
-    cfg = TinyConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-                     intermediate_size=64, max_position_embeddings=2048)
-    model = build_model(cfg, tok, seed=seed)
-    model.save_pretrained(out)
-    tok.save_pretrained(out)
-    return out
 
 
 def _free_port() -> int:

@@ -13,23 +13,14 @@ import argparse
 import logging
 from pathlib import Path
 
-from cortex.chain.connect import EMBEDDED
-from cortex.errors import CortexError
-
 log = logging.getLogger(__name__)
 
 
 def register(parser: argparse.ArgumentParser) -> None:
+    from cortex.serve.choose import add_base_args
+
+    add_base_args(parser)
     a = parser.add_argument
-    a("--base", metavar="DIR", help="serve the model in this folder (no following)")
-    a("--store", default=None, help="model store: local:DIR or hf (default offline: local:<dir of --chain.path>/store)")
-    a("--revision", default=None, help="serve this revision of --repo from --store (no following)")
-    a("--repo", default=None, help="the base repo (default: the competition's)")
-    a("--subtensor.network", dest="network", default=EMBEDDED, help="embedded (with --chain.path), finney, test …")
-    a("--chain.path", dest="chain_path", default=None, help="the embedded chain's file: follow its base pointer")
-    a("--netuid", type=int, default=1, help="the subnet's netuid (default 1)")
-    a("--competition", default="cortex-tiny", help="built-in id, or a competitions YAML/JSON file")
-    a("--competition.id", dest="competition_id", default=None, help="the id to pick from a file")
     a("--source", default=None, help="market data for /v1/forecast: synthetic[:SEED] (offline default), csv:DIR, binance")
     a("--host", default="127.0.0.1", help="the address to bind (default loopback only)")
     a("--port", type=int, default=8100)
@@ -56,17 +47,14 @@ def run(args: argparse.Namespace) -> int:
 
 
 def build(args: argparse.Namespace):
-    """The app and its follower (None unless following the chain), the first base loaded."""
+    """The app and its follower (None unless following the chain's pointer), the first base loaded."""
     from cortex.data import get_source
-    from cortex.model.pointer import BaseRef, current_base, local_base
-    from cortex.neuron import store_spec
-    from cortex.protocol.competition import find_competition
     from cortex.serve.app import Limits, create_app
     from cortex.serve.base import Follower, Served
+    from cortex.serve.choose import choose_base, competition_of
     from cortex.serve.engine import Engine
 
-    competition = find_competition(args.competition, args.competition_id)
-    repo = args.repo or competition.base.repo
+    competition = competition_of(args)
     source = get_source(args.source)
     limits = Limits(args.max_body_bytes, args.max_tokens, args.max_prompt_tokens, args.max_in_flight)
 
@@ -74,45 +62,13 @@ def build(args: argparse.Namespace):
         return Engine.load(path, revision, device=args.device, dtype=args.dtype, engine=args.engine,
                            batch_size=args.batch_size)
 
+    chosen = choose_base(args, competition)
+    served = Served(load(chosen.ref.path, chosen.ref.revision), chosen.ref)
     follower = None
-    if args.base:
-        folder = Path(args.base).expanduser()
-        if not folder.is_dir():
-            raise CortexError(f"--base {args.base}: no model folder there")
-        ref = local_base(folder, repo)
-        served = Served(load(ref.path, ref.revision), ref)
-    else:
-        if args.network == EMBEDDED and not args.chain_path and not args.store:
-            raise CortexError("say which base to serve: --base DIR, --store SPEC --revision REV, or --chain.path FILE")
-        if args.network == EMBEDDED and args.chain_path and not Path(args.chain_path).is_file():
-            raise CortexError(f"no chain file at {args.chain_path}: create one with `cortex chain init --path …`")
-        store = _open_store(store_spec(args.store, args.network, args.chain_path))
-        if args.revision:
-            ref = BaseRef(repo, args.revision).fetch(store)
-            served = Served(load(ref.path, ref.revision), ref)
-        else:
-            from cortex.chain.connect import connect
-
-            sub = connect(args.network, args.chain_path)
-
-            def locate() -> BaseRef | None:
-                return current_base(sub, args.netuid, competition, store)
-
-            first = locate()
-            if first is None:
-                raise CortexError(f"{competition.id} has no base yet (no pointer, no pinned revision, nothing in the store)")
-            ref = first.fetch(store)
-            served = Served(load(ref.path, ref.revision), ref)
-            follower = Follower(served, locate, lambda r: r.fetch(store), load, args.follow_interval)
-            follower.start()
-    log.info("base %s (%s engine)", ref, served.engine.name)
-    return create_app(served, competition, source, limits=limits, follower=follower, model_name=repo), follower
-
-
-def _open_store(spec: str):
-    from cortex.hub.store import StoreError, open_store
-
-    try:
-        return open_store(spec)
-    except StoreError as exc:
-        raise CortexError(str(exc)) from None
+    if chosen.locate is not None:
+        store = chosen.store
+        follower = Follower(served, chosen.locate, lambda r: r.fetch(store), load, args.follow_interval)
+        follower.start()
+    log.info("base %s (%s engine)", chosen.ref, served.engine.name)
+    return create_app(served, competition, source, limits=limits, follower=follower,
+                      model_name=chosen.ref.repo), follower

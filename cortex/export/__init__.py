@@ -1,0 +1,6 @@
+"""``cortex export``: the current base out to people (DESIGN.md §13).
+
+- ``lineage``: the base's ancestry from the averager's manifests, and the model card.
+- ``gguf``: a Llama folder to GGUF for llama.cpp with the ``gguf`` package.
+- ``run``: one export, top to bottom, with each copy's size and held-out reward and parse rate.
+"""
