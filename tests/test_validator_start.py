@@ -116,3 +116,26 @@ def test_a_validator_whose_pinned_revision_is_not_listed_stops_with_one_line(cha
     line = one_line(capsys.readouterr().err)
     assert line.startswith("validator: error: cortex-8b: the pinned base revision 0e9e39f249a1")
     assert not (tmp_path / "v8b" / "state.json").exists()
+
+
+def test_the_pinned_revision_is_checked_against_the_hubs_commit_listing(tmp_path, monkeypatch):
+    """The same check through the real ``huggingface_hub`` client (``HFStore``) against a fake Hub's commit list."""
+    from hub_server import TOKEN, FakeHub
+
+    from cortex.hub.hf import HFStore
+
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf_home"))
+    monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "config.json").write_text('{"model_type": "llama"}')
+    with FakeHub() as hub:
+        store = HFStore(hub.url, TOKEN)
+        try:
+            commit = store.upload(CORTEX_8B.base.repo, folder, private=False)
+            with pytest.raises(CortexError, match=f"pinned base revision {CORTEX_8B.base.revision} is not in"):
+                check_pinned(CORTEX_8B, store)
+            pinned_right = dataclasses.replace(CORTEX_8B, base=BaseModelRef(CORTEX_8B.base.repo, revision=commit))
+            assert commit in store.revisions(CORTEX_8B.base.repo) and check_pinned(pinned_right, store) is None
+        finally:
+            store.close()
