@@ -38,7 +38,7 @@ def test_a_capped_day_is_a_subset_seeded_by_competition_and_day_only():
 def test_the_window_is_the_last_closed_days():
     days = Q.scoring_window(CLOCK, 305, competition(window=10)).days  # block 305: day 2024-01-31 has closed
     assert days[-1] == date(2024, 1, 31) and days[0] == date(2024, 1, 22) and len(days) == 10
-    asked = Q.window_questions(CLOCK, 305, competition(window=10))
+    asked = [q for day in days for q in Q.day_questions(competition(window=10), day)]  # as the round asks them
     assert len(asked) == 80 and [q.cutoff for q in asked] == sorted(q.cutoff for q in asked)
 
 
@@ -54,5 +54,6 @@ def test_a_model_answers_only_days_that_closed_after_its_commitment_and_delay():
 def test_a_question_resolves_when_cutoff_plus_horizon_has_closed():
     comp = competition()
     one, seven = (next(q for q in Q.day_questions(comp, date(2024, 1, 21)) if q.horizon_days == h) for h in (1, 7))
-    assert not Q.is_resolved(one, CLOCK, 209) and Q.is_resolved(one, CLOCK, 210)  # 01-22 closes at block 210
-    assert not Q.is_resolved(seven, CLOCK, 269) and Q.is_resolved(seven, CLOCK, 270)
+    assert (one.resolves, seven.resolves) == ("2024-01-22", "2024-01-28")  # the ledger scores it from that day
+    assert CLOCK.first_block_of(date.fromisoformat(one.resolves)) == 210  # 01-22 closes at block 210
+    assert CLOCK.day(209) < date.fromisoformat(one.resolves) == CLOCK.day(210)

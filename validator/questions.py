@@ -1,11 +1,12 @@
-"""Live questions (DESIGN.md §9): which questions each market day defines, who may answer them, and when
-they resolve. Pure functions of the competition and the market clock: no chain, no model, no data.
+"""Live questions (DESIGN.md §9): which questions each market day defines, and the validator's window.
+Pure functions of the competition and the market clock: no chain, no model, no data.
 
 - Every market day that has closed defines that day's questions: (asset, cutoff = that day, horizon)
   over the competition's assets × horizons, or, when the competition caps them
   (``scoring.questions_per_day``), a subset drawn from a seed of the competition id and the day (never
   a block hash), so every validator, and one that backfills later, asks the same questions.
-- A question resolves when the candle of ``cutoff + horizon`` has closed.
+- A question resolves when the candle of ``cutoff + horizon`` has closed (``Question.resolves``; the ledger
+  scores an answer once that day has closed).
 - The round looks at the days of the scoring window (``scoring.window_days`` days up to the newest
   closed day); answers older than the window are pruned from the ledger. The window and who may answer
   a day (``cortex.eval.evalset``: ``window``, ``may_answer``) are the one rule every role uses.
@@ -38,13 +39,3 @@ def day_questions(competition: Competition, day: date) -> list[Question]:
 def scoring_window(clock: MarketClock, block: int, competition: Competition) -> EvalWindow:
     """The validator's window at ``block``: the ``scoring.window_days`` days up to the newest closed day."""
     return window(clock, block, competition.scoring.window_days, competition.eval.eligibility_delay_blocks)
-
-
-def window_questions(clock: MarketClock, block: int, competition: Competition) -> list[Question]:
-    """Every question of the window's days, by day, then asset and horizon."""
-    return [q for day in scoring_window(clock, block, competition).days for q in day_questions(competition, day)]
-
-
-def is_resolved(question: Question, clock: MarketClock, block: int) -> bool:
-    """Whether the outcome of ``question`` is known at ``block`` (the day ``cutoff + horizon`` has closed)."""
-    return date.fromisoformat(question.resolves) <= clock.day(block)
