@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from safetensors.torch import load_file, save_file
 
@@ -511,7 +511,38 @@ def test_parse_header_accepts_what_safetensors_writes(made):
         parse_header(raw[:100], len(raw))
 
 
-# --- fuzzing: nothing but AdapterRejected escapes -------------------------------------------------
+# --- fuzzing: nothing but AdapterRejected escapes, and what passes is what the limits allow ---------
+
+
+def assert_acceptable(folder: Path, spec: BaseSpec, checked) -> None:
+    """What every accepted adapter satisfies, re-derived from its files with other readers (json,
+    safetensors, peft) rather than from the checks' own results."""
+    from peft import LoraConfig
+
+    config = json.loads((folder / "adapter_config.json").read_text())
+    peft_config = LoraConfig.from_pretrained(str(folder))  # peft itself reads the accepted config
+    ranks = [config["r"], *(config.get("rank_pattern") or {}).values()]
+    assert max(ranks) <= LIMITS.max_rank and checked.rank == config["r"] == peft_config.r
+    kind = "dora" if config.get("use_dora") else "lora"
+    assert checked.adapter_type == kind and kind in LIMITS.types and bool(peft_config.use_dora) == (kind == "dora")
+    assert set(config["target_modules"]) <= set(LIMITS.target_modules) and set(checked.target_modules) == set(
+        config["target_modules"])
+    for key in ("modules_to_save", "trainable_token_indices"):
+        assert not config.get(key)
+    assert config.get("bias", "none") == "none"
+    assert checked.n_bytes <= LIMITS.max_bytes and checked.content_hash == content_hash(folder)
+    tensors = load_file(folder / WEIGHTS)
+    assert tensors and checked.n_params == sum(t.numel() for t in tensors.values())
+    for name, t in tensors.items():
+        assert torch.isfinite(t).all() and t.abs().max() <= NormBounds().max_abs_value, name
+        module = name.split(".")[-3] if name.endswith(".weight") else name.split(".")[-2]
+        _, fan_in, fan_out = spec.modules[module]
+        if ".lora_A." in name:
+            assert t.shape[1] == fan_in and t.shape[0] <= LIMITS.max_rank, name
+        elif ".lora_B." in name:
+            assert t.shape[0] == fan_out and t.shape[1] <= LIMITS.max_rank, name
+    assert all(0 <= n <= NormBounds().max_delta_norm for n in checked.delta_norms.values())
+
 
 
 @pytest.fixture(scope="module")
@@ -554,17 +585,23 @@ def test_random_headers_are_always_rejected(fuzz_folder, spec, header, data, ske
 
 @FUZZ
 @given(st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 255)), min_size=1, max_size=4))
+@example(flips=[(0, 0)])  # a low mantissa byte: a value barely moves, and the adapter must still pass
 def test_mutated_honest_files_pass_or_are_rejected(made, spec, flips):
+    """Bytes of the tensor data changed at random (the header is fuzzed above): rejected for a reason,
+    or accepted and within every limit."""
     raw = bytearray((made["lora"] / WEIGHTS).read_bytes())
+    start = 8 + struct.unpack("<Q", raw[:8])[0]
     for position, value in flips:
-        raw[position % len(raw)] = value
+        raw[start + position % (len(raw) - start)] = value
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(shutil.copytree(made["lora"], Path(tmp) / "a"))
         (folder / WEIGHTS).write_bytes(bytes(raw))
         try:
-            check_adapter(folder, spec, LIMITS)
-        except AdapterRejected:
-            pass
+            checked = check_adapter(folder, spec, LIMITS)
+        except AdapterRejected as exc:
+            assert exc.reason in REASONS
+        else:
+            assert_acceptable(folder, spec, checked)
 
 
 config_values = st.recursive(
@@ -578,10 +615,13 @@ config_values = st.recursive(
 @FUZZ
 @given(st.dictionaries(st.sampled_from(sorted(ALLOWED_CONFIG_KEYS)) | st.text(max_size=12),
                        config_values, max_size=5))
+@example(changes={"lora_dropout": 0.1})  # a config within the limits must pass
 def test_random_configs_pass_or_are_rejected(made, spec, changes):
     with tempfile.TemporaryDirectory() as tmp:
         folder = edit_config(Path(shutil.copytree(made["lora"], Path(tmp) / "a")), **changes)
         try:
-            check_adapter(folder, spec, LIMITS)
-        except AdapterRejected:
-            pass
+            checked = check_adapter(folder, spec, LIMITS)
+        except AdapterRejected as exc:
+            assert exc.reason in REASONS
+        else:
+            assert_acceptable(folder, spec, checked)
