@@ -20,21 +20,8 @@ weights get no gradient, the LoRA factors' FLOPs and checkpointing's recomputati
 counted) over the dense bf16 peak (H200/H100 SXM: 989 TFLOP/s). Sized to finish in under 8 minutes
 on one H200. ``--tiny`` runs the same steps on the CPU with a tiny shape (tests/test_miner_gpu_bench.py).
 
-Not yet run on a GPU (docs/benchmarks.md). Carry recipe for a machine that has only torch,
-transformers, peft and accelerate (Python 3.12, x86-64; 44 MB of wheels with bitsandbytes):
-
-    echo /.whl/ >> .git/info/exclude
-    python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \\
-        --platform manylinux_2_28_x86_64 --platform manylinux_2_24_x86_64 --platform manylinux_2_17_x86_64 \\
-        --platform manylinux2014_x86_64 --platform any -d .whl \\
-        trl==1.16.0 datasets==5.2.0 dill==0.4.1 multiprocess==0.70.19 python-dotenv==1.2.4 \\
-        asyncio-throttle==1.0.2 truststore==0.10.5 httpx2==2.16.2 httpcore2==2.16.2 bitsandbytes==0.50.2
-
-and there, carrying ``.whl``:
-
-    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \\
-        .whl/*.whl && export PYTHONPATH=/tmp/site:$PWD || exit; \\
-    PYTHONUNBUFFERED=1 python3 bench/gpu_miner.py --out /tmp/gpu_miner --json $OUT/gpu_miner.json
+Run it on a GPU machine through the prepared check: ``bench/gpu_wheels.py`` here, then
+``bash bench/gpu_check.sh`` there (docs/benchmarks.md, "The GPU check").
 """
 
 from __future__ import annotations

@@ -27,6 +27,7 @@ Prints the new tokens per second of each side and ``ratio=<(a) tokens/s / (b) to
 from __future__ import annotations
 
 import argparse
+import json
 import random
 import shutil
 import sys
@@ -119,30 +120,105 @@ def _sync() -> None:
         torch.cuda.synchronize()
 
 
-def engine_side(base: Path, adapters: list[Path], prompts, new_tokens: int, batch: int, device: str,
-                grouped: bool = True) -> tuple[float, int]:
-    """(a) the validator's engine: one base load, mixed-adapter batches; (seconds, new tokens)."""
-    from cortex.eval.engines import EngineOptions, Job, MultiLoraEngine
+def load_generator(base: Path, new_tokens: int, batch: int, device: str, static_cache: bool = False):
+    """The validator's generator on ``base``, every row made to produce exactly ``new_tokens``."""
     from cortex.eval.generate import Generator
-    from cortex.reward import RewardConfig
 
-    started = time.perf_counter()
     generator = Generator.load(base, device=device, max_new_tokens=new_tokens, batch_size=batch)
     generator.model.generation_config.min_new_tokens = new_tokens
+    if static_cache:  # transformers' static KV cache; on CUDA generate compiles the decode step with it
+        generator.model.generation_config.cache_implementation = "static"
+    return generator
+
+
+def engine_run(generator, adapters: list[Path], prompts, *, max_loras: int, rank: int, grouped: bool = True):
+    """Every (adapter, prompt) row through the validator's multi-LoRA engine: {key: ModelScore}, seconds."""
+    from cortex.eval.engines import EngineOptions, Job, MultiLoraEngine
+    from cortex.reward import RewardConfig
+
     generator.grouped = grouped
-    engine = MultiLoraEngine(generator=generator, max_new_tokens=new_tokens, batch_size=batch,
-                             options=EngineOptions(device=device, max_loras=len(adapters)))
-    rows = [{"prompt": p} for p in prompts]
-    results = list(engine.evaluate(rows, [Job(f"adapter-{i}", a) for i, a in enumerate(adapters)],
-                                   reward=RewardConfig(), time_budget=1e9))
+    engine = MultiLoraEngine(generator=generator, max_new_tokens=generator.max_new_tokens,
+                             batch_size=generator.batch_size, max_rank=rank,
+                             options=EngineOptions(device=str(generator.device), max_loras=max_loras))
+    rows = [{"prompt": p, "asset": "BTC", "horizon_days": 1, "outcome_return": 0.01, "realized_vol": 0.03}
+            for p in prompts]
+    started = time.perf_counter()
+    results = {r.key: r for r in engine.evaluate(rows, [Job(f"adapter-{i}", a) for i, a in enumerate(adapters)],
+                                                 reward=RewardConfig(), time_budget=1e9)}
     _sync()
-    seconds = time.perf_counter() - started
-    failed = [r for r in results if r.reason]
+    failed = [r for r in results.values() if r.reason]
     if failed:
         raise SystemExit(f"(a) failed: {failed[0].key}: {failed[0].reason}")
-    del engine, generator
+    return results, time.perf_counter() - started
+
+
+def engine_side(base: Path, adapters: list[Path], prompts, new_tokens: int, batch: int, device: str,
+                grouped: bool = True, rank: int = 0, static_cache: bool = False) -> tuple[float, int, float]:
+    """(a) the validator's engine: one base load, mixed-adapter batches; (seconds, new tokens, generation seconds)."""
+    started = time.perf_counter()
+    generator = load_generator(base, new_tokens, batch, device, static_cache)
+    results, generating = engine_run(generator, adapters, prompts, max_loras=len(adapters), rank=rank,
+                                     grouped=grouped)
+    seconds = time.perf_counter() - started
+    del generator
     _free()
-    return seconds, sum(r.new_tokens for r in results)
+    return seconds, sum(r.new_tokens for r in results.values()), generating
+
+
+def agreement(base: Path, adapters: list[Path], prompts, new_tokens: int, batch: int, small: int, device: str,
+              rank: int) -> dict:
+    """Do two honest validators give one (adapter, prompt) the same answer? Three runs of the same rows:
+    the competition's batch with every adapter together; the same batch with the adapters in reverse
+    order, two at a time (other co-tenants, other groups); and a batch of ``small`` rows (a validator
+    that ignored the competition's batch size). Fraction of rows whose text differs, largest change
+    of a model's mean reward."""
+    generator = load_generator(base, new_tokens, batch, device)
+    reference, _ = engine_run(generator, adapters, prompts, max_loras=len(adapters), rank=rank)
+    shuffled, _ = engine_run(generator, adapters[::-1], prompts, max_loras=2, rank=rank)
+    shuffled = {f"adapter-{len(adapters) - 1 - int(k.split('-')[1])}": v for k, v in shuffled.items()}
+    generator.batch_size = small
+    resized, _ = engine_run(generator, adapters, prompts, max_loras=len(adapters), rank=rank)
+    del generator
+    _free()
+
+    def compare(other) -> dict:
+        rows = differ = 0
+        worst = 0.0
+        for key, ref in reference.items():
+            rows += len(ref.completions)
+            differ += sum(a != b for a, b in zip(ref.completions, other[key].completions))
+            worst = max(worst, abs(ref.mean_reward - other[key].mean_reward))
+        return {"rows": rows, "rows_differing": differ, "fraction_differing": differ / max(rows, 1),
+                "largest_score_change": worst}
+
+    return {"same_batch_other_cotenants": compare(shuffled), f"batch_{small}_vs_{batch}": compare(resized)}
+
+
+def copy_rate(device: str) -> float:
+    """Measured device memory bandwidth in bytes/s: a 1 GiB on-device copy (read + write), best of 5."""
+    if device == "cpu":
+        return float("nan")
+    src = torch.empty(1 << 30, dtype=torch.uint8, device=device)
+    dst = torch.empty_like(src)
+    best = float("inf")
+    for _ in range(5):
+        _sync()
+        t = time.perf_counter()
+        dst.copy_(src)
+        _sync()
+        best = min(best, time.perf_counter() - t)
+    del src, dst
+    return 2 * (1 << 30) / best
+
+
+def decode_bound(params: int, shape: dict, rows: int, prompt_tokens: int, new_tokens: int, dtype_bytes: int,
+                 adapters_bytes: int, rate: float) -> float:
+    """Seconds one decode step of ``rows`` rows needs at least: every weight and the KV cache (at the
+    mean length) read once, at the measured copy rate."""
+    head_dim = shape["hidden_size"] // shape["num_attention_heads"]
+    kv_per_token = 2 * shape["num_hidden_layers"] * shape["num_key_value_heads"] * head_dim * dtype_bytes
+    kv = rows * (prompt_tokens + new_tokens / 2) * kv_per_token
+    return (params * dtype_bytes + adapters_bytes + kv) / rate
 
 
 def reload_side(base: Path, adapters: list[Path], prompts, new_tokens: int, device: str,
@@ -174,23 +250,30 @@ def reload_side(base: Path, adapters: list[Path], prompts, new_tokens: int, devi
     return seconds, tokens
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tiny", action="store_true", help="a tiny Llama on the CPU (smoke test)")
     hub_kernels.add_flag(parser)
     parser.add_argument("--peft-mixed", action="store_true",
                         help="(a) with peft's mixed-adapter batches instead of grouped LoRA matmuls")
+    parser.add_argument("--static-cache", action="store_true",
+                        help="(a) with transformers' static KV cache (generate compiles the decode step on CUDA)")
     parser.add_argument("--adapters", type=int, default=16)
-    parser.add_argument("--prompts", type=int, default=64)
+    parser.add_argument("--prompts", type=int, default=32)
     parser.add_argument("--new-tokens", type=int, default=128)
     parser.add_argument("--rank", type=int, default=16)
-    parser.add_argument("--batch", type=int, default=512, help="(a)'s rows per generate (adapter x prompt rows)")
+    parser.add_argument("--batch", type=int, default=256, help="(a)'s rows per generate (the competition's batch)")
     parser.add_argument("--reload-adapters", type=int, default=4, help="adapters (b) is timed on")
+    parser.add_argument("--agreement-adapters", type=int, default=4,
+                        help="adapters the cross-batch agreement runs use (0: skip them)")
+    parser.add_argument("--agreement-batch", type=int, default=16, help="the other batch size agreement compares")
+    parser.add_argument("--json", default=None, help="also write the figures to this file")
     args = parser.parse_args(argv)
     hub_kernels.apply_flag(args)
     if args.tiny:
-        args.adapters, args.prompts, args.new_tokens, args.batch = min(args.adapters, 3), min(args.prompts, 3), 4, 5
-        args.rank, args.reload_adapters = 4, 2
+        args.adapters, args.prompts, args.new_tokens, args.batch = min(args.adapters, 3), min(args.prompts, 3), 4, 6
+        args.rank, args.reload_adapters, args.agreement_adapters = 4, 2, min(args.agreement_adapters, 3)
+        args.agreement_batch = 2
     import logging
     import warnings
 
@@ -206,35 +289,74 @@ def main(argv: list[str] | None = None) -> None:
     dtype = torch.float32 if device == "cpu" else torch.bfloat16
     shape, name = (TINY, "tiny Llama") if args.tiny else (LLAMA_31_8B, "Llama-3.1-8B shape")
     root = Path(tempfile.mkdtemp(prefix="cortex-gpu-validator-"))
+    report: dict = {"device": torch.cuda.get_device_name(0) if device == "cuda" else "CPU", "shape": name,
+                    "adapters": args.adapters, "rank": args.rank, "prompts": args.prompts,
+                    "new_tokens": args.new_tokens, "batch": args.batch, "static_cache": args.static_cache}
     try:
         started = time.perf_counter()
         prompts = chats(args.prompts, days=3 if args.tiny else 30)
         base, adapters, params = build(root, shape, prompts, args.adapters, args.rank, device, dtype)
-        gpu = torch.cuda.get_device_name(0) if device == "cuda" else "CPU"
-        print(f"device: {gpu}; base: {name} ({shape['num_hidden_layers']} layers, hidden {shape['hidden_size']}, MLP "
-              f"{shape['intermediate_size']}, {shape['num_attention_heads']}/{shape['num_key_value_heads']} heads), "
-              f"{params / 1e9:.2f}B parameters, random weights, {str(dtype).split('.')[-1]}; built in "
-              f"{time.perf_counter() - started:.0f} s")
+        print(f"device: {report['device']}; base: {name} ({shape['num_hidden_layers']} layers, hidden "
+              f"{shape['hidden_size']}, MLP {shape['intermediate_size']}, {shape['num_attention_heads']}/"
+              f"{shape['num_key_value_heads']} heads), {params / 1e9:.2f}B parameters, random weights, "
+              f"{str(dtype).split('.')[-1]}; built in {time.perf_counter() - started:.0f} s", flush=True)
         print(f"{len(adapters)} rank-{args.rank} LoRA adapters; {len(prompts)} prompts; {args.new_tokens} new tokens each")
-        a_seconds, a_tokens = engine_side(base, adapters, prompts, args.new_tokens, args.batch, device,
-                                          grouped=not args.peft_mixed)
+        a_seconds, a_tokens, a_generating = engine_side(base, adapters, prompts, args.new_tokens, args.batch, device,
+                                                        grouped=not args.peft_mixed, rank=args.rank,
+                                                        static_cache=args.static_cache)
         b_adapters = adapters[:max(1, args.reload_adapters)]
         b_seconds, b_tokens = reload_side(base, b_adapters, prompts, args.new_tokens, device, dtype)
         expected = args.new_tokens * len(prompts)
+        report["tokens"] = {}
         for side, got, want in (("a", a_tokens, expected * len(adapters)), ("b", b_tokens, expected * len(b_adapters))):
             # min_new_tokens = max_new_tokens: every row must produce exactly --new-tokens; a shortfall is a
             # finding to report (a counting error or rows ending early), not a reason to lose the figures
             print(f"({side}) new tokens: expected {want}, produced {got}" + ("" if got == want else "  MISMATCH"))
+            report["tokens"][side] = {"expected": want, "produced": got}
         a_rate, b_rate = a_tokens / a_seconds, b_tokens / b_seconds
         print(f"(a) validator engine, multi-LoRA batches of {args.batch} rows: {a_seconds:7.1f} s for {len(adapters)} "
               f"adapters (one base load included)  {a_rate:9.1f} new tokens/s")
         print(f"(b) reload per adapter, its prompts in one batch:  {b_seconds:7.1f} s for {len(b_adapters)} adapters "
               f"(a load each)  {b_rate:9.1f} new tokens/s")
+        report.update(a_seconds=a_seconds, a_tokens_per_s=a_rate, b_seconds=b_seconds, b_tokens_per_s=b_rate,
+                      ratio=a_rate / b_rate)
+        rows_per_batch = min(args.batch, len(prompts) * len(adapters))
+        steps = -(-len(prompts) * len(adapters) // rows_per_batch) * args.new_tokens
+        step_seconds = a_generating / steps  # prefill included: an upper bound on the decode step's time
+        rate = copy_rate(device)
+        prompt_tokens = sum(len(t) for t in _prompt_lengths(base, prompts)) / len(prompts)
+        bound = decode_bound(params, shape, rows_per_batch, int(prompt_tokens), args.new_tokens,
+                             torch.tensor([], dtype=dtype).element_size(),
+                             sum(f.stat().st_size for a in adapters for f in a.glob("*.safetensors")), rate)
+        report.update(copy_rate_gb_s=rate / 1e9, decode_step_ms=step_seconds * 1e3, bound_step_ms=bound * 1e3,
+                      fraction_of_bound=bound / step_seconds)
+        print(f"(a) decode step of {rows_per_batch} rows: {step_seconds * 1e3:.1f} ms (generation time / steps, prefill "
+              f"included); bandwidth bound {bound * 1e3:.1f} ms at {rate / 1e9:.0f} GB/s measured copy rate: "
+              f"{bound / step_seconds:.1%} of the bound")
+        if args.agreement_adapters:
+            report["agreement"] = agreement(base, adapters[:args.agreement_adapters], prompts, args.new_tokens,
+                                            args.batch, args.agreement_batch, device, args.rank)
+            for what, fig in report["agreement"].items():
+                print(f"agreement, {what}: {fig['rows_differing']} of {fig['rows']} rows differ "
+                      f"({fig['fraction_differing']:.1%}); largest change of a model's mean reward "
+                      f"{fig['largest_score_change']:.4f}")
         if device == "cuda":
-            print(f"peak GPU memory {torch.cuda.max_memory_allocated() / 2**30:.1f} GiB; total {time.perf_counter() - started:.0f} s")
-        print(f"ratio={a_rate / b_rate:.2f}")
+            report["peak_gib"] = torch.cuda.max_memory_allocated() / 2**30
+            print(f"peak GPU memory {report['peak_gib']:.1f} GiB; total {time.perf_counter() - started:.0f} s")
+        print(f"ratio={report['ratio']:.2f}")
+        if args.json:
+            Path(args.json).write_text(json.dumps(report, indent=1) + "\n")
+        return report
     finally:
         shutil.rmtree(root, ignore_errors=True)
+
+
+def _prompt_lengths(base: Path, prompts) -> list[list[int]]:
+    from transformers import AutoTokenizer
+
+    from cortex.eval.prompts import prompt_batch
+
+    return prompt_batch(AutoTokenizer.from_pretrained(base), prompts)
 
 
 if __name__ == "__main__":
