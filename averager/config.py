@@ -51,7 +51,7 @@ class AveragerConfig(NeuronConfig):
 def add_args(parser: argparse.ArgumentParser) -> None:
     neuron.add_args(parser)  # --netuid, --wallet.*, --subtensor.network, --chain.path, --store, --source, --clock*, --wandb.*
     a = parser.add_argument
-    a("--competition", required=True, help="competition id (built-in) or a competitions YAML/JSON file")
+    a("--competition", "--competitions", dest="competition", required=True, help="competition id (built-in) or a competitions YAML/JSON file")
     a("--competition.id", dest="competition_id", default=None, help="the id to pick from a competitions file")
     a("--once", action="store_true", help="run one round and exit")
     a("--every-epochs", dest="every_epochs", type=int, default=1, help="a round every K tempos (service mode)")
@@ -71,7 +71,7 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     a("--dtype", choices=("same", "float32", "bfloat16", "float16"), default="same",
       help="dtype of the merged base (same: the base's)")
     a("--device", default="cpu", help="device for the gate's evaluations (cpu, cuda[:N])")
-    a("--no-progress", dest="progress", action="store_false", help="no progress bars")
+    a("--no-progress", "--plain", dest="progress", action="store_false", help="no progress bars")
     a("--benchmark", default=None, metavar="FILE",
       help="fixed questions (JSON lines: prompt and outcome columns) on which each round scores the base it "
            "started from and the base it leaves, so the base's progress reads across rounds")

@@ -30,7 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = ArgumentParser(prog="neurons/miner.py", description=__doc__.splitlines()[0])
     neuron.add_args(parser, clock=False)  # --netuid, --wallet.*, --subtensor.network, --chain.path, --store, --source, --wandb.*
     a = parser.add_argument
-    a("--competition", default="cortex-tiny", help="competition id (built-in) or a competitions YAML/JSON file")
+    a("--competition", "--competitions", dest="competition", default="cortex-tiny", help="competition id (built-in) or a competitions YAML/JSON file")
     a("--competition.id", dest="competition_id", default=None, help="the id to pick from a competitions file")
     a("--config", default=None, help="training YAML (configs/tiny-cpu.yaml, configs/gpu-8b-qlora.yaml, ...)")
     a("--output-dir", default="runs/miner", help="where adapter/, metrics.json and checkpoints go")

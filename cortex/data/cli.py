@@ -42,7 +42,7 @@ def register(parser: argparse.ArgumentParser) -> None:
     b.add_argument("--min-reward", type=float, default=None,
                    help="drop training traces whose reward is below this (default 1.0)")
     b.add_argument("--fractions", default="0.8,0.1,0.1", help="train,validation,test shares of the days")
-    b.add_argument("--no-progress", action="store_true", help="no progress bars")
+    b.add_argument("--no-progress", "--plain", dest="no_progress", action="store_true", help="no progress bars")
     b.set_defaults(func=_build)
 
     s = sub.add_parser("show", help="print a dataset's card and one example row")
@@ -92,15 +92,15 @@ def _show(args) -> int:
     from cortex.data.dataset import load_card, open_split
 
     card = load_card(args.path)
+    split = open_split(args.path, args.split)
+    if not 0 <= args.row < len(split):
+        raise DataError(f"--row {args.row} is out of range: split {args.split!r} has rows 0 to {len(split) - 1}")
     print(json.dumps(card, indent=2))
     row = split[args.row]
     for m in row["messages"]:
         print(f"--- {m['role']}\n{m['content']}")
     print("--- outcome", {k: row.get(k) for k in ("asset", "cutoff", "horizon_days", "outcome_return",
                                                    "outcome_direction", "realized_vol", "synthetic")})
-    split = open_split(args.path, args.split)
-    if not 0 <= args.row < len(split):
-        raise DataError(f"--row {args.row} is out of range: split {args.split!r} has rows 0 to {len(split) - 1}")
     return 0
 
 

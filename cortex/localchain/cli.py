@@ -76,6 +76,10 @@ def register(parser: argparse.ArgumentParser) -> None:
     init.add_argument("--manual-blocks", action="store_true", help="advance blocks only by hand")
     init.add_argument("--owner-coldkey", help="subnet owner coldkey ss58 (default //Alice)")
     init.add_argument("--owner-hotkey", help="subnet owner hotkey ss58 (default: the coldkey)")
+    init.add_argument("--owner-wallet", default=None, metavar="NAME",
+                      help="the subnet owner is this wallet's coldkey and default hotkey (instead of the ss58 flags)")
+    init.add_argument("--wallet.path", dest="wallet_path", default=None,
+                      help="folder of --owner-wallet (default: cortex wallet's own)")
     defaults = SubnetParams()
     for flag, field in _PARAM_FLAGS.items():
         init.add_argument(f"--{flag.replace('_', '-')}", type=int_at_least(*_PARAM_BOUNDS[flag]),
@@ -84,7 +88,11 @@ def register(parser: argparse.ArgumentParser) -> None:
 
     fund = sub.add_parser("fund", help="credit TAO to an address (the dev chain's faucet)")
     _chain_path(fund)
-    fund.add_argument("--ss58", required=True, help="the coldkey address to credit")
+    to = fund.add_mutually_exclusive_group(required=True)
+    to.add_argument("--ss58", help="the coldkey address to credit")
+    to.add_argument("--wallet.name", dest="wallet_name", help="credit this wallet's coldkey (with --wallet.path)")
+    fund.add_argument("--wallet.path", dest="wallet_path", default=None,
+                      help="folder of wallets (default: cortex wallet's own)")
     fund.add_argument("--tao", type=positive_float, required=True, help="how much")
     fund.set_defaults(func=_fund)
 
@@ -110,9 +118,17 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 def _init(args: argparse.Namespace) -> int:
     params = SubnetParams(**{field: getattr(args, flag) for flag, field in _PARAM_FLAGS.items()})
+    coldkey, hotkey = args.owner_coldkey, args.owner_hotkey
+    if args.owner_wallet:
+        if coldkey or hotkey:
+            raise CortexError("--owner-wallet names the owner's keys: leave out --owner-coldkey/--owner-hotkey")
+        from cortex.wallets import OFFLINE_PATH, load_wallet
+
+        owner = load_wallet(args.owner_wallet, "default", args.wallet_path or OFFLINE_PATH)
+        coldkey, hotkey = owner.coldkeypub.ss58_address, owner.hotkey.ss58_address
     config = GenesisConfig(
         block_time=args.block_time, manual_blocks=args.manual_blocks, netuid=args.netuid,
-        owner_coldkey=args.owner_coldkey, owner_hotkey=args.owner_hotkey, subnet=params,
+        owner_coldkey=coldkey, owner_hotkey=hotkey, subnet=params,
     )
     init_chain(args.path, config)
     mode = "manual blocks" if args.manual_blocks else f"{args.block_time:g}s blocks"
@@ -129,14 +145,19 @@ def _open(path: str) -> bt.Subtensor:
 
 def _fund(args: argparse.Namespace) -> int:
     _open(args.path)  # a missing file is refused, never created empty by the faucet
+    ss58 = args.ss58
+    if ss58 is None:
+        from cortex.wallets import OFFLINE_PATH, load_wallet
+
+        ss58 = load_wallet(args.wallet_name, "default", args.wallet_path or OFFLINE_PATH).coldkeypub.ss58_address
     try:
-        ss58_decode(args.ss58)
+        ss58_decode(ss58)
     except Exception:  # noqa: BLE001
-        raise CortexError(f"{args.ss58!r} is not an SS58 address") from None
+        raise CortexError(f"{ss58!r} is not an SS58 address") from None
     chain = ChainFile(args.path)
     with chain.transaction() as s:
-        credit(s, args.ss58, int(args.tao * RAO))
-    print(f"funded {args.ss58} with {args.tao:g} TAO")
+        credit(s, ss58, int(args.tao * RAO))
+    print(f"funded {ss58} with {args.tao:g} TAO")
     return 0
 
 

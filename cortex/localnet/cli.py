@@ -52,7 +52,7 @@ def register(parser: argparse.ArgumentParser) -> None:
       help="miners publish with --force even when their adapter does not beat the base on their held-out check "
            "(default: they publish only adapters that beat it, as the miner's own rule says)")
     a("--live", dest="live", action="store_true", default=None, help="a live table (default on a terminal)")
-    a("--plain", dest="live", action="store_false", help="plain progress lines")
+    a("--plain", "--no-progress", dest="live", action="store_false", help="plain progress lines")
     parser.set_defaults(func=run)
 
 

@@ -28,16 +28,18 @@ def register(parser: argparse.ArgumentParser) -> None:
                    help="held-out prompts for the format check")
     b.add_argument("--threads", type=int, default=BootstrapConfig.threads,
                    help="torch CPU threads (1 is faster on a CPU other jobs share)")
-    b.add_argument("--no-progress", action="store_true", help="no progress bars")
+    b.add_argument("--no-progress", "--plain", dest="no_progress", action="store_true", help="no progress bars")
     b.add_argument("--force", action="store_true",
                    help="replace an --out folder that a bootstrap did not make (deletes what it holds)")
     b.set_defaults(func=_bootstrap)
     for name, text in (("history", "list the base repo's revisions, newest first, and the current pointer"),
-                       ("rollback", "re-point the competition's base to an earlier revision (averager hotkey)")):
-        p = sub.add_parser(name, help=text)
+                       ("rollback", "point the competition's base at a revision in the store (averager hotkey; "
+                                    "alias: point, for the owner's first pointer)")):
+        p = sub.add_parser(name, help=text, aliases=["point"] if name == "rollback" else [])
         _pointer_args(p)
         if name == "rollback":
-            p.add_argument("--to", required=True, metavar="REVISION", help="the revision to point back to")
+            p.add_argument("--to", default=None, metavar="REVISION",
+                           help="the revision to point to (default: the newest in the store)")
         p.set_defaults(func=_history if name == "history" else _rollback)
 
 
@@ -45,7 +47,7 @@ def _pointer_args(p: argparse.ArgumentParser) -> None:
     from cortex import neuron
 
     neuron.add_args(p, source=False, clock=False, wandb=False)  # --netuid, --wallet.*, --subtensor.network, --store …
-    p.add_argument("--competition", default="cortex-tiny", help="built-in id, or a competitions YAML/JSON file")
+    p.add_argument("--competition", "--competitions", dest="competition", default="cortex-tiny", help="built-in id, or a competitions YAML/JSON file")
     p.add_argument("--competition.id", dest="competition_id", default=None, help="the id to pick from a file")
     p.add_argument("--repo", default=None, help="the base repo (default: the current pointer's)")
 
@@ -73,10 +75,19 @@ def _history(args: argparse.Namespace) -> int:
 
 def _rollback(args: argparse.Namespace) -> int:
     from cortex import neuron
-    from cortex.model.pointer import rollback
+    from cortex.model.pointer import current_base, history, rollback
 
     sub, store, comp = _pointer_parts(args)
-    commitment, block = rollback(sub, neuron.from_args(args).open_wallet(), args.netuid, comp, store, args.to,
+    to = args.to
+    if to is None:  # the newest revision in the store: the owner's first pointer after a bootstrap
+        current = current_base(sub, args.netuid, comp, store)
+        repo = args.repo or (current.repo if current else comp.base.repo)
+        revisions = history(store, repo)
+        if not revisions:
+            raise CortexError(f"the store has no revision of {repo}: publish one first "
+                              f"(`cortex base bootstrap --out DIR --store {args.store or 'local:DIR'}`)")
+        to = revisions[0]
+    commitment, block = rollback(sub, neuron.from_args(args).open_wallet(), args.netuid, comp, store, to,
                                  args.repo)
     print(f"{comp.id}: base pointer -> {commitment.repo_id}@{commitment.revision} at block {block}")
     return 0
