@@ -215,3 +215,35 @@ def test_cli_refuses_a_missing_model_folder(tmp_path, capsys):
     assert main(["serve", "--base", str(tmp_path / "nothing")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "no model folder there" in err[0]
+
+
+def test_cli_follows_the_chains_base_pointer(bases, tmp_path):
+    """`cortex serve --chain.path`: the newest pointer's base, then the next one once it is committed."""
+    import argparse
+
+    from cortex.model.pointer import commit_pointer
+    from cortex.serve.cli import build, register
+
+    from chainkit import NETUID, make_chain
+
+    chain = make_chain(tmp_path)
+    owner = chain.register("owner")  # a hotkey commits only once registered on the subnet
+    store = LocalStore(tmp_path / "store")  # the default store beside --chain.path
+    first = store.upload(REPO, bases[0], private=False)
+    commit_pointer(chain.sub, owner, NETUID, CORTEX_TINY, REPO, first, bases[0])
+    chain.advance(1)
+    parser = argparse.ArgumentParser()
+    register(parser)
+    args = parser.parse_args(["--chain.path", str(tmp_path / "chain.db"), "--device", "cpu", "--follow-interval", "3600"])
+    app, follower = build(args)
+    with TestClient(app) as http:
+        assert http.get("/health").json()["revision"] == first
+        assert follower.refresh() is False  # nothing new
+        second = store.upload(REPO, bases[1], private=False)
+        commit_pointer(chain.sub, owner, NETUID, CORTEX_TINY, REPO, second, bases[1])
+        chain.advance(1)
+        assert follower.refresh() is True
+        health = http.get("/health").json()
+        answer = http.post("/v1/chat/completions", json={"model": REPO, "messages": CHAT, "max_tokens": 3})
+    assert (health["revision"], health["swaps"], health["last_error"]) == (second, 1, None)
+    assert answer.status_code == 200 and answer.json()["system_fingerprint"] == second
