@@ -214,12 +214,19 @@ def chain_status(path: str, netuid: int) -> dict:
             "validator_trust": (vtrust[n.uid] / 65535) if n.uid < len(vtrust) else 0.0,
             "emission": n.emission.rao / RAO, "validator_permit": n.validator_permit,
             "commitment": n.commitment.value if n.commitment else None,
+            "last_update": n.last_update, "weights": _weights(sub, netuid, n.uid),
         })
     return {
         "block": graph.block, "netuid": netuid, "tempo": graph.tempo, "last_step": graph.last_step,
         "blocks_until_next_epoch": sub.epochs.blocks_until_next_epoch(netuid), "neurons": neurons,
         "balances": balances(sub, neurons),
     }
+
+
+def _weights(sub: bt.Subtensor, netuid: int, uid: int) -> dict[int, float]:
+    """The weights this uid last set, by target uid (each as a share of u16's maximum); {} when none."""
+    row = sub.query(bt.storage.SubtensorModule.Weights, [netuid, uid]) or []
+    return {int(target): int(value) / 65535 for target, value in row}
 
 
 def balances(sub: bt.Subtensor, neurons: list[dict]) -> list[dict]:
@@ -246,6 +253,10 @@ def _status(args: argparse.Namespace) -> int:
         print(f"{n['uid']:>4} {n['hotkey'][:12] + '…':<14} {n['stake']:>10.3f} {n['incentive']:>7.4f} "
               f"{n['dividends']:>7.4f} {n['validator_trust']:>7.4f} {n['emission']:>10.4f}  "
               f"{(n['commitment'] or '-')[:60]}")
+    for n in status["neurons"]:
+        if n["weights"]:
+            print(f"uid {n['uid']} set weights at block {n['last_update']}: "
+                  + ", ".join(f"uid {t} {w:.3f}" for t, w in sorted(n["weights"].items())))
     print(f"{'coldkey':<14} {'free TAO':>12} {'staked':>10}  hotkeys")
     for b in status["balances"]:
         print(f"{b['coldkey'][:12] + '…':<14} {b['free']:>12.3f} {b['staked']:>10.3f}  "
