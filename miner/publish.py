@@ -26,7 +26,7 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import bittensor as bt
 
@@ -123,16 +123,21 @@ def already_published(sub, netuid: int, hotkey: str, store: ModelStore, repo_id:
 
 
 def publish_adapter(sub, wallet, netuid: int, store: ModelStore, repo_id: str, folder: Path,
-                    competition: Competition, *, retry_s: float = 1800.0) -> Published:
+                    competition: Competition, *, gate: Callable[[], bool] | None = None,
+                    retry_s: float = 1800.0) -> Published | None:
     """Upload ``folder`` private, commit it, verify the commitment, make the repo public; nothing is sent
-    when this content is :func:`already_published`."""
-    return (already_published(sub, netuid, wallet.hotkey.ss58_address, store, repo_id, folder, competition)
-            or upload_and_commit(sub, wallet, netuid, store, repo_id, folder, competition, retry_s=retry_s))
+    when this content is :func:`already_published`. ``gate`` (the miner's held-out check) is asked only
+    when something would be sent; when it says no, nothing is and None is returned."""
+    done = already_published(sub, netuid, wallet.hotkey.ss58_address, store, repo_id, folder, competition)
+    if done is not None:
+        return done
+    if gate is not None and not gate():
+        return None
+    return _upload_and_commit(sub, wallet, netuid, store, repo_id, folder, competition, retry_s)
 
 
-def upload_and_commit(sub, wallet, netuid: int, store: ModelStore, repo_id: str, folder: Path,
-                      competition: Competition, *, retry_s: float = 1800.0) -> Published:
-    """The publishing steps themselves, for a caller that has asked :func:`already_published`."""
+def _upload_and_commit(sub, wallet, netuid: int, store: ModelStore, repo_id: str, folder: Path,
+                       competition: Competition, retry_s: float) -> Published:
     hotkey = wallet.hotkey.ss58_address
     digest = content_hash(folder)
     try:  # the repo id must fit the 128-byte commitment before anything is uploaded

@@ -202,15 +202,7 @@ def _adapter_dir(push_only: Path) -> Path:
 
 def _check_and_publish(opts, cfg, base, adapter, metrics, data, sub, store, wallet) -> dict[str, Any]:
     """The validators' checks on the upload folder; online, the publish gate and publishing."""
-    from miner.publish import (
-        PublishError,
-        already_published,
-        check_limits,
-        fetch_previous,
-        model_card,
-        stage_upload,
-        upload_and_commit,
-    )
+    from miner.publish import PublishError, check_limits, fetch_previous, model_card, publish_adapter, stage_upload
 
     comp = opts.competition
     text = model_card(comp, base.repo, base.revision, cfg, metrics["data"], metrics)
@@ -229,19 +221,21 @@ def _check_and_publish(opts, cfg, base, adapter, metrics, data, sub, store, wall
         return {**result, "publish_decision": False, "heldout_gate_passed": gate.publish,
                 "publish_reason": f"offline: nothing published (the gate says: {gate.reason})"}
     hotkey, repo_id = wallet.hotkey.ss58_address, cfg.hub_model_id or f"{wallet.name}/{comp.id}"
-    published = already_published(sub, opts.netuid, hotkey, store, repo_id, upload, comp)  # the one check
-    if published is not None:
-        result.update(publish_decision=True, publish_reason="already committed by this hotkey")
-    else:
+
+    def gate() -> bool:  # asked only when this content is not already this hotkey's commitment
         previous = fetch_previous(sub, opts.netuid, hotkey, store, comp, base.revision, opts.output_dir / "previous")
         if previous is not None:
             metrics.update(score_heldout(base.path, {"previous": previous}, data.heldout, comp,
                                          max_new_tokens=cfg.heldout_max_new_tokens, device=cfg.heldout_device))
             result.update({k: v for k, v in metrics.items() if "previous" in k})
         result.update(_decision(metrics, opts.force))
-        if not result["publish_decision"]:
-            return result
-        published = upload_and_commit(sub, wallet, opts.netuid, store, repo_id, upload, comp)
+        return result["publish_decision"]
+
+    published = publish_adapter(sub, wallet, opts.netuid, store, repo_id, upload, comp, gate=gate)
+    if published is None:
+        return result
+    if published.already:
+        result.update(publish_decision=True, publish_reason="already committed by this hotkey")
     result.update(published=f"{published.repo_id}@{published.revision}", published_block=published.block,
                   commitment=published.commitment.encode(), already_published=published.already)
     return result

@@ -82,15 +82,21 @@ def test_publish_commit_verify_public_and_idempotent(tmp_path, base_and_adapter)
     miner = c.register("miner")
     store = LocalStore(tmp_path / "store")
     folder = upload_folder(tmp_path, base_and_adapter)
-    published = publish_adapter(c.sub, miner, NETUID, store, "miner/cortex-tiny", folder, CORTEX_TINY)
-    assert not published.already and store.exists("miner/cortex-tiny", published.revision)
+    asked = []
+    refused = publish_adapter(c.sub, miner, NETUID, store, "miner/cortex-tiny", folder, CORTEX_TINY,
+                              gate=lambda: asked.append(1) or False)
+    assert refused is None and asked == [1] and not (tmp_path / "store" / "miner").exists()  # the gate said no
+    published = publish_adapter(c.sub, miner, NETUID, store, "miner/cortex-tiny", folder, CORTEX_TINY,
+                                gate=lambda: asked.append(2) or True)
+    assert not published.already and store.exists("miner/cortex-tiny", published.revision) and asked == [1, 2]
     assert not store.is_private("miner/cortex-tiny")
     [record] = read_all(c.sub, NETUID)
     assert record.commitment == published.commitment and record.block == published.block
     assert record.commitment.verify(content_hash(folder), miner.hotkey.ss58_address)
     c.advance(2)
-    again = publish_adapter(c.sub, miner, NETUID, store, "miner/cortex-tiny", folder, CORTEX_TINY)
-    assert again.already and again.block == published.block
+    again = publish_adapter(c.sub, miner, NETUID, store, "miner/cortex-tiny", folder, CORTEX_TINY,
+                            gate=lambda: asked.append(3) or True)
+    assert again.already and again.block == published.block and asked == [1, 2]  # already on chain: no gate
     with c.chain.chain.read() as s:
         sent = s.conn.execute("SELECT COUNT(*) FROM extrinsics WHERE function='set_commitment'").fetchone()[0]
     assert sent == 1  # the second run committed nothing

@@ -1,11 +1,11 @@
 """The miner end to end on a small bootstrapped base and synthetic data (slow).
 
 - on the embedded chain and a local store: the owner commits the base pointer, the miner follows it
-  and trains a DoRA adapter (validation loss goes down). The base here is deliberately weak (a
-  minute of pre-training: neither it nor the adapter answers in format yet), so the held-out gate
-  refuses to publish; ``--push-only --force`` then publishes, the commitment decodes and verifies,
-  the stock ``PeftModel.from_pretrained`` loads the adapter on the base, and pushing again commits
-  nothing new. (An adapter beating the base is shown on the real tiny base: docs/miner.md.)
+  and trains a DoRA adapter (validation loss goes down). The held-out gate publishes it exactly when
+  it beats the base (which way it goes depends on training; tests/test_miner_heldout.py tests the gate
+  with adapters of known quality); ``--push-only --force`` then publishes it (or finds it already
+  committed), the commitment decodes and verifies, the stock ``PeftModel.from_pretrained`` loads the
+  adapter on the base, and pushing again commits nothing new.
 - GRPO after SFT logs its mean reward; KTO trains on labelled teacher traces; ``--resume`` continues;
 - ``accelerate launch`` with two CPU processes (gloo) trains and saves one adapter.
 """
@@ -85,15 +85,22 @@ def test_embedded_chain_end_to_end(env, tmp_path):
     assert m["eval_loss_best"] < m["eval_loss_initial"] == m["stages"]["sft"]["eval_loss_curve"][0][1]
     assert m["stages"]["sft"]["eval_loss_curve"][0][0] == 0 and len(m["stages"]["sft"]["eval_loss_curve"]) == 4
     assert m["adapter_check"] == "ok" and m["adapter_type"] == "dora" and (out / "training_loss.png").is_file()
-    # the gate: a weak adapter that does not beat the base is not published
-    assert m["heldout_reward_adapter"] <= m["heldout_reward_base"] and not m["publish_decision"]
-    assert "does not beat the base" in m["publish_reason"] and m["published"] is None
+    # the gate decides by the held-out numbers, whichever way training went
+    beats = m["heldout_reward_adapter"] > m["heldout_reward_base"]
+    assert m["publish_decision"] == beats
     store = LocalStore(store_dir)
-    assert not (store_dir / "miner").exists()
+    if beats:
+        assert "beats the base" in m["publish_reason"] and m["published"] and not m["already_published"]
+    else:
+        assert "does not beat the base" in m["publish_reason"] and m["published"] is None
+        assert not (store_dir / "miner").exists()
     # --push-only --force publishes the finished run: private upload, commit, read back, public
     assert main(args + ["--push-only", str(out), "--force", "--output-dir", str(tmp_path / "push")]) == 0
     pushed = json.loads((tmp_path / "push" / "metrics.json").read_text())
-    assert pushed["publish_reason"].startswith("forced") and not pushed["already_published"]
+    if beats:  # the first run published it: the one "already committed" check finds it
+        assert pushed["already_published"] and pushed["publish_reason"] == "already committed by this hotkey"
+    else:
+        assert pushed["publish_reason"].startswith("forced") and not pushed["already_published"]
     assert pushed["heldout_reward_adapter"] == m["heldout_reward_adapter"]  # reused: same base
     records = {r.hotkey: r for r in read_all(c.sub, NETUID)}
     mine = records[miner.hotkey.ss58_address].commitment
