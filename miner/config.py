@@ -250,14 +250,3 @@ def load_config(path: str | Path | None) -> TrainConfig:
     data = read_data(path, error=ConfigError, what="the training config",
                      hint="; pass --config configs/tiny-cpu.yaml or another file")
     return from_dict(data or {}, str(path))
-
-
-def schema_rows() -> list[tuple[str, str, Any]]:
-    """(key, type, default) for every key, for the docs and ``--help``."""
-    hints = get_type_hints(TrainConfig)
-    rows = []
-    for f in dataclasses.fields(TrainConfig):
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
-        rows.append((f.name, str(hints[f.name]).replace("typing.", ""), default))
-    return rows
-
