@@ -24,7 +24,7 @@ from cortex.protocol.commitment import ModelCommitment
 from cortex.protocol.competition import CORTEX_TINY
 from cortex.serve.app import Limits, create_app
 from cortex.serve.base import Follower, Served
-from cortex.serve.engine import Engine
+from cortex.serve.engine import Engine, EngineClosed
 from cortex.serve.forecast import build_question, forecast_answer
 
 from serve_fixtures import SOURCE, tiny_base
@@ -247,3 +247,29 @@ def test_cli_follows_the_chains_base_pointer(bases, tmp_path):
         answer = http.post("/v1/chat/completions", json={"model": REPO, "messages": CHAT, "max_tokens": 3})
     assert (health["revision"], health["swaps"], health["last_error"]) == (second, 1, None)
     assert answer.status_code == 200 and answer.json()["system_fingerprint"] == second
+
+
+def test_a_request_reaching_a_closed_base_goes_to_the_current_one(bases):
+    """The race a swap opens: a request reads the old reference, the old base closes, then the request queues."""
+    a, b = local_base(bases[0], REPO), local_base(bases[1], REPO)
+    old, new = Engine.load(a.path, a.revision, device="cpu"), Engine.load(b.path, b.revision, device="cpu")
+    old.close()
+    reads = []
+
+    class MidSwap(Served):
+        def current(self):  # the first read still sees the old base, later reads the new one
+            reads.append(1)
+            return (old, a) if len(reads) == 1 else (new, b)
+
+    with pytest.raises(EngineClosed):
+        asyncio.run(_queue_on(old))
+    app = create_app(MidSwap(new, b), CORTEX_TINY, SOURCE)
+    reads.clear()
+    with TestClient(app) as http:
+        r = http.post("/v1/chat/completions", json={"model": REPO, "messages": CHAT, "max_tokens": 2, "stream": True})
+    assert r.status_code == 200 and b.revision in r.text and r.text.rstrip().endswith("data: [DONE]")
+    assert len(reads) == 2  # the read the closed base refused, the read that queued
+
+
+async def _queue_on(engine: Engine):
+    return await engine.complete(CHAT, engine.prompt_ids(CHAT), 2)

@@ -36,6 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from cortex.protocol.competition import Competition
 from cortex.serve.base import Follower, Served
+from cortex.serve.engine import EngineClosed
 from cortex.serve.forecast import ForecastError, build_question, forecast_answer
 
 log = logging.getLogger(__name__)
@@ -188,6 +189,17 @@ def create_app(served: Served, competition: Competition, source: Any, *, limits:
                            code="prompt_too_long")
         return ids
 
+    def queue(messages: list[dict[str, str]], max_tokens: int, stream: bool):
+        """Queue the request on the current base: ``(the awaitable answer or the stream, its BaseRef)``. A base
+        swapped out between reading the reference and queueing refuses it (EngineClosed): the next one takes it."""
+        while True:
+            engine, ref = served.current()
+            ids = prompt(engine, messages)  # with this base's tokenizer
+            try:
+                return (engine.stream if stream else engine.complete)(messages, ids, max_tokens), ref
+            except EngineClosed:
+                continue
+
     def done(endpoint: str, started: float, tokens: int) -> None:
         metrics.requests.labels(endpoint, "200").inc()
         metrics.seconds.labels(endpoint).observe(time.monotonic() - started)
@@ -205,16 +217,19 @@ def create_app(served: Served, competition: Competition, source: Any, *, limits:
             raise ApiError(404, f"model {body.model[:80]!r} is not served here; this server serves {name!r}",
                            code="model_not_found")
         started = time.monotonic()
-        engine, ref = served.current()  # this request's base, whatever is swapped in meanwhile
         messages = [m.model_dump() for m in body.messages]
-        ids = prompt(engine, messages)
         max_tokens = budget(body.max_completion_tokens or body.max_tokens)
         admit()
+        try:
+            answer, ref = queue(messages, max_tokens, body.stream)  # the base that answers, whatever is swapped in
+        except BaseException:
+            release()
+            raise
         meta = {"id": f"chatcmpl-{uuid.uuid4().hex}", "created": int(time.time()), "model": name,
                 "system_fingerprint": ref.revision}
         if not body.stream:
             try:
-                c = await engine.complete(messages, ids, max_tokens)
+                c = await answer
             except Exception as exc:  # noqa: BLE001 - a generation failure is this request's error only
                 raise ApiError(500, f"generation failed: {exc}", "server_error") from None
             finally:
@@ -224,24 +239,24 @@ def create_app(served: Served, competition: Competition, source: Any, *, limits:
                     "choices": [{"index": 0, "message": {"role": "assistant", "content": c.text},
                                  "finish_reason": c.finish_reason, "logprobs": None}],
                     "usage": _usage(c)}
-        return StreamingResponse(_sse(engine, messages, ids, max_tokens, meta, release,
-                                      lambda n: done("/v1/chat/completions", started, n)),
+        return StreamingResponse(_sse(answer, meta, release, lambda n: done("/v1/chat/completions", started, n)),
                                  media_type="text/event-stream")
 
     @app.post("/v1/forecast")
     async def forecast(body: ForecastRequest) -> dict:
         started = time.monotonic()
-        engine, ref = served.current()
         try:
             question = await run_in_threadpool(build_question, source, competition, body.asset, body.horizon_days,
                                                body.cutoff)
         except ForecastError as exc:
             raise ApiError(400, str(exc), code="unknown_question") from None
-        ids = prompt(engine, question.messages)
         admit()
         try:
-            c = await engine.complete(question.messages, ids, competition.eval.max_new_tokens)
-        except Exception as exc:  # noqa: BLE001
+            answer, ref = queue(question.messages, competition.eval.max_new_tokens, False)
+            c = await answer
+        except ApiError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a generation failure is this request's error only
             raise ApiError(500, f"generation failed: {exc}", "server_error") from None
         finally:
             release()
@@ -274,7 +289,7 @@ def _usage(c) -> dict[str, int]:
             "total_tokens": c.prompt_tokens + c.completion_tokens}
 
 
-async def _sse(engine, messages, ids, max_tokens, meta, release, finished) -> AsyncIterator[str]:
+async def _sse(pieces: AsyncIterator, meta: dict, release, finished) -> AsyncIterator[str]:
     """The OpenAI chunk stream: the role, each text piece, the finish reason with usage, then ``[DONE]``."""
     def chunk(delta: dict, finish: str | None = None, **extra) -> str:
         body = {**meta, "object": "chat.completion.chunk",
@@ -283,7 +298,7 @@ async def _sse(engine, messages, ids, max_tokens, meta, release, finished) -> As
 
     try:
         yield chunk({"role": "assistant", "content": ""})
-        async for item in engine.stream(messages, ids, max_tokens):
+        async for item in pieces:
             if isinstance(item, str):
                 yield chunk({"content": item})
             else:

@@ -10,7 +10,8 @@ visible (``engine="vllm"``), batches go to ``vllm.LLM`` instead, with the same p
 offline engine returns whole answers, so a stream then arrives as one chunk.
 
 ``close()`` puts a stop after what is already queued: requests sent to an engine before it was
-swapped out finish on it (``cortex.serve.base``).
+swapped out finish on it (``cortex.serve.base``); one sent after raises :class:`EngineClosed`, and the
+caller sends it to the engine now current.
 """
 
 from __future__ import annotations
@@ -33,6 +34,10 @@ from cortex.eval.prompts import prompt_ids
 log = logging.getLogger(__name__)
 ENGINES = ("auto", "transformers", "vllm")
 _STOP = object()  # the queue's last item: the worker ends after it
+
+
+class EngineClosed(Exception):
+    """The engine was swapped out before this request reached its queue: send it to the current one."""
 
 
 @dataclass(frozen=True)
@@ -91,7 +96,8 @@ class Engine:
             tokenizer.pad_token = tokenizer.eos_token
         tokenizer.padding_side = "left"
         self.queue: queue.Queue = queue.Queue()
-        self.pending = 0  # requests queued or running (read by the metrics)
+        self.lock = threading.Lock()  # orders puts against close(): nothing is queued after the stop
+        self.closed = False
         self.batches = 0
         self.thread = threading.Thread(target=self._work, name=f"cortex-serve-{revision[:12]}", daemon=True)
         self.thread.start()
@@ -123,17 +129,22 @@ class Engine:
 
     # --- the API the server calls (on its event loop) -------------------------------------------
 
-    async def complete(self, messages: list[dict[str, str]], ids: list[int], max_tokens: int) -> Completion:
+    def complete(self, messages: list[dict[str, str]], ids: list[int], max_tokens: int) -> asyncio.Future:
+        """The whole answer, to await; the request is queued now (EngineClosed is raised here)."""
         loop = asyncio.get_running_loop()
         request = _Request(messages, ids, max_tokens, loop, future=loop.create_future())
         self._put(request)
-        return await request.future
+        return request.future
 
-    async def stream(self, messages: list[dict[str, str]], ids: list[int], max_tokens: int) -> AsyncIterator[str | Completion]:
-        """Text pieces as they are decoded, then the whole :class:`Completion`."""
+    def stream(self, messages: list[dict[str, str]], ids: list[int], max_tokens: int) -> AsyncIterator[str | Completion]:
+        """Text pieces as they are decoded, then the whole :class:`Completion`. The request is queued now
+        (EngineClosed is raised here, before any piece), the pieces are read from the iterator."""
         loop = asyncio.get_running_loop()
         request = _Request(messages, ids, max_tokens, loop, chunks=asyncio.Queue())
         self._put(request)
+        return self._pieces(request)
+
+    async def _pieces(self, request: _Request) -> AsyncIterator[str | Completion]:
         while True:
             item = await request.chunks.get()
             if isinstance(item, BaseException):
@@ -144,11 +155,15 @@ class Engine:
 
     def close(self) -> None:
         """Stop after the requests already queued."""
-        self.queue.put(_STOP)
+        with self.lock:
+            self.closed = True
+            self.queue.put(_STOP)
 
     def _put(self, request: _Request) -> None:
-        self.pending += 1
-        self.queue.put(request)
+        with self.lock:
+            if self.closed:
+                raise EngineClosed(self.revision)
+            self.queue.put(request)
 
     # --- the worker thread -------------------------------------------------------------------------
 
@@ -194,8 +209,6 @@ class Engine:
             log.warning("generation failed: %s", exc)
             for r in batch:
                 _resolve(r.loop, r.future, exc)
-        finally:
-            self.pending -= len(batch)
 
     def _generate(self, chats: list[list[dict[str, str]]], ids: list[list[int]], max_tokens: int) -> list[str]:
         if self.vllm is not None:
@@ -233,8 +246,6 @@ class Engine:
         except Exception as exc:  # noqa: BLE001 - the stream ends with the error
             log.warning("streaming generation failed: %s", exc)
             push(exc)
-        finally:
-            self.pending -= 1
 
 
 def _vllm(path: Path, engine: str) -> Any:
