@@ -26,6 +26,7 @@ from typing import Any
 
 from cortex import hub_kernels
 from cortex.chain.connect import EMBEDDED
+from cortex.cliargs import int_at_least
 from cortex.errors import CortexError
 from cortex.eval.evalset import DEFAULT_BLOCKS_PER_DAY, DEFAULT_START_DAY
 from cortex.wallets import OFFLINE_PATH, default_path
@@ -92,7 +93,7 @@ def add_args(parser: argparse.ArgumentParser, *, store: bool = True, source: boo
              wandb: bool = True) -> None:
     """The shared flags (the groups a command does not take can be left out)."""
     a = parser.add_argument
-    a("--netuid", type=int, required=True, help="the subnet's netuid")
+    a("--netuid", type=int_at_least(0, 65535), required=True, help="the subnet's netuid")
     a("--wallet.name", dest="wallet_name", default="default")
     a("--wallet.hotkey", dest="wallet_hotkey", default="default")
     a("--wallet.path", dest="wallet_path", default=None,

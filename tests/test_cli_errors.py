@@ -196,3 +196,20 @@ def test_neurons_one_line(role, tmp_path):
     errors = [line for line in broken.stderr.splitlines() if "error:" in line]
     assert broken.returncode == 2, broken.stderr[-2000:]
     assert "Traceback" not in broken.stderr and len(errors) == 1, broken.stderr[-2000:]
+
+
+NETUID = (["--netuid", "-1"], "--netuid: must be between 0 and 65535")
+CLOCK = (["--netuid", "1", "--chain.path", "c.db", "--clock.blocks-per-day", "0"], "--clock.blocks-per-day must be")
+
+
+@pytest.mark.parametrize("role, flags, needle", [  # the miner takes no market clock
+    ("miner", *NETUID), ("validator", *NETUID), ("averager", *NETUID), ("validator", *CLOCK), ("averager", *CLOCK)])
+def test_neuron_numbers_out_of_range(role, flags, needle, capsys):
+    import importlib
+
+    module = importlib.import_module(f"neurons.{role}")
+    try:
+        status = module.main([*flags, "--competition", "cortex-tiny"])
+    except SystemExit as exc:  # argparse's refusal
+        status = exc.code
+    assert_one_line(status, capsys.readouterr().err, needle)
