@@ -58,9 +58,13 @@ def read_ledger(path: Path, models: set[str] | None = None) -> list[LedgerEntry]
     return out
 
 
+def ledger_files(state_dirs: Sequence[Path]) -> list[Path]:
+    return sorted({p for root in map(Path, state_dirs) if root.is_dir() for p in root.rglob(LEDGER_FILE) if p.is_file()})
+
+
 def ledger_entries(state_dirs: Sequence[Path], models: set[str] | None = None) -> list[LedgerEntry]:
     """Every readable ledger's entries under the state folders, each ``(model, question)`` once (a scored copy first)."""
-    found = sorted({p for root in map(Path, state_dirs) if root.is_dir() for p in root.rglob(LEDGER_FILE) if p.is_file()})
+    found = ledger_files(state_dirs)
     kept: dict[tuple[str, str], LedgerEntry] = {}
     for path in found:
         for e in read_ledger(path, models):
@@ -121,7 +125,18 @@ def live_records(tables: Sequence[dict], state_dirs: Sequence[Path], source: Any
             if comp["base"] in keys:
                 keys.remove(comp["base"])  # a base pointed back to is current again
             keys.append(comp["base"])
+    # the leaderboard asks every few seconds: computed again only when a ledger or the bases change
+    key = (tuple(sorted((c, tuple(k)) for c, k in bases.items())), getattr(source, "name", repr(source)),
+           tuple((str(f), f.stat().st_mtime_ns, f.stat().st_size) for p in ledger_files(state_dirs)
+                 for f in (p, p.with_name(p.name + "-wal")) if f.exists()))  # WAL mode: writes land in -wal first
+    if _LAST.get("key") == key:
+        return _LAST["value"]
     entries = ledger_entries(state_dirs, {k for keys in bases.values() for k in keys})
     outcomes, analyst = market_facts(source, entries)
-    return {cid: base_records([e for e in entries if e.competition == cid], keys, outcomes, analyst)
-            for cid, keys in sorted(bases.items())}
+    value = {cid: base_records([e for e in entries if e.competition == cid], keys, outcomes, analyst)
+             for cid, keys in sorted(bases.items())}
+    _LAST.update(key=key, value=value)
+    return value
+
+
+_LAST: dict[str, Any] = {}  # the last live record computed, and what it was computed from
