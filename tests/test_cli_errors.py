@@ -213,3 +213,14 @@ def test_neuron_numbers_out_of_range(role, flags, needle, capsys):
     except SystemExit as exc:  # argparse's refusal
         status = exc.code
     assert_one_line(status, capsys.readouterr().err, needle)
+
+
+@pytest.mark.parametrize("flags, needle", [
+    (["--stride", "0"], "--stride: must be at least 1"),
+    (["--fractions", "a,b"], "--fractions takes three shares"),
+    (["--horizons", "0"], "horizons must be whole days"),
+])
+def test_data_build_refuses_bad_numbers(flags, needle, tmp_path, capsys):
+    status, _, err = run(["data", "build", "--out", str(tmp_path / "ds"), "--no-progress", *flags], capsys)
+    assert_one_line(status, err, needle)
+    assert not (tmp_path / "ds").exists()

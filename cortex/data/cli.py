@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from cortex.cliargs import int_at_least
 from cortex.data.frame import DataError
 
 
@@ -38,7 +39,7 @@ def register(parser: argparse.ArgumentParser) -> None:
                    help="output folder (datasets.load_from_disk opens it): new, empty, or an earlier build's (replaced)")
     b.add_argument("--force", action="store_true",
                    help="replace an --out folder that `cortex data build` did not make (deletes what it holds)")
-    b.add_argument("--stride", type=int, default=1, help="use every N-th day as a cutoff")
+    b.add_argument("--stride", type=int_at_least(1), default=1, help="use every N-th day as a cutoff")
     b.add_argument("--min-reward", type=float, default=None,
                    help="drop training traces whose reward is below this (default 1.0)")
     b.add_argument("--fractions", default="0.8,0.1,0.1", help="train,validation,test shares of the days")
@@ -70,7 +71,10 @@ def _build(args) -> int:
     # each build replaces --out whole: only a folder a build made (its marker, or a dataset card) is reused
     owner = workdir.Owner("cortex data build", "--out", legacy=(CARD,))
     workdir.check(args.out, owner, force=args.force)
-    fractions = tuple(float(x) for x in args.fractions.split(","))
+    try:
+        fractions = tuple(float(x) for x in args.fractions.split(","))
+    except ValueError:
+        raise DataError(f"--fractions takes three shares like 0.8,0.1,0.1 (got {args.fractions!r})") from None
     cfg = BuildConfig(source=args.source, assets=args.assets.split(","), horizons=_ints(args.horizons),
                       teacher=args.teacher, out=args.out, start=args.start, end=args.end, seed=args.seed,
                       stride=args.stride, fractions=fractions,
