@@ -45,6 +45,9 @@ def test_summarise_counts_brier_over_the_answers_that_parse():
     assert s.questions == 3 and s.parse_rate == pytest.approx(2 / 3)
     assert s.mean_reward == pytest.approx(-0.4 / 3)
     assert s.brier == pytest.approx(((0.8 - 1) ** 2 + (0.6 - 0) ** 2) / 2)
+    assert s.p_up == [0.8, 0.6, None]  # each question's forecast, for paired comparisons
+    assert s.brier_skill == pytest.approx(1 - ((0.8 - 1) ** 2 + 0.6**2 + 0.5**2) / 3 / 0.25)  # unparsed: 0.5
+    assert BenchmarkScore.from_json(s.to_json()) == s
     failed = summarise("m@x", rows, None, [], "f" * 64, reason="time_budget")
     assert failed.mean_reward is None and failed.brier is None and failed.reason == "time_budget"
 

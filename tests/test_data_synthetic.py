@@ -1,6 +1,7 @@
 """The synthetic market: deterministic, labelled, and with crypto's stylised facts."""
 
 import numpy as np
+import pytest
 import pandas as pd
 
 from cortex.data.frame import MARKET_COLUMNS, check_frame
@@ -40,7 +41,10 @@ def test_stylised_facts():
         a = r.abs()
         acf = [a.autocorr(lag) for lag in (1, 2, 5, 10)]
         assert min(acf) > 0.02, f"{asset}: no volatility clustering {acf}"
-        assert abs(r.autocorr(1)) < 0.1  # returns themselves are close to unpredictable
+        assert abs(r.autocorr(1)) < 0.2  # weakly predictable, through the stated underreaction
+    flat = SyntheticSource(params=SyntheticParams(seed=0, momentum=0.0)).load(["BTC", "ETH"], "2018-01-01", "2024-12-31")
+    for asset, frame in flat.items():
+        assert abs(np.log(frame.close).diff().dropna().autocorr(1)) < 0.1  # without it, close to unpredictable
     corr = rets.corr().to_numpy()
     assert corr[np.triu_indices(4, 1)].min() > 0.2  # the common market factor
 
@@ -51,3 +55,28 @@ def test_regimes_switch_and_are_documented():
     assert set(regimes.unique()) == set(SyntheticParams().regimes)
     switches = int((regimes != regimes.shift()).sum()) - 1
     assert 5 < switches < 200
+
+
+def test_the_underreaction_is_the_stated_signal_and_the_oracle_reads_it():
+    """k_t = K * mean of the last L market shocks: zero with K = 0, and the oracle's forecasts beat a coin."""
+    on, off = SyntheticSource(seed=3), SyntheticSource(params=SyntheticParams(seed=3, momentum=0.0))
+    n = 400
+    states, shock, _ = on._factor(n)
+    total = on.market(n)[1]
+    p = on.params
+    assert p.momentum == 2.0 and p.momentum_days == 20
+    t = 200
+    assert total[t] - shock[t] == pytest.approx(p.momentum * shock[t - p.momentum_days : t].mean())
+    np.testing.assert_allclose(off.market(n)[1], off._factor(n)[1])  # K = 0: the shocks alone
+    frames = on.load(["BTC", "SOL"], "2021-01-01", "2022-12-31")
+    days = pd.date_range("2021-02-01", "2022-12-01", freq="5D")
+    for asset in ("BTC", "SOL"):
+        close = frames[asset].close
+        for h in (1, 7):
+            q = np.array([on.oracle_p_up(asset, d, h) for d in days])
+            up = np.array([close[d + pd.Timedelta(days=h)] > close[d] for d in days], dtype=float)
+            assert ((q > 0) & (q < 1)).all()
+            skill = 1 - np.mean((q - up) ** 2) / 0.25
+            assert skill > (0.1 if h == 7 else 0.0), (asset, h, skill)
+    # the oracle knows nothing after the cutoff: the path up to it decides its forecast
+    assert on.oracle_p_up("ETH", "2022-03-01", 7) == SyntheticSource(seed=3).oracle_p_up("ETH", "2022-03-01", 7)

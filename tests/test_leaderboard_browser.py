@@ -182,13 +182,13 @@ def test_the_base_progress_chart_of_a_localnet_run(executable, served_localnet, 
             assert page.goto(url).status == 200
             charts = page.locator("#base-progress")
             assert charts.is_visible()
-            for key in ("mean_reward", "parse_rate", "brier"):
+            for key in ("mean_reward", "parse_rate", "brier", "brier_skill"):
                 chart = charts.locator(f"svg#base-progress-{key}")
                 assert chart.is_visible() and chart.bounding_box()["height"] > 100
                 assert chart.locator("circle.point").count() == sum(p[key] is not None for p in points)
                 assert chart.locator("rect.marker").count() == len(points)
                 assert chart.locator("text.tick").first.text_content()  # an axis a reader can read
-            assert charts.locator("svg text").filter(has_text="genesis").count() == 3
+            assert charts.locator("svg text").filter(has_text="genesis").count() == 4
             rows = page.locator("table.progress-table tr").all_inner_texts()[1:]
             assert [r.split()[0] for r in rows] == [p["label"] for p in points]
             for row, point in zip(rows, points):

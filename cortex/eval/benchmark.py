@@ -6,7 +6,9 @@ benchmark is one fixed set of resolved questions (``--benchmark FILE``: JSON lin
 with ``prompt`` and the outcome columns the reward reads), the same in every round. The base a
 round starts from and the base it leaves (the merge when published, else the same base) are each
 scored on it with the validators' evaluation code (greedy, the competition's token budget and
-reward): mean reward, parse rate and the Brier score of ``p_up`` over the answers that parse.
+reward): mean reward, parse rate, the Brier score of ``p_up`` over the answers that parse, the Brier
+skill over every question (``cortex.eval.ceiling``) and each question's ``p_up``, so two bases compare
+question by question (the localnet's final − genesis interval).
 A revision is scored once; its result is kept under ``<state>/benchmark/`` and reused.
 
 The set must be questions no base and no miner trained on (the localnet uses the bootstrap's
@@ -65,16 +67,20 @@ def write_questions(rows: Sequence[Mapping[str, Any]], path: Path) -> Path:
 
 def summarise(model: str, rows: Sequence[Mapping[str, Any]], rewards: Sequence[float] | None,
               parts: Sequence[Mapping[str, Any]], questions_sha256: str, reason: str | None = None) -> BenchmarkScore:
-    """The score of one model's answers: mean reward, parse rate, Brier score of the parsed ``p_up``."""
+    """The score of one model's answers: mean reward, parse rate, Brier score of the parsed ``p_up``, Brier
+    skill over every question and each question's ``p_up``."""
     if rewards is None:
         return BenchmarkScore(model=model, questions=len(rows), questions_sha256=questions_sha256, reason=reason)
+    from cortex.eval.ceiling import brier_skill
     from cortex.reward.score import outcome_of
 
-    parsed = [(p["answer"], row) for p, row in zip(parts, rows) if p.get("parse_error") is None and p.get("answer")]
-    brier = (sum((float(a["p_up"]) - float(outcome_of(row).went_up)) ** 2 for a, row in parsed) / len(parsed)
-             if parsed else None)
+    forecasts = [float(p["answer"]["p_up"]) if p.get("parse_error") is None and p.get("answer") else None
+                 for p in parts]
+    parsed = [(p, row) for p, row in zip(forecasts, rows) if p is not None]
+    brier = (sum((p - float(outcome_of(row).went_up)) ** 2 for p, row in parsed) / len(parsed) if parsed else None)
     return BenchmarkScore(model=model, questions=len(rows), questions_sha256=questions_sha256,
-                          mean_reward=sum(rewards) / len(rewards), parse_rate=len(parsed) / len(rows), brier=brier)
+                          mean_reward=sum(rewards) / len(rewards), parse_rate=len(parsed) / len(rows), brier=brier,
+                          brier_skill=brier_skill(forecasts, rows), p_up=forecasts)
 
 
 class Benchmark:

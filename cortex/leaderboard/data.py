@@ -135,7 +135,7 @@ def base_progress(history: Sequence[dict]) -> dict[str, list[dict]]:
 
 def _point(label: str, round_: int | None, status: str, score: dict) -> dict:
     return {"label": label, "round": round_, "status": status, "model": score["model"],
-            **{k: score[k] for k in ("questions", "mean_reward", "parse_rate", "brier")}}
+            **{k: score[k] for k in ("questions", "mean_reward", "parse_rate", "brier")}, "brier_skill": score.get("brier_skill")}
 
 
 def _rank_key(row: dict) -> tuple:

@@ -80,7 +80,8 @@ def base_chart(history: Sequence[Mapping]) -> Markup:
 
 PROGRESS_METRICS = (("mean_reward", "held-out reward (higher is better)", PALETTE[0]),
                     ("parse_rate", "parse rate (higher is better)", PALETTE[3]),
-                    ("brier", "Brier score of p_up (lower is better)", PALETTE[2]))
+                    ("brier", "Brier score of p_up (lower is better)", PALETTE[2]),
+                    ("brier_skill", "Brier skill, 1 − Brier / 0.25 over every question (higher is better)", PALETTE[1]))
 
 
 def progress_charts(cid: str, points: Sequence[Mapping]) -> Markup:

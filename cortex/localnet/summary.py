@@ -60,7 +60,31 @@ def build(s: Settings, snap: dict[str, Any], names: dict[str, str], extra: dict[
                        "best_single_reward": gate.get("best_single_reward")})
     return {"netuid": snap["netuid"], "block": snap["block"], "workdir": str(s.workdir), **extra,
             "miners": miners, "validators": validators, "merges": merges,
-            "base_progress": [p for points in snap.get("base_progress", {}).values() for p in points]}
+            "base_progress": [p for points in snap.get("base_progress", {}).values() for p in points],
+            "forecast": forecast(s, N.averager_rounds(s))}
+
+
+def forecast(s: Settings, records: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """Brier skill on the fixed benchmark (``cortex.eval.ceiling``): the reference forecasters (constant 0.5,
+    training base rate, the analyst teacher, the synthetic market's oracle), genesis and the final base, and
+    final − genesis question by question with the day-clustered one-sided interval. None without scores."""
+    from cortex.eval.benchmark import load_questions
+    from cortex.eval.ceiling import CONFIDENCE, bootstrap_data, brier_skill, references, skill_difference
+    from cortex.localnet.setup import base_report, benchmark_file
+
+    scored = [r for r in records if (r.get("benchmark_after") or {}).get("p_up")]
+    if not scored or not (scored[0].get("benchmark_before") or {}).get("p_up"):
+        return None
+    genesis, final = scored[0]["benchmark_before"], scored[-1]["benchmark_after"]
+    rows, sha = load_questions(benchmark_file(s))
+    if genesis["questions_sha256"] != sha or final["questions_sha256"] != sha:
+        return None
+    refs = references(rows, bootstrap_data(base_report(s)))
+    diff = skill_difference(rows, final["p_up"], genesis["p_up"], CONFIDENCE)
+    return {"questions": len(rows), "days": diff.days, "confidence": CONFIDENCE,
+            "skill": {**{name: brier_skill(p, rows) for name, p in refs.items()},
+                      "genesis": genesis.get("brier_skill"), "final base": final.get("brier_skill")},
+            "final_model": final["model"], "final_minus_genesis": {"mean": diff.mean, "low": diff.low, "high": diff.high}}
 
 
 def write(s: Settings, summary: dict[str, Any], snap: dict[str, Any]) -> Path:
@@ -106,6 +130,8 @@ def render(summary: dict[str, Any], console: Console) -> None:
         console.print(merges)
     if summary.get("base_progress"):
         console.print(_progress_table(summary["base_progress"]))
+    if summary.get("forecast"):
+        console.print(_forecast_table(summary["forecast"]))
     for failure in summary.get("failures", []):
         console.print(f"[red]failed[/]: {failure}")
 
@@ -115,10 +141,24 @@ def _progress_table(points: list[dict[str, Any]]) -> Table:
     n = points[-1]["questions"]
     table = Table(title=f"base model on the fixed benchmark ({n} held-out questions, the same every round)",
                   title_justify="left")
-    for column in ("base", "model", "held-out reward", "parse rate", "Brier"):
+    for column in ("base", "model", "held-out reward", "parse rate", "Brier", "Brier skill"):
         table.add_column(column, justify="left" if column in ("base", "model") else "right")
     for p in points:
         table.add_row(p["label"] + ("" if p["status"] in ("start", "published") else f" ({p['status']})"),
                       p["model"].split("@")[-1][:12], _num(p["mean_reward"], "+.3f"), _num(p["parse_rate"], ".2f"),
-                      _num(p["brier"], ".3f"))
+                      _num(p["brier"], ".3f"), _num(p.get("brier_skill"), "+.3f"))
+    return table
+
+
+def _forecast_table(f: dict[str, Any]) -> Table:
+    """Brier skill (1 − Brier / 0.25; an unparsed answer counts as 0.5) of the references and the bases."""
+    d = f["final_minus_genesis"]
+    table = Table(title=f"forecasting skill on the fixed benchmark ({f['questions']} questions, {f['days']} days): "
+                        f"final − genesis {d['mean']:+.3f}, one-sided {f['confidence']:.0%} interval "
+                        f"[{d['low']:+.3f}, ∞)", title_justify="left")
+    table.add_column("forecaster")
+    table.add_column("Brier skill", justify="right")
+    for name, value in f["skill"].items():
+        table.add_row(name + (" (the ceiling)" if name == "oracle" else " (the teacher)" if name == "analyst" else ""),
+                      _num(value, "+.3f"))
     return table

@@ -105,7 +105,7 @@ def mix_styles(cited: Sequence[Mapping[str, Any]], words: Sequence[Mapping[str, 
     return [other.get(key(row), row["messages"]) if rng.random() < fraction else row["messages"] for row in cited]
 
 
-def _spread(rows: list[dict], n: int) -> list[dict]:
+def spread(rows: list[dict], n: int) -> list[dict]:
     """``n`` rows evenly spaced through ``rows`` (time-ordered: early and late prompts alike)."""
     n = min(n, len(rows))
     return [rows[(i * len(rows)) // n] for i in range(n)]
@@ -188,7 +188,7 @@ def bootstrap(cfg: BootstrapConfig) -> dict[str, Any]:
     curve = pretrain(model, tokenizer, train, train_cfg, progress=cfg.progress)
     seconds["pretrain"] = time.time() - started - sum(seconds.values())
     budget = cfg.max_new_tokens or CORTEX_TINY.eval.max_new_tokens
-    questions = _spread(held, cfg.eval_prompts)
+    questions = spread(held, cfg.eval_prompts)
     check = format_check(model, tokenizer, questions, budget, progress=cfg.progress)
     seconds["format_check"] = time.time() - started - sum(seconds.values())
 

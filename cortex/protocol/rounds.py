@@ -80,6 +80,9 @@ class BenchmarkScore(Record):
     parse_rate: float | None = None
     brier: float | None = None  # mean (p_up - went_up)^2 over the answers that parse
     reason: str | None = None  # why there is no score (generation failed)
+    # 1 - Brier / 0.25 over every question, an unparsed answer counted as 0.5 (cortex.eval.ceiling)
+    brier_skill: float | None = None
+    p_up: list[float | None] | None = None  # each question's parsed p_up (None: no parsed answer), in order
 
 
 @dataclass(frozen=True)

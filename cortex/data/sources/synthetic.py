@@ -2,11 +2,17 @@
 
 Daily log return of asset i on day t::
 
-    r[i,t] = beta_i * (mu[s_t] + m_t) + e[i,t]
+    r[i,t] = beta_i * (mu[s_t] + m_t + k_t) + e[i,t],   k_t = K * mean(m[t-L .. t-1])
 
 - ``s_t`` is a Markov regime (bull, bear, chop) with its own drift ``mu`` and volatility multiplier;
 - ``m_t`` is a common market factor: GARCH(1,1) volatility times standardised Student-t
   innovations (fat tails, volatility clustering), scaled by the regime's multiplier;
+- ``k_t`` is the market's **underreaction**, the one learnable signal: a further ``K`` times each
+  market shock arrives evenly over the ``L`` days after it (news is absorbed slowly). It is a function
+  of past prices only, so the prompt's trailing returns show it (the 14- and 30-day returns, and BTC's
+  through the strength against BTC); its strength is ``K`` (``momentum``, 2.0) over ``L``
+  (``momentum_days``, 20). ``momentum=0`` gives the older market, with nothing to forecast.
+  :meth:`SyntheticSource.oracle_p_up` is the forecast of someone who knows this structure;
 - ``e[i,t]`` is the asset's own GARCH(1,1)/Student-t noise, and ``beta_i`` its exposure to the
   market, so assets are positively correlated through the shared factor.
 
@@ -48,6 +54,8 @@ class SyntheticParams:
     regime_drift: tuple[float, ...] = (0.0040, -0.0030, 0.0008)  # mu per regime
     regime_vol: tuple[float, ...] = (0.9, 1.35, 0.75)  # multiplier on the factor's vol
     regime_stay: float = 0.985  # daily probability of staying in a regime (mean spell ~67 days)
+    momentum: float = 2.0  # K: the further share of each market shock that arrives over the next L days
+    momentum_days: int = 20  # L: the days over which it arrives
     volume_elasticity: float = 0.35  # log-volume response to |standardised move|
     volume_ar: float = 0.93  # persistence of the volume level
     volume_noise: float = 0.12
@@ -90,7 +98,13 @@ class SyntheticSource:
         return np.random.default_rng([self.params.seed, stream, part])
 
     def market(self, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(regime index, factor return, factor sigma) for the first ``n`` days; seed only."""
+        """(regime index, factor return with its underreaction, factor sigma) for the first ``n`` days;
+        seed only."""
+        states, shock, sigma = self._factor(n)
+        return states, shock + self._underreaction(shock), sigma
+
+    def _factor(self, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(regime index, factor shock ``m``, factor sigma) for the first ``n`` days."""
         if n not in self._market:
             p = self.params
             k = len(p.regimes)
@@ -107,6 +121,42 @@ class SyntheticSource:
             self._market[n] = (states, eps * mult, sigma * mult)
         return self._market[n]
 
+    def _underreaction(self, shock: np.ndarray) -> np.ndarray:
+        """``k_t = K * mean(shock[t-L .. t-1])`` (the first days average what there is)."""
+        p = self.params
+        csum = np.concatenate([[0.0], np.cumsum(shock)])
+        t = np.arange(len(shock))
+        lo = np.maximum(0, t - p.momentum_days)
+        return p.momentum * (csum[t] - csum[lo]) / p.momentum_days
+
+    def _own(self, asset: str, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """(own noise ``e``, its sigma) of an asset for the first ``n`` days; seed and name only."""
+        p = self.params
+        return _garch(_std_t(self._rng(zlib.crc32(asset.encode()), 0), p.df, n), p.idio_vol, *p.idio_garch)
+
+    def oracle_p_up(self, asset: str, cutoff, horizon: int) -> float:
+        """P(close[t+h] > close[t]) for someone who knows the generator, today's regime and every
+        market shock up to ``cutoff`` (none after it): the regime's drift (as if the regime stays), the
+        underreaction still to come from the shocks already seen, and the GARCH variances of the next
+        days, as a normal approximation. More than any prompt shows (the regime, the exact shocks): the
+        ceiling of a forecaster's skill on this market."""
+        from statistics import NormalDist
+
+        p = self.params
+        t = (to_day(cutoff) - to_day(p.epoch)).days
+        n = t + horizon + 1
+        longest = max((k for k in self._market if k >= n), default=n)  # a longer path has the same prefix
+        states, shock, m_sigma = self._factor(longest)
+        beta = self.typical(asset)[1]
+        drift = horizon * p.regime_drift[states[t]]
+        for j in range(1, horizon + 1):  # day t + j: the part of its k from shocks of days <= t
+            lo = max(0, t + j - p.momentum_days)
+            if lo <= t:
+                drift += p.momentum * float(shock[lo : t + 1].sum()) / p.momentum_days
+        e_sigma = self._own(asset, longest)[1]
+        spread = float(np.sqrt(np.sum((beta * m_sigma[t + 1 : n]) ** 2 + e_sigma[t + 1 : n] ** 2)))
+        return NormalDist().cdf(beta * drift / spread) if spread > 0 else 0.5
+
     def typical(self, asset: str) -> tuple[float, float, float]:
         """(start price, market beta, mean daily quote volume) for an asset."""
         if asset in self.params.overrides:
@@ -121,7 +171,7 @@ class SyntheticSource:
         states, m, m_sigma = self.market(n)
         price0, beta, qvol = self.typical(asset)
         tag = zlib.crc32(asset.encode())
-        e, e_sigma = _garch(_std_t(self._rng(tag, 0), p.df, n), p.idio_vol, *p.idio_garch)
+        e, e_sigma = self._own(asset, n)
         r = beta * (np.asarray(p.regime_drift)[states] + m) + e
         sigma = np.sqrt((beta * m_sigma) ** 2 + e_sigma**2)
         z = r / sigma

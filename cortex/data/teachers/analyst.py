@@ -2,7 +2,10 @@
 
 It fits, per horizon, a logistic regression for P(up) and a ridge regression for the
 volatility-scaled return on the training split only, then writes step-by-step reasoning from
-the sample's features. Every number it cites is copied from the prompt as the prompt prints it,
+the sample's features. Its forecasts are calibrated where it has skill: per horizon, a model fitted
+on the first three quarters of the training split (in time) must beat that part's base rate on the
+last quarter (Brier score), or the horizon's p_up is the training base rate and its return the base
+rate's side (``describe()`` reports both Brier scores and the decision). Every number it cites is copied from the prompt as the prompt prints it,
 and its conclusion always agrees with the answer.
 """
 
@@ -39,15 +42,27 @@ class AnalystTeacher:
         groups = {h: [s for s in train if s.horizon_days == h] for h in sorted({s.horizon_days for s in train})}
         groups[0] = train  # pooled fallback for horizons not seen in training
         for h, group in groups.items():
+            group = sorted(group, key=lambda s: s.cutoff)
             x = np.stack([M.inputs(s.features) for s in group])
-            std = M.Standardiser.fit(x)
-            xs = std(x)
             up = np.array([s.outcome_direction == "up" for s in group], dtype=float)
             z = np.array([s.outcome_return / max(s.realized_vol, 1e-6) for s in group])
+            check = self._skill_check(x, up)
+            std = M.Standardiser.fit(x)
+            xs = std(x)
             self.models[h] = {
-                "std": std, "n": len(group), "base_rate": float(up.mean()),
+                "std": std, "n": len(group), "base_rate": float(up.mean()), **check,
                 "logit": M.fit_logistic(xs, up, self.l2), "ridge": M.fit_ridge(xs, np.clip(z, -3, 3), self.l2),
             }
+
+    def _skill_check(self, x: np.ndarray, up: np.ndarray) -> dict:
+        """Fit on the first three quarters (in time), score on the last: does the model beat the base rate?"""
+        cut = (3 * len(up)) // 4
+        if cut < 20 or len(up) - cut < 10:
+            return {"informed": False, "check_brier": None, "check_base_brier": None}
+        std = M.Standardiser.fit(x[:cut])
+        p = M.sigmoid(std(x[cut:]) @ M.fit_logistic(std(x[:cut]), up[:cut], self.l2))
+        model, base = float(np.mean((p - up[cut:]) ** 2)), float(np.mean((up[:cut].mean() - up[cut:]) ** 2))
+        return {"informed": model < base, "check_brier": model, "check_base_brier": base}
 
     def predict(self, sample: Sample) -> tuple[float, float, np.ndarray]:
         """(p_up, return_pct, per-input contributions to the logit) for one sample."""
@@ -55,6 +70,9 @@ class AnalystTeacher:
             raise TeacherError("analyst: call fit() on the training split first")
         m = self.models.get(sample.horizon_days, self.models[0])
         xs = m["std"](M.inputs(sample.features)[None, :])[0]
+        if not m["informed"]:  # no skill out of sample: the base rate, and nothing to weigh
+            p_up = float(np.clip(m["base_rate"], 0.02, 0.98))
+            return p_up, (2 * round(p_up, 2) - 1) * 0.8 * sample.realized_vol * 100.0, np.zeros(len(xs) - 1)
         contrib = m["logit"][1:] * xs[1:]
         p_up = float(np.clip(M.sigmoid(xs @ m["logit"]), 0.02, 0.98))
         z = float(np.clip(xs @ m["ridge"], -self.max_z, self.max_z))
@@ -81,10 +99,16 @@ class AnalystTeacher:
             "model": "per-horizon L2 logistic regression (IRLS) for p_up, ridge for return/realized_vol",
             "inputs": list(M.INPUTS),
             "fit_window": list(self.fit_window) if self.fit_window else None,
-            "horizons": {str(h): {"n": m["n"], "base_rate": round(m["base_rate"], 4),
+            "horizons": {str(h): {"n": m["n"], "base_rate": round(m["base_rate"], 4), "informed": m["informed"],
+                                  "check_brier": _round(m["check_brier"]),
+                                  "check_base_brier": _round(m["check_base_brier"]),
                                   "logit": [round(float(w), 5) for w in m["logit"]]}
                          for h, m in self.models.items() if h},
         }
+
+
+def _round(x: float | None) -> float | None:
+    return None if x is None else round(x, 5)
 
 
 def _word(x: float | None, pos: str, neg: str, flat: str, band: float) -> str:

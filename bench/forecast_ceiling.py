@@ -1,0 +1,113 @@
+"""Know the ceiling: Brier skill (1 − Brier / 0.25) on the fixed benchmark's questions of the constant 0.5,
+the training base rate, the analyst teacher, the synthetic market's oracle, and (with a localnet work
+directory) genesis and the final base, with final − genesis as a paired, day-clustered interval.
+A report, not an assertion.
+
+    python bench/forecast_ceiling.py --workdir /tmp/demo0            # a finished `cortex localnet` run
+    python bench/forecast_ceiling.py --source synthetic:0 --questions 100
+    python bench/forecast_ceiling.py --source csv                    # the real candles (CORTEX_MARKET_DATA)
+
+Without ``--workdir`` the questions are rebuilt as `cortex base bootstrap` builds them: the dataset's test
+split (stride 2), ``--questions`` of them evenly spaced in time. ``csv`` alone reads CORTEX_MARKET_DATA (or
+../shared/data/market); without that folder it prints a message and exits 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from cortex.eval.ceiling import CONFIDENCE, bootstrap_data, brier_skill, references, skill_difference  # noqa: E402
+from teacher_baseline import market_dir  # noqa: E402  (bench/ is the script's folder)
+
+
+def rebuilt_questions(data: dict, n: int) -> list[dict]:
+    """The bootstrap's benchmark: its dataset's test split, ``n`` rows evenly spaced (no teacher needed)."""
+    from cortex.data import build_samples, split_by_time
+    from cortex.data.dataset import load_frames
+    from cortex.data.sources import get_source
+    from cortex.model.bootstrap import spread
+
+    source = get_source(data["source"], seed=data["seed"])
+    frames = load_frames(source, data["assets"], data["start"], data["end"])
+    samples = build_samples(frames, data["assets"], data["horizons"], data["start"], data["end"],
+                            stride=data["stride"], source=source.name, synthetic=source.is_synthetic)
+    splits, _ = split_by_time(samples)
+    return spread([s.row() for s in splits["test"]], n)
+
+
+def localnet_bases(workdir: Path) -> tuple[list[dict], dict | None, dict | None]:
+    """(questions, genesis score, final score) of a finished localnet run."""
+    from cortex.eval.benchmark import load_questions
+    from cortex.leaderboard.files import averager_rounds
+
+    rows, sha = load_questions(workdir / "base" / "heldout.jsonl")
+    scored = [r for r in averager_rounds([workdir]) if (r.get("benchmark_after") or {}).get("questions_sha256") == sha]
+    if not scored:
+        return rows, None, None
+    return rows, scored[0].get("benchmark_before"), scored[-1].get("benchmark_after")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workdir", type=Path, help="a finished `cortex localnet` work directory")
+    parser.add_argument("--source", default="synthetic:0", help="synthetic[:SEED] or csv[:DIR] (without --workdir)")
+    parser.add_argument("--questions", type=int, default=100, help="benchmark size (without --workdir)")
+    parser.add_argument("--json", type=Path, help="also write the table here")
+    args = parser.parse_args()
+    t0 = time.time()
+    genesis = final = None
+    if args.workdir:
+        report = json.loads((args.workdir / "base" / "bootstrap.json").read_text())
+        data = bootstrap_data(report)
+        rows, genesis, final = localnet_bases(args.workdir)
+    else:
+        source = args.source
+        if source == "csv":
+            directory = market_dir()
+            if directory is None:
+                print("forecast_ceiling: no real market data (set CORTEX_MARKET_DATA); skipped")
+                return 0
+            source = f"csv:{directory}"
+        seed = int(source.split(":")[1]) if source.startswith("synthetic:") else 0
+        data = {"source": source, "seed": seed, "stride": 2, "start": None, "end": None,
+                "assets": ["BTC", "ETH", "SOL", "NEAR"], "horizons": [1, 7]}
+        rows = rebuilt_questions(data, args.questions)
+    forecasts = references(rows, data)
+    for name, score in (("genesis", genesis), ("final base", final)):
+        if score and score.get("p_up"):
+            forecasts[f"{name} ({score['model'].split('@')[-1][:12]})"] = score["p_up"]
+    horizons = sorted({int(r["horizon_days"]) for r in rows})
+    days = sorted({str(r["cutoff"])[:10] for r in rows})
+    label = data["source"] if not data["source"].startswith("csv:") else "csv (real candles)"
+    print(f"{label}: {len(rows)} benchmark questions, cutoffs {days[0]}..{days[-1]} ({len(days)} days); "
+          f"Brier skill = 1 - Brier / 0.25 (an unparsed answer counts as 0.5)")
+    head = f"{'forecaster':<28} {'all':>7} " + " ".join(f"{f'{h}d':>7}" for h in horizons) + "   vs constant 0.5 (one-sided 95%)"
+    print(head)
+    table = []
+    for name, p in forecasts.items():
+        by_h = {h: brier_skill([q for q, r in zip(p, rows) if int(r["horizon_days"]) == h],
+                               [r for r in rows if int(r["horizon_days"]) == h]) for h in horizons}
+        iv = skill_difference(rows, p, forecasts["constant 0.5"], CONFIDENCE)
+        table.append({"forecaster": name, "skill": brier_skill(p, rows), "by_horizon": by_h,
+                      "vs_coin": {"mean": iv.mean, "low": iv.low, "high": iv.high, "days": iv.days}})
+        print(f"{name:<28} {table[-1]['skill']:>+7.3f} " + " ".join(f"{by_h[h]:>+7.3f}" for h in horizons)
+              + (f"   {iv.mean:+.3f} [{iv.low:+.3f}, ∞)" if name != "constant 0.5" else ""))
+    if genesis and final and genesis.get("p_up") and final.get("p_up"):
+        iv = skill_difference(rows, final["p_up"], genesis["p_up"], CONFIDENCE)
+        print(f"final − genesis: {iv.mean:+.4f}, one-sided {CONFIDENCE:.0%} interval [{iv.low:+.4f}, ∞) "
+              f"over {iv.days} days (day-clustered)")
+        table.append({"forecaster": "final - genesis", "mean": iv.mean, "low": iv.low, "high": iv.high})
+    print(f"({time.time() - t0:.1f} s)")
+    if args.json:
+        args.json.write_text(json.dumps({"source": label, "questions": len(rows), "table": table}, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,104 @@
+"""Brier skill on the fixed benchmark's questions, and the forecasters it is read against.
+
+**Brier skill** = 1 − Brier / Brier of the constant 0.5 (which is 0.25 whatever happens): 0 for a coin,
+above 0 for a forecaster that knows something, 1 for a perfect one. Every question counts; an answer that
+does not parse forecasts nothing and counts as 0.5 (as in the leaderboard's live record), so two models
+compare on the same questions and a format failure costs what a coin costs.
+
+The reference forecasters, each on the benchmark's own questions: the constant 0.5, the training split's
+base rate (per horizon), the analyst teacher fitted on the training split (what miners' SFT targets
+carry), and, on the synthetic market, the oracle of its own structure
+(:meth:`cortex.data.sources.synthetic.SyntheticSource.oracle_p_up`: the regime and every shock up to the
+cutoff; the ceiling). The training split is rebuilt exactly as the bootstrap built it (its report's
+source, seed, stride and range), so the teacher is the one genesis was pre-trained with.
+
+The paired difference of two models' skill is read with the validators' day-clustered interval
+(:func:`cortex.eval.interval.day_interval`: questions of one cutoff day share a market; lags up to the
+longest horizon − 1).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from datetime import date
+from typing import Any
+
+from cortex.eval.interval import Interval, day_interval
+from cortex.leaderboard.live import brier
+
+COIN_BRIER = 0.25  # the Brier score of p_up = 0.5, whatever the outcome
+CONFIDENCE = 0.95  # one-sided, as the validators' bound
+
+
+def went_up(row: Mapping[str, Any]) -> bool:
+    from cortex.reward.score import outcome_of
+
+    return outcome_of(row).went_up
+
+
+def question_skill(p_up: float | None, up: bool) -> float:
+    """One question's contribution to the Brier skill (its mean over questions is the skill)."""
+    return 1.0 - brier(p_up, up) / COIN_BRIER
+
+
+def brier_skill(forecasts: Sequence[float | None], rows: Sequence[Mapping[str, Any]]) -> float | None:
+    """1 − Brier / 0.25 over every question (``None``: no parsed answer, counted as 0.5)."""
+    if not rows or len(forecasts) != len(rows):
+        return None
+    return sum(question_skill(p, went_up(r)) for p, r in zip(forecasts, rows)) / len(rows)
+
+
+def skill_difference(rows: Sequence[Mapping[str, Any]], a: Sequence[float | None], b: Sequence[float | None],
+                     confidence: float = CONFIDENCE) -> Interval:
+    """Brier skill of ``a`` minus ``b`` on the same questions, day-clustered (mean and one-sided bounds)."""
+    if len(a) != len(rows) or len(b) != len(rows):
+        raise ValueError(f"{len(rows)} questions but {len(a)} and {len(b)} forecasts")
+    diffs: dict[date, list[float]] = defaultdict(list)
+    for pa, pb, row in zip(a, b, rows):
+        up = went_up(row)
+        diffs[date.fromisoformat(str(row["cutoff"])[:10])].append(question_skill(pa, up) - question_skill(pb, up))
+    lags = max((int(r["horizon_days"]) for r in rows), default=1) - 1
+    return day_interval(diffs, confidence, lags)
+
+
+def references(rows: Sequence[Mapping[str, Any]], data: Mapping[str, Any]) -> dict[str, list[float]]:
+    """The reference forecasters' p_up on ``rows``: ``constant 0.5``, ``base rate``, ``analyst`` and, on the
+    synthetic market, ``oracle``. ``data``: how the bootstrap built its dataset (``source``, ``seed``,
+    ``stride``, ``start``, ``end``, ``assets``, ``horizons``), from which the training split is rebuilt."""
+    from cortex.data import build_samples, split_by_time
+    from cortex.data.dataset import load_frames
+    from cortex.data.sources import get_source, parse_assets
+    from cortex.data.teachers import AnalystTeacher
+
+    source = get_source(data["source"], seed=int(data.get("seed", 0)))
+    assets = parse_assets(data.get("assets") or ("BTC", "ETH", "SOL", "NEAR"))
+    horizons = sorted({int(h) for h in data.get("horizons") or (1, 7)} | {int(r["horizon_days"]) for r in rows})
+    frames = load_frames(source, assets, data.get("start"), data.get("end"))
+    samples = build_samples(frames, assets, horizons, data.get("start"), data.get("end"),
+                            stride=int(data.get("stride", 1)), source=source.name, synthetic=source.is_synthetic)
+    splits, _ = split_by_time(samples)
+    teacher = AnalystTeacher()
+    teacher.fit(splits["train"])
+    by_key = {(s.asset, s.cutoff, s.horizon_days): s for s in samples}
+    rate = {h: sum(s.outcome_direction == "up" for s in splits["train"] if s.horizon_days == h)
+            / max(1, sum(1 for s in splits["train"] if s.horizon_days == h)) for h in horizons}
+    out: dict[str, list[float]] = {"constant 0.5": [0.5] * len(rows),
+                                   "base rate": [rate[int(r["horizon_days"])] for r in rows], "analyst": []}
+    for r in rows:
+        key = (r["asset"], str(r["cutoff"])[:10], int(r["horizon_days"]))
+        if key not in by_key:
+            raise ValueError(f"benchmark question {key} is not in the rebuilt dataset: was it built from {source.name}?")
+        out["analyst"].append(teacher.predict(by_key[key])[0])
+    oracle = getattr(source, "oracle_p_up", None)
+    if oracle is not None:
+        out["oracle"] = [oracle(r["asset"], str(r["cutoff"])[:10], int(r["horizon_days"])) for r in rows]
+    return out
+
+
+def bootstrap_data(report: Mapping[str, Any]) -> dict[str, Any]:
+    """The dataset recipe of a bootstrap report (``bootstrap.json``), as :func:`references` reads it."""
+    config, data = report.get("config", {}), report.get("data", {})
+    return {"source": config.get("source", "synthetic"), "seed": config.get("seed", 0),
+            "stride": config.get("stride", 1), "start": config.get("start"), "end": config.get("end"),
+            "assets": data.get("assets"), "horizons": data.get("horizons")}
