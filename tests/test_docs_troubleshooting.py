@@ -2,7 +2,8 @@
 is produced here by running the command that meets it (in a temporary folder), and must appear in that
 command's one error line, with exit status 2 and no traceback (issue 20).
 
-A quoted message is the symptom cell's first `code span`, or its "quoted text" when the row has one;
+A row is known by its symptom cell's first `code span`; the message is that span, or the cell's "quoted
+text" when it has one;
 ``…`` and the page's placeholders (N, NAME, HOTKEY, P, DIR, HOST, PORT) match anything. Rows that quote
 something other than a command's output (package names, chain error names the neurons handle themselves)
 are listed in NOT_PRINTED with the reason, so a new row without a recipe here fails the test."""
@@ -30,15 +31,17 @@ NOT_PRINTED = {  # quoted symptom -> why no command is run for it
 }
 
 
-def symptoms() -> list[str]:
-    """The message each table row's symptom cell quotes."""
-    found = []
+def symptoms() -> dict[str, str]:
+    """Each table row's symptom cell that starts with a code span: that span -> the message it quotes
+    (the cell's "quoted text" when it has one, else the span itself)."""
+    found = {}
     for line in DOC.read_text(encoding="utf-8").splitlines():
         if not line.startswith("| `"):
             continue
         cell = line.split(" | ")[0][2:]
+        span = re.match(r"`([^`]+)`", cell).group(1)
         quoted = re.search(r'"([^"]+)"', cell)
-        found.append(quoted.group(1) if quoted else re.match(r"`([^`]+)`", cell).group(1))
+        found[span] = quoted.group(1) if quoted else span
     return found
 
 
@@ -134,9 +137,11 @@ RECIPES = {
     "wallet NAME at … is watch-only": lambda t, c, k: _watch_only(t, k),
     "--wallet.path … is a file": lambda t, c, k: run_cortex(
         ["wallet", "create", "--wallet.name", "a", "--wallet.path", str(c[0])], k),
-    "needs an NVIDIA GPU": lambda t, c, k: run_neuron(
+    "qlora": lambda t, c, k: run_neuron(
         "miner", ["--netuid", "1", "--offline", "--config", _config(t, "finetuning_type: qlora\n"),
                   "--output-dir", str(t / "run")], k),
+    "--engine vllm": lambda t, c, k: run_neuron(
+        "validator", [*neuron_flags(c, "reg"), "--engine", "vllm", "--once"], k),
     "unknown key …": lambda t, c, k: run_neuron(
         "miner", ["--netuid", "1", "--offline", "--config", _config(t, "lora_rnak: 8\n"),
                   "--output-dir", str(t / "run")], k),
@@ -145,7 +150,7 @@ RECIPES = {
                   "--config", str(ROOT / "configs" / "tiny-cpu.yaml")], k),
     "cannot listen on HOST:PORT": lambda t, c, k: _port_in_use(c, k),
 }
-GPU_ONLY = {"needs an NVIDIA GPU"}  # the refusal is what a CPU machine prints
+GPU_ONLY = {"qlora", "--engine vllm"}  # the refusal is what a CPU machine prints
 
 
 def test_every_quoted_message_has_a_recipe():
@@ -157,15 +162,16 @@ def test_every_quoted_message_has_a_recipe():
     assert not stale, f"recipes for messages the page no longer quotes: {stale}"
 
 
-@pytest.mark.parametrize("message", sorted(RECIPES))
-def test_the_command_prints_the_message(message, tmp_path, chain, capsys, monkeypatch):
-    if message in GPU_ONLY:
+@pytest.mark.parametrize("span", sorted(RECIPES))
+def test_the_command_prints_the_message(span, tmp_path, chain, capsys, monkeypatch):
+    message = symptoms()[span]
+    if span in GPU_ONLY:
         import torch
 
         if torch.cuda.is_available():
             pytest.skip("this machine has a GPU: the refusal is not printed here")
     monkeypatch.chdir(tmp_path)
-    status, err = RECIPES[message](tmp_path, chain, capsys)
+    status, err = RECIPES[span](tmp_path, chain, capsys)
     lines = [line for line in err.splitlines() if "error:" in line]
     assert status == 2 and "Traceback" not in err, err[-2000:]
     assert len(lines) == 1, err[-2000:]
