@@ -180,6 +180,7 @@ def test_unknown_command_and_bad_flag_are_one_line(capsys):
     assert_one_line(*run(["chain", "status", "--chain.path", "c.db", "--nope"], capsys)[::2], "unrecognized arguments: --nope")
 
 
+@pytest.mark.slow  # three processes that import torch, 25-40 s each on a busy 2-core machine
 @pytest.mark.parametrize("role", ["miner", "validator", "averager"])
 def test_neurons_one_line(role, tmp_path):
     """Each entry point, as a process: a bad number and an unreadable chain are one line, status 2."""
