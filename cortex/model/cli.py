@@ -33,8 +33,8 @@ def register(parser: argparse.ArgumentParser) -> None:
                    help="replace an --out folder that a bootstrap did not make (deletes what it holds)")
     b.set_defaults(func=_bootstrap)
     for name, text in (("history", "list the base repo's revisions, newest first, and the current pointer"),
-                       ("rollback", "point the competition's base at a revision in the store (averager hotkey; "
-                                    "alias: point, for the owner's first pointer)")):
+                       ("rollback", "point the competition's base at a revision in the store, the newest by "
+                                    "default (averager hotkey; the owner's first pointer reads better as `point`)")):
         p = sub.add_parser(name, help=text, aliases=["point"] if name == "rollback" else [])
         _pointer_args(p)
         if name == "rollback":
