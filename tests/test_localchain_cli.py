@@ -4,6 +4,7 @@ an optional stake through the SDK, and `status` with balances and weights."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import bittensor as bt
 import pytest
@@ -85,3 +86,26 @@ def test_status_shows_weights_a_validator_set(world, capsys):
     assert main(["chain", "status", "--chain.path", str(chain), "--json"]) == 0
     neuron = next(n for n in json.loads(capsys.readouterr().out)["neurons"] if n["uid"] == uid)
     assert neuron["weights"] == {str(uid): pytest.approx(1.0)}  # JSON keys are strings
+
+
+def test_base_point_commits_the_newest_revision(world, tmp_path, capsys):
+    """The owner's first pointer (`cortex base point`, rollback's other name) goes to the store's newest
+    revision when no --to is given."""
+    from cortex.hub.store import open_store
+    from cortex.model.random_base import build_base
+
+    chain, wallets = world
+    root = Path(__file__).resolve().parents[1]
+    base = build_base(tmp_path / "base", "llama3", (root / "tests/data/chat_templates/llama3_1.jinja").read_text(),
+                      ["a small corpus of words", "and some more words"] * 20)
+    store = open_store(f"local:{tmp_path / 'store'}")
+    first = store.upload("cortex/tiny-llama", base, private=False)
+    (base / "notes.txt").write_text("a second revision")
+    newest = store.upload("cortex/tiny-llama", base, private=False)
+    assert first != newest and store.revisions("cortex/tiny-llama")[0] == newest
+    flags = ["--chain.path", str(chain), "--wallet.name", "owner", "--wallet.path", str(wallets)]
+    assert main(["chain", "fund", *flags, "--tao", "10"]) == 0
+    assert main(["chain", "register", *flags]) == 0
+    capsys.readouterr()
+    assert main(["base", "point", "--netuid", "1", *flags, "--store", f"local:{tmp_path / 'store'}"]) == 0
+    assert f"base pointer -> cortex/tiny-llama@{newest}" in capsys.readouterr().out
