@@ -124,3 +124,22 @@ def test_llama_cpp_answers_token_for_token(base, tmp_path):
     for kind in ("f32", "f16"):
         got = greedy_gguf(export_gguf(base, tmp_path / f"{kind}.gguf", kind), ids, 12, gen.tokenizer.eos_token_id)
         assert got == expected, kind
+
+
+def test_q8_0_keeps_rows_that_are_not_whole_blocks_in_f16(base, tmp_path):
+    """The cortex-tiny shape's MLP (688 wide) is no multiple of q8_0's 32-value blocks: those tensors go in as f16."""
+    import gguf
+    from transformers import AutoTokenizer
+
+    from cortex.model.tiny import TinyConfig, build_model
+
+    tok = AutoTokenizer.from_pretrained(base)
+    cfg = TinyConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=4, num_key_value_heads=2,
+                     intermediate_size=48, max_position_embeddings=256)
+    build_model(cfg, tok).save_pretrained(tmp_path / "odd")
+    tok.save_pretrained(tmp_path / "odd")
+    kinds = {t.name: t.tensor_type.name for t in gguf.GGUFReader(export_gguf(tmp_path / "odd", tmp_path / "o.gguf",
+                                                                              "q8_0")).tensors}
+    assert kinds["blk.0.ffn_down.weight"] == "F16"  # rows of 48
+    assert kinds["blk.0.ffn_up.weight"] == kinds["blk.0.attn_q.weight"] == "Q8_0"  # rows of 32
+    assert kinds["blk.0.attn_norm.weight"] == "F32"

@@ -126,8 +126,8 @@ def export_gguf(folder: Path, out: Path, kind: str = "f16") -> Path:
             data = _permute(data, kv_heads)
         if data.ndim == 1 or kind == "f32":  # norms stay f32, as the converter keeps them
             writer.add_tensor(target, data)
-        elif kind == "f16":
-            writer.add_tensor(target, data.astype(np.float16))
+        elif kind == "f16" or data.shape[-1] % gguf.GGML_QUANT_SIZES[gguf.GGMLQuantizationType.Q8_0][0]:
+            writer.add_tensor(target, data.astype(np.float16))  # rows that are not whole q8_0 blocks: f16, as the converter does
         else:
             qtype = gguf.GGMLQuantizationType.Q8_0
             writer.add_tensor(target, gguf.quants.quantize(data, qtype), raw_dtype=qtype)
