@@ -13,7 +13,8 @@ Pure functions over plain numbers (the low-rank geometry they need comes from
 3. ``top``: the ``max_inputs`` with the most incentive (earliest commitment first on ties): ``not_top``.
 4. ``plan``: near-identical updates (cosine ≥ ``duplicate_cosine``) keep only the earliest
    commitment (``duplicate``); updates whose norm is over ``outlier_factor`` × the median are
-   ``outlier``; the rest share weights ∝ incentive, capped at ``max_weight`` per miner, and each
+   ``outlier``; the rest share weights ∝ incentive, capped at ``max_weight`` per miner (a lone input
+   takes weight 1: the cap bounds a share of a blend), and each
    weight is scaled by ``min(1, median norm / norm)``: clipping the update to the median norm
    (the weight left over stays on the unchanged base, see docs/merging.md).
 """
@@ -173,7 +174,10 @@ def plan(choices: Sequence[Choice], gram: Sequence[Sequence[float]], cfg: Select
         else:
             survivors.append(i)
     median = statistics.median(norms[i] for i in survivors)
-    capped = cap_weights({i: choices[i].incentive for i in survivors}, cfg.max_weight)
+    # max_weight bounds one miner's share of a blend. A lone input is the whole update (weight 1): at any lower
+    # weight its merge lands between the base and that adapter, short of what the miner trained and earned.
+    capped = ({survivors[0]: 1.0} if len(survivors) == 1
+              else cap_weights({i: choices[i].incentive for i in survivors}, cfg.max_weight))
     for i in survivors:
         clip = min(1.0, median / norms[i])
         weight = capped[i] * clip

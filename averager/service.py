@@ -138,6 +138,14 @@ class Averager:
         merged, report = self._merge(base_dir, [(adapters[c.hotkey], c.weight) for c in chosen], work)
         record["energy_kept"] = report.energy or None
         gate = self._gate(base_dir, merged, {c.model_key: adapters[c.hotkey].path for c in chosen}, record["block"])
+        if not gate.passed and len(chosen) > 1:
+            soup = self._soup(base_dir, chosen, adapters, gate, work)
+            if soup is not None:
+                inputs, report, gate = soup
+                decided = {c.hotkey: c for c in inputs}
+                record["inputs"] = choices = [decided.get(c.hotkey, c) for c in choices]
+                chosen = S.kept(inputs)
+                record["energy_kept"] = report.energy or None
         record["gate"] = gate
         if not gate.passed:
             record.update(status="rejected", reason=f"gate: {gate.reason}")
@@ -254,6 +262,45 @@ class Averager:
                              progress=progress)
         return out, dataclasses.replace(delta, dtype=folded.dtype)
 
+    def _soup(self, base_dir: Path, chosen: list[S.Choice], adapters: dict[str, Adapter], gate, work: Path):
+        """After a blend failed the gate: the greedy soup over the inputs, best single first (``averager.gate``).
+        Its merge replaces ``work/merged``; returns (the blend's inputs with their soup weights or dropped as
+        ``not_in_soup``, the merge report, the gate's verdict on it), or None when no input has a gate score."""
+        from averager.gate import decide, greedy_soup, score_model
+
+        singles = gate.singles or {}
+        order = sorted((c for c in chosen if singles.get(c.model_key) is not None),
+                       key=lambda c: (-singles[c.model_key], c.commit_block))
+        if not order:
+            return None
+        by_key, merges = {c.model_key: c for c in order}, {}
+
+        def merge(keys: list[str]) -> Path:
+            folder = work / f"soup-{len(merges)}"
+            folder.mkdir()
+            merges[tuple(keys)] = self._merge(base_dir, [(adapters[by_key[k].hotkey], 1 / len(keys)) for k in keys],
+                                              folder)
+            return merges[tuple(keys)][0]
+
+        rows = self._gate_rows
+        score = lambda keys: score_model(merge(keys), rows, self.comp, f"soup of {len(keys)}", self.cfg.device)  # noqa: E731
+        keys, best, steps = greedy_soup([c.model_key for c in order], singles[order[0].model_key], score)
+        if tuple(keys) not in merges:  # the best single alone, merged at full weight
+            merge(keys)
+        merged, report = merges[tuple(keys)]
+        final = best if len(keys) > 1 else score_model(merged, rows, self.comp, "soup", self.cfg.device)
+        verdict = decide(final, gate.base_reward, singles, self.cfg.margin, against_best=len(keys) > 1)
+        verdict = dataclasses.replace(verdict, prompts=gate.prompts, soup=steps)
+        log.info("greedy soup of %d: %s", len(keys), verdict.reason)
+        shutil.rmtree(work / "merged")
+        merged.rename(work / "merged")
+        weight = 1 / len(keys)
+        inputs = [dataclasses.replace(c, weight=weight, reason="selected",
+                                      detail=f"greedy soup member ({weight:.3g} each); {c.detail}")
+                  if c.model_key in keys else c.drop("not_in_soup", "the blend failed the gate and the greedy soup "
+                                                                    "did not improve with it") for c in chosen]
+        return inputs, report, verdict
+
     def _gate(self, base_dir: Path, merged: Path, adapters: dict[str, Path], block: int):
         from averager.gate import gate_rows, run_gate
         from cortex.data import get_source
@@ -264,6 +311,7 @@ class Averager:
         clock = self.cfg.market_clock(self.sub, sync)
         rows = gate_rows(self.comp, get_source(self.cfg.source), gate_window(clock, sync, self.comp.eval),
                          self.sub.chain.block_info(sync)["hash"])
+        self._gate_rows = rows  # the greedy soup scores on the same rows
         return run_gate(base_dir, merged, adapters, rows, self.comp, self.cfg.margin, self.cfg.device)
 
     def _write(self, record: AveragerRound) -> None:

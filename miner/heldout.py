@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cortex.eval.ceiling import brier_skill, forecasts
 from cortex.eval.generate import Generator, ModelScore, evaluate
 from cortex.protocol.competition import Competition
 
@@ -27,9 +28,13 @@ class Decision:
     reason: str
 
 
-def _fields(prefix: str, s: ModelScore) -> dict[str, Any]:
+def _fields(prefix: str, s: ModelScore, rows: Sequence[Mapping]) -> dict[str, Any]:
+    """Mean reward and parse rate, and beside them the Brier skill of the forecasts (1 − Brier / 0.25 over
+    every prompt, an unparsed answer as 0.5: ``cortex.eval.ceiling``): what the adapter knows of the market."""
+    skill = brier_skill(forecasts(s.parts), rows) if s.rewards is not None and s.parts else None
     return {f"heldout_reward_{prefix}": round(s.mean_reward, 6) if s.rewards is not None else None,
             f"heldout_parse_rate_{prefix}": round(s.parse_rate, 4) if s.rewards is not None else None,
+            f"heldout_brier_skill_{prefix}": None if skill is None else round(skill, 4),
             f"heldout_failure_{prefix}": s.reason}
 
 
@@ -44,12 +49,13 @@ def score_heldout(base: Path, models: Mapping[str, Path | None], rows: Sequence[
     out: dict[str, Any] = {"heldout_prompts": len(rows), "heldout_max_new_tokens": generator.max_new_tokens}
     for key, path in models.items():
         result = evaluate(generator, rows, key=key, adapter=path, config=competition.reward)
-        out.update(_fields(key, result))
+        out.update(_fields(key, result, rows))
         out[f"heldout_seconds_{key}"] = round(result.seconds, 1)
         if result.completions:
             out[f"heldout_example_{key}"] = result.completions[0][:600]
-        log.info("held-out %s: mean reward %s, parse rate %s%s", key, out[f"heldout_reward_{key}"],
-                 out[f"heldout_parse_rate_{key}"], f" ({result.reason})" if result.reason else "")
+        log.info("held-out %s: mean reward %s, parse rate %s, Brier skill %s%s", key, out[f"heldout_reward_{key}"],
+                 out[f"heldout_parse_rate_{key}"], out[f"heldout_brier_skill_{key}"],
+                 f" ({result.reason})" if result.reason else "")
     return out
 
 

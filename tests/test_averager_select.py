@@ -146,7 +146,7 @@ def test_plan_keeps_the_earliest_commitment_of_identical_updates_whatever_the_or
     same = lowrank(7)
     out = plan([choice(1, 0.9, 8), choice(2, 0.1, 3)], gram([adapter(q=same), adapter(q=same)]), SelectConfig())
     assert [(c.uid, c.decision) for c in out] == [(1, DROPPED), (2, KEPT)]
-    assert out[1].weight == pytest.approx(0.5)  # alone: capped at max_weight
+    assert out[1].weight == pytest.approx(1.0)  # alone: the whole update (the cap bounds a share of a blend)
 
 
 def test_plan_refuses_a_gram_matrix_of_the_wrong_size():

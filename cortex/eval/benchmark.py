@@ -71,11 +71,10 @@ def summarise(model: str, rows: Sequence[Mapping[str, Any]], rewards: Sequence[f
     skill over every question and each question's ``p_up``."""
     if rewards is None:
         return BenchmarkScore(model=model, questions=len(rows), questions_sha256=questions_sha256, reason=reason)
-    from cortex.eval.ceiling import brier_skill
+    from cortex.eval.ceiling import brier_skill, forecasts as parsed_forecasts
     from cortex.reward.score import outcome_of
 
-    forecasts = [float(p["answer"]["p_up"]) if p.get("parse_error") is None and p.get("answer") else None
-                 for p in parts]
+    forecasts = parsed_forecasts(parts)
     parsed = [(p, row) for p, row in zip(forecasts, rows) if p is not None]
     brier = (sum((p - float(outcome_of(row).went_up)) ** 2 for p, row in parsed) / len(parsed) if parsed else None)
     return BenchmarkScore(model=model, questions=len(rows), questions_sha256=questions_sha256,

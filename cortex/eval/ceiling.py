@@ -42,6 +42,11 @@ def question_skill(p_up: float | None, up: bool) -> float:
     return 1.0 - brier(p_up, up) / COIN_BRIER
 
 
+def forecasts(parts: Sequence[Mapping[str, Any]]) -> list[float | None]:
+    """Each answer's parsed ``p_up`` (None where it does not parse), from ``cortex.eval``'s reward parts."""
+    return [float(p["answer"]["p_up"]) if p.get("parse_error") is None and p.get("answer") else None for p in parts]
+
+
 def brier_skill(forecasts: Sequence[float | None], rows: Sequence[Mapping[str, Any]]) -> float | None:
     """1 − Brier / 0.25 over every question (``None``: no parsed answer, counted as 0.5)."""
     if not rows or len(forecasts) != len(rows):

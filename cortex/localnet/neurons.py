@@ -24,15 +24,6 @@ from cortex.protocol.rounds import AveragerRound
 log = logging.getLogger(__name__)
 
 NEURONS = REPO_ROOT / "neurons"
-# The averager's cap on one miner's merge weight. A handful of miners, of whom often one earns: under the
-# default cap (0.5) a lone winner is merged at half weight, which lands between the base and that adapter
-# and so can never pass the gate's "at least the best single adapter". Uncapped, a lone winner's merge is
-# that adapter folded into the base, and the gate still decides.
-MAX_WEIGHT = 1.0
-# The inputs merged at most. With four miners, of whom one or two earn, a blend lands between its inputs
-# and the gate's "at least the best single adapter" rejected it (by 0.002 to 0.009 on the demo's runs);
-# the top earner alone is what the gate can pass. A network with more miners keeps the default (8).
-MAX_INPUTS = 1
 
 
 def child_env(s: Settings) -> dict[str, str]:
@@ -83,7 +74,7 @@ def averager_command(s: Settings, round_: int) -> Command:
     argv = [sys.executable, str(NEURONS / "averager.py"), *_chain_flags(s, "owner"), "--competition",
             str(s.competition_file), "--store", f"local:{s.store_path}", "--state", str(averager_dir(s)), "--once",
             "--source", s.market, *_clock_flags(s), *scores, "--benchmark", str(benchmark_file(s)), "--no-progress",
-            "--wandb.off", "--max-weight", str(MAX_WEIGHT), "--max-inputs", str(MAX_INPUTS)]
+            "--wandb.off"]  # the defaults: a lone earner at full weight, several blended, then the greedy soup
     return Command("averager", argv, s.log_path(round_, "averager"))
 
 

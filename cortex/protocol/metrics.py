@@ -49,6 +49,9 @@ class RunMetrics(Record):
     heldout_parse_rate_base: float | None = None
     heldout_parse_rate_adapter: float | None = None
     heldout_parse_rate_previous: float | None = None
+    heldout_brier_skill_base: float | None = None  # 1 - Brier / 0.25 over every prompt (cortex.eval.ceiling)
+    heldout_brier_skill_adapter: float | None = None
+    heldout_brier_skill_previous: float | None = None
     heldout_failure_base: str | None = None
     heldout_failure_adapter: str | None = None
     heldout_failure_previous: str | None = None

@@ -11,7 +11,7 @@ subclasses: a reader gets exactly these fields or a ``RecordError``.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal, get_args
+from typing import Any, Literal, get_args
 
 from cortex.errors import CortexError
 from cortex.protocol.records import Record
@@ -64,6 +64,8 @@ class GateResult(Record):
     reason: str
     prompts: int = 0
     singles: dict[str, float | None] | None = None  # every input's mean reward on the gate's prompts
+    # the greedy soup's steps after a blend failed (averager.gate.greedy_soup): {added, score, kept} each
+    soup: list[dict[str, Any]] | None = None
 
 
 @dataclass(frozen=True)
