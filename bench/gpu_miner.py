@@ -18,7 +18,7 @@ memory (``torch.cuda.max_memory_allocated``) and the fraction of the GPU's bf16 
 FLOPs reach: 4 x parameters x tokens (forward 2N, backward through the frozen base 2N; the frozen
 weights get no gradient, the LoRA factors' FLOPs and checkpointing's recomputation are not
 counted) over the dense bf16 peak (H200/H100 SXM: 989 TFLOP/s). Sized to finish in under 8 minutes
-on one H200. ``--tiny`` runs the same steps on the CPU with a tiny shape (tests/test_miner_gpu_bench.py).
+on one H200. ``--tiny`` runs the same steps on the CPU with a tiny shape (tests/bench/test_miner_gpu_bench.py).
 
 Run it on a GPU machine through the prepared check: ``bench/gpu_wheels.py`` here, then
 ``bash bench/gpu_check.sh`` there (docs/benchmarks.md, "The GPU check").
