@@ -41,6 +41,7 @@ INSTALL_REQUIRES = [
     "fastapi>=0.110",
     "uvicorn>=0.30",
     "prometheus-client>=0.20",  # cortex serve's /metrics (the reference Prometheus client)
+    "gguf>=0.17",  # cortex export's GGUF files for llama.cpp (pure Python; llama-cpp-python is not required)
     "jinja2>=3.1",  # the leaderboard's templates (autoescaped)
     "markupsafe>=2.1",  # Markup for the leaderboard's pre-escaped HTML (charts, deltas)
     "matplotlib>=3.8",
