@@ -10,6 +10,7 @@ import socket
 import threading
 import time
 from dataclasses import replace
+from pathlib import Path
 
 import httpx
 import openai
@@ -273,3 +274,47 @@ def test_a_request_reaching_a_closed_base_goes_to_the_current_one(bases):
 
 async def _queue_on(engine: Engine):
     return await engine.complete(CHAT, engine.prompt_ids(CHAT), 2)
+
+
+ANSWER = ('<think>Momentum is up.</think><answer>{"asset": "BTC", "horizon_days": 1, "direction": "up", '
+          '"p_up": 0.62, "return_pct": 0.8}</answer>')
+
+
+@pytest.fixture(scope="module")
+def answering_base(bases, tmp_path_factory) -> Path:
+    """Base a, fine-tuned (seconds) until greedy decoding answers every BTC 1-day prompt of May 2024 with ANSWER."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from cortex.data import build_samples
+    from cortex.model.pretrain import assistant_loss, collate, encode_chat
+
+    tok, model = AutoTokenizer.from_pretrained(bases[0]), AutoModelForCausalLM.from_pretrained(bases[0])
+    frames = SOURCE.load(["BTC"], "2024-01-01", "2024-06-30")
+    prompts = [s.prompt for s in build_samples(frames, ["BTC"], [1], start="2024-05-01", end="2024-05-28")]
+    chats = [encode_chat(tok, p + [{"role": "assistant", "content": ANSWER}], 2048) for p in prompts]
+    torch.manual_seed(0)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    for step in range(400):
+        assistant_loss(model, collate([chats[(4 * step + k) % len(chats)] for k in range(4)], tok.pad_token_id)).backward()
+        optimizer.step()
+        optimizer.zero_grad()
+        if step % 25 == 24 and all(a == ANSWER for a in Generator(model, tok, max_new_tokens=60, batch_size=8)
+                                   .generate(prompts[::3])[0]):
+            break
+    else:
+        raise AssertionError("400 steps did not teach the tiny base its one answer")
+    out = tmp_path_factory.mktemp("answering") / "base"
+    model.save_pretrained(out)
+    tok.save_pretrained(out)
+    return out
+
+
+def test_forecast_returns_the_parsed_forecast_and_its_reasoning(answering_base):
+    ref = local_base(answering_base, REPO)
+    app = create_app(Served(Engine.load(ref.path, ref.revision, device="cpu"), ref), CORTEX_TINY, SOURCE)
+    with TestClient(app) as http:
+        out = http.post("/v1/forecast", json={"asset": "BTC", "horizon_days": 1, "cutoff": "2024-05-13"}).json()
+    assert out["forecast"] == {"asset": "BTC", "horizon_days": 1, "direction": "up", "p_up": 0.62, "return_pct": 0.8}
+    assert out["reasoning"] == "Momentum is up." and out["parse_error"] is None and out["completion"] == ANSWER
+    assert out["model"]["revision"] == ref.revision and out["usage"]["completion_tokens"] > 10
