@@ -61,9 +61,9 @@ class Settings:
     blocks_per_day: int = 10  # the simulated market clock: one market day closes every N blocks
     start_day: date = date(2024, 1, 1)  # the market day that has closed at genesis
     base_steps: int = BootstrapConfig.steps  # pre-training steps of the tiny base (`cortex base bootstrap --steps`)
-    train_steps: int = 32  # SFT steps per miner and round
+    train_steps: int = 48  # SFT steps per miner and round (time to move p_up towards the teacher's, not only the style)
     eval_prompts: int = 32  # prompts per averager gate and per miner held-out check (and a validator's batch)
-    benchmark_prompts: int = 100  # the fixed held-out questions every base is scored on (the bootstrap's check)
+    benchmark_prompts: int = 200  # the fixed held-out questions every base is scored on (the bootstrap's check)
     jobs: int = 2  # heavy processes (training, scoring) at a time
     threads: int = 1  # torch threads per process
     phase_timeout: float = 1200.0  # seconds a phase may take before its processes are stopped
