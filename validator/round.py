@@ -286,18 +286,21 @@ class Validator:
     def _answer(self, comp: Competition, bases: dict[str, BaseRef], models: Sequence[Model], rows: dict[str, dict],
                 block: int) -> dict[str, int]:
         """Generate every answer the ledger lacks, each on its question day's base (``bases``); models missing
-        the same questions of one base share the engine's batches. Older bases go first, so the engine
-        left loaded is the newest base's."""
+        the same questions share the engine's batches. Older bases go first, so the engine left loaded is
+        the newest base's.
+
+        The engine is given one question day at a time, its questions in id order: what a row is batched
+        with is then fixed by the competition (that day's questions, the competition's batch size), not by
+        when this validator started or how many days it is catching up on, so two validators give an
+        adapter the same answers (docs/validator.md, "Validators agree")."""
         batches: dict[tuple[str, tuple[str, ...]], list[Model]] = defaultdict(list)
-        size = comp.eval.prompts_per_round
         for m in sorted(models, key=lambda m: m.key):
-            by_base: dict[str, list[Question]] = defaultdict(list)
+            by_day: dict[tuple[str, str], list[Question]] = defaultdict(list)
             for q in self.ledger.missing(m.key, m.questions):
-                by_base[str(bases[q.cutoff])].append(q)
-            for base_key, missing in by_base.items():
-                for start in range(0, len(missing), size):
-                    chunk = missing[start:start + size]
-                    batches[(base_key, tuple(q.id for q in chunk))].append(Model(m.key, m.adapter, tuple(chunk)))
+                by_day[(str(bases[q.cutoff]), q.cutoff)].append(q)
+            for (base_key, _), missing in sorted(by_day.items()):
+                missing.sort(key=lambda q: q.id)
+                batches[(base_key, tuple(q.id for q in missing))].append(Model(m.key, m.adapter, tuple(missing)))
         generated: dict[str, int] = defaultdict(int)
         refs, last_day = {}, {}
         for day, ref in sorted(bases.items()):

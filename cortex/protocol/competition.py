@@ -121,11 +121,11 @@ class EvalConfig:
 
     assets: tuple[str, ...]
     horizons_days: tuple[int, ...]
-    prompts_per_round: int
+    prompts_per_round: int  # the averager's gate sample (drawn by the block hash); validators answer every question
     eval_window_days: int  # the averager's gate draws samples whose cutoff falls in the last N days
     eligibility_delay_blocks: int = 0  # a commitment must be at least this old to be scored
     max_new_tokens: int = 512
-    batch_size: int = 8
+    batch_size: int = 8  # rows per generation batch: fixes each batch's composition, so validators agree
     time_budget_s: float = 600.0  # per model and round; a slower model scores zero
 
     def __post_init__(self) -> None:
