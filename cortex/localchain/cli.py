@@ -22,6 +22,7 @@ from cortex.localchain.store import ChainFile
 from cortex.localchain.subnet import RAO, SubnetParams
 from cortex.cliargs import int_at_least, positive_float
 from cortex.errors import CortexError
+from cortex.wallets import OFFLINE_PATH
 
 _PARAM_FLAGS = {  # flag -> SubnetParams field
     "tempo": "tempo",
@@ -59,8 +60,6 @@ def _chain_path(p: argparse.ArgumentParser) -> None:
 
 
 def _wallet(p: argparse.ArgumentParser) -> None:
-    from cortex.wallets import OFFLINE_PATH
-
     p.add_argument("--wallet.name", dest="wallet_name", required=True, help="the wallet (its coldkey pays)")
     p.add_argument("--wallet.hotkey", dest="wallet_hotkey", default="default", help="the hotkey to register")
     p.add_argument("--wallet.path", dest="wallet_path", default=OFFLINE_PATH, help="folder of wallets")
@@ -78,8 +77,7 @@ def register(parser: argparse.ArgumentParser) -> None:
     init.add_argument("--owner-hotkey", help="subnet owner hotkey ss58 (default: the coldkey)")
     init.add_argument("--owner-wallet", default=None, metavar="NAME",
                       help="the subnet owner is this wallet's coldkey and default hotkey (instead of the ss58 flags)")
-    init.add_argument("--wallet.path", dest="wallet_path", default=None,
-                      help="folder of --owner-wallet (default: cortex wallet's own)")
+    init.add_argument("--wallet.path", dest="wallet_path", default=OFFLINE_PATH, help="folder of --owner-wallet")
     defaults = SubnetParams()
     for flag, field in _PARAM_FLAGS.items():
         init.add_argument(f"--{flag.replace('_', '-')}", type=int_at_least(*_PARAM_BOUNDS[flag]),
@@ -91,8 +89,7 @@ def register(parser: argparse.ArgumentParser) -> None:
     to = fund.add_mutually_exclusive_group(required=True)
     to.add_argument("--ss58", help="the coldkey address to credit")
     to.add_argument("--wallet.name", dest="wallet_name", help="credit this wallet's coldkey (with --wallet.path)")
-    fund.add_argument("--wallet.path", dest="wallet_path", default=None,
-                      help="folder of wallets (default: cortex wallet's own)")
+    fund.add_argument("--wallet.path", dest="wallet_path", default=OFFLINE_PATH, help="folder of wallets")
     fund.add_argument("--tao", type=positive_float, required=True, help="how much")
     fund.set_defaults(func=_fund)
 
@@ -122,9 +119,9 @@ def _init(args: argparse.Namespace) -> int:
     if args.owner_wallet:
         if coldkey or hotkey:
             raise CortexError("--owner-wallet names the owner's keys: leave out --owner-coldkey/--owner-hotkey")
-        from cortex.wallets import OFFLINE_PATH, load_wallet
+        from cortex.wallets import load_wallet
 
-        owner = load_wallet(args.owner_wallet, "default", args.wallet_path or OFFLINE_PATH)
+        owner = load_wallet(args.owner_wallet, "default", args.wallet_path)
         coldkey, hotkey = owner.coldkeypub.ss58_address, owner.hotkey.ss58_address
     config = GenesisConfig(
         block_time=args.block_time, manual_blocks=args.manual_blocks, netuid=args.netuid,
@@ -147,9 +144,9 @@ def _fund(args: argparse.Namespace) -> int:
     _open(args.path)  # a missing file is refused, never created empty by the faucet
     ss58 = args.ss58
     if ss58 is None:
-        from cortex.wallets import OFFLINE_PATH, load_wallet
+        from cortex.wallets import load_wallet
 
-        ss58 = load_wallet(args.wallet_name, "default", args.wallet_path or OFFLINE_PATH).coldkeypub.ss58_address
+        ss58 = load_wallet(args.wallet_name, "default", args.wallet_path).coldkeypub.ss58_address
     try:
         ss58_decode(ss58)
     except Exception:  # noqa: BLE001

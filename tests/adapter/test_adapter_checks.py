@@ -490,6 +490,16 @@ def test_parse_header_accepts_what_safetensors_writes(made):
 # --- fuzzing: nothing but AdapterRejected escapes, and what passes is what the limits allow ---------
 
 
+def rejected_or_acceptable(folder: Path, spec: BaseSpec) -> None:
+    """A fuzzed adapter is either rejected for a known reason or accepted and within every limit."""
+    try:
+        checked = check_adapter(folder, spec, LIMITS)
+    except AdapterRejected as exc:
+        assert exc.reason in REASONS
+    else:
+        assert_acceptable(folder, spec, checked)
+
+
 def assert_acceptable(folder: Path, spec: BaseSpec, checked) -> None:
     """What every accepted adapter satisfies, re-derived from its files with other readers (json,
     safetensors, peft) rather than from the checks' own results."""
@@ -572,12 +582,7 @@ def test_mutated_honest_files_pass_or_are_rejected(made, spec, flips):
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(shutil.copytree(made["lora"], Path(tmp) / "a"))
         (folder / WEIGHTS).write_bytes(bytes(raw))
-        try:
-            checked = check_adapter(folder, spec, LIMITS)
-        except AdapterRejected as exc:
-            assert exc.reason in REASONS
-        else:
-            assert_acceptable(folder, spec, checked)
+        rejected_or_acceptable(folder, spec)
 
 
 config_values = st.recursive(
@@ -595,9 +600,4 @@ config_values = st.recursive(
 def test_random_configs_pass_or_are_rejected(made, spec, changes):
     with tempfile.TemporaryDirectory() as tmp:
         folder = edit_config(Path(shutil.copytree(made["lora"], Path(tmp) / "a")), **changes)
-        try:
-            checked = check_adapter(folder, spec, LIMITS)
-        except AdapterRejected as exc:
-            assert exc.reason in REASONS
-        else:
-            assert_acceptable(folder, spec, checked)
+        rejected_or_acceptable(folder, spec)
