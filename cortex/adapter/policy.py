@@ -54,7 +54,16 @@ def _is_text(v: Any) -> bool:
     return v is None or (isinstance(v, str) and len(v) <= 256)
 
 
-def _empty(v: Any) -> bool:
+# Keys peft 0.21.2 turns into a sub-config dataclass (``_get_lora_subconfig``): any value but a dict or
+# None makes peft raise on an adapter the checks had passed.
+_SUBCONFIGS = frozenset({"velora_config", "kasa_config", "eva_config", "corda_config", "lora_ga_config",
+                         "arrow_config", "use_bdlora"})
+
+
+def _empty(key: str, v: Any) -> bool:
+    """Whether ``key`` is unset: None, False, [] or {}; for a sub-config key only None or {}."""
+    if key in _SUBCONFIGS:
+        return v is None or v == {}
     return v is None or v is False or v == [] or v == {}
 
 
@@ -143,7 +152,7 @@ def read_config(path: Path, base: BaseSpec, limits: AdapterLimits) -> AdapterCon
     if cfg.get("megatron_core") not in (None, "megatron.core"):
         raise _reject("remote_code", "megatron_core names a module to import")
     mapping = cfg.get("auto_mapping")
-    if not _empty(mapping) and not is_transformers_class(mapping):
+    if not _empty("auto_mapping", mapping) and not is_transformers_class(mapping):
         raise _reject("remote_code", f"auto_mapping must name a transformers class, got {str(mapping)[:80]}")
     unknown = sorted(set(cfg) - ALLOWED_CONFIG_KEYS)
     if unknown:
@@ -157,7 +166,7 @@ def read_config(path: Path, base: BaseSpec, limits: AdapterLimits) -> AdapterCon
         raise _reject("adapter_type", f"{str(cfg['peft_type'])[:20]!r}/{kind} is not among {list(limits.types)}")
     for key, reason in _UNSET.items():
         value = cfg.get(key)
-        if not _empty(value):
+        if not _empty(key, value):
             if key == "modules_to_save" and any(e in str(value) for e in EMBEDDINGS):
                 reason = "replaces_embeddings"
             raise _reject(reason, f"{key} must be unset, got {str(value)[:80]}")
