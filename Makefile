@@ -10,10 +10,16 @@ PYTEST_ARGS ?=
 # ("Using --randomly-seed=N"). Replay that order with `make test SEED=N`; `SEED=none` runs in file order.
 SEED ?=
 ORDER_ARGS := $(if $(SEED),$(if $(filter none,$(SEED)),-p no:randomly,-p randomly --randomly-seed=$(SEED)))
+# `cortex export --gptq` (cortex/export/gptq.py): llmcompressor's GPTQ and compressed-tensors' format. Installed
+# with --no-deps because llmcompressor 0.14.0.1 pins transformers<=5.17 (this project needs >=5.23) and pulls
+# auto-round and nvidia-ml-py, none of which its GPTQ path imports; with transformers 5.25 it calibrates, saves and
+# loads back on a CPU (tests/export/test_export_gptq.py). Its other requirements are already core requirements.
+GPTQ_STAMP := $(VENV)/.gptq
+GPTQ_LIBS  := llmcompressor==0.14.0.1 compressed-tensors==0.19.0 loguru>=0.7.2
 
 .PHONY: install test test-fast demo bench clean
 
-install: $(STAMP)
+install: $(STAMP) $(GPTQ_STAMP)
 
 $(STAMP): setup.py
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -21,6 +27,10 @@ $(STAMP): setup.py
 	$(PIP) install "$(TORCH)"
 	$(PIP) install -e ".[test]"
 	touch $(STAMP)
+
+$(GPTQ_STAMP): $(STAMP) Makefile
+	$(PIP) install --no-deps $(foreach p,$(GPTQ_LIBS),"$(p)")
+	touch $(GPTQ_STAMP)
 
 test: install
 	$(PY) -m pytest $(ORDER_ARGS) $(PYTEST_ARGS)

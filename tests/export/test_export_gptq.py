@@ -1,0 +1,163 @@
+"""GPTQ copies (``cortex.export.gptq``, llmcompressor): the tests' tiny base, fine-tuned here to answer BTC's
+1-day question in the competition's format, exported at 4 and 8 bits by ``cortex export``; each copy is
+compressed-tensors' ``pack-quantized`` format, loads back through transformers and still answers in format,
+and the 8-bit weights sit on their quantization grid close to the originals."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+
+from cortex.data.prompts import completion, format_answer
+from cortex.errors import CortexError
+from cortex.export.gptq import BITS, parse_bits, quantize
+from cortex.export.run import ExportConfig, export
+from cortex.model.pointer import local_base
+from cortex.protocol.competition import CORTEX_TINY
+
+from serve_fixtures import SOURCE, tiny_base
+
+pytest.importorskip("llmcompressor", reason="make install puts llmcompressor in (--no-deps, see the Makefile)")
+
+ANSWER = completion("Momentum is up.", format_answer("BTC", 1, 0.6, 1.5))
+COMP = replace(CORTEX_TINY, eval=replace(CORTEX_TINY.eval, assets=("BTC",), horizons_days=(1,), max_new_tokens=48,
+                                         batch_size=4))
+LINEAR = "model.layers.{}.{}"
+MODULES = ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj", "mlp.gate_proj",
+           "mlp.up_proj", "mlp.down_proj")
+
+
+def formatted_base(out: Path) -> Path:
+    """The tests' tiny base fine-tuned until it answers every BTC 1-day prompt with ``ANSWER`` (greedy)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from cortex.data import build_samples
+    from cortex.eval.prompts import prompt_ids
+    from cortex.model.pretrain import assistant_loss, collate, encode_chat
+
+    tiny_base(out, seed=0)
+    torch.manual_seed(0)
+    tokenizer = AutoTokenizer.from_pretrained(out)
+    model = AutoModelForCausalLM.from_pretrained(out)
+    frames = SOURCE.load(["BTC"])
+    samples = build_samples(frames, ["BTC"], [1], start="2023-01-01", end="2023-06-30", stride=5)
+    chats = [encode_chat(tokenizer, s.prompt + [{"role": "assistant", "content": ANSWER}], 2048) for s in samples]
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    target = tokenizer(ANSWER, add_special_tokens=False)["input_ids"]
+    check = torch.tensor([prompt_ids(tokenizer, samples[0].prompt)])
+    for step in range(200):
+        pick = torch.randperm(len(chats))[:2].tolist()
+        assistant_loss(model, collate([chats[i] for i in pick], tokenizer.pad_token_id)).backward()
+        optimizer.step()
+        optimizer.zero_grad()
+        if step % 10 == 9:
+            new = model.generate(check, max_new_tokens=len(target) + 2, do_sample=False)[0, check.shape[1]:]
+            if tokenizer.decode(new, skip_special_tokens=True) == ANSWER:
+                break
+    else:
+        raise AssertionError("the tiny base did not learn the formatted answer in 200 steps")
+    model.save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory) -> tuple[Path, Path, dict]:
+    root = tmp_path_factory.mktemp("gptq")
+    base = formatted_base(root / "base")
+    ref = local_base(base, COMP.base.repo)
+    cfg = ExportConfig(root / "out", (), questions=4, gptq=(4, 8), gptq_calibration=8)
+    return base, root / "out", export(base, ref, None, COMP, cfg)
+
+
+def _linear_weights(folder: Path) -> dict[str, torch.Tensor]:
+    """Every quantized Linear's weight as transformers loads it, decompressed for a quantized folder."""
+    from transformers import AutoModelForCausalLM, CompressedTensorsConfig
+
+    config = json.loads((folder / "config.json").read_text())
+    kwargs = {"quantization_config": CompressedTensorsConfig(dequantize=True)} if "quantization_config" in config else {}
+    params = dict(AutoModelForCausalLM.from_pretrained(folder, **kwargs).named_parameters())
+    return {name: params[f"{name}.weight"].detach() for name in
+            (LINEAR.format(layer, m) for layer in range(2) for m in MODULES)}
+
+
+def test_gptq_copies_are_reported_like_the_gguf_copies(exported):
+    _, out, report = exported
+    entries = {e["file"]: e for e in report["exports"]}
+    assert set(entries) == {"hf/", "gptq/w4a16/", "gptq/w8a16/"}
+    assert entries["hf/"]["parse_rate"] == 1.0  # the fine-tuned base answers every held-out question in format
+    for name in ("gptq/w4a16/", "gptq/w8a16/"):
+        e = entries[name]
+        assert e["bytes"] == sum(p.stat().st_size for p in (out / name).iterdir()) > 0
+        assert e["calibration_prompts"] == 8 and e["format"].startswith("gptq w")
+        assert e["parse_rate"] == 1.0 and e["parse_rate_change"] == 0.0
+        assert e["reward_change"] == pytest.approx(e["mean_reward"] - entries["hf/"]["mean_reward"])
+        assert 0 <= e["same_answers"] <= report["questions"]
+    assert entries["gptq/w8a16/"]["same_answers"] == report["questions"]
+    assert json.loads((out / "export.json").read_text())["exports"] == report["exports"]
+    assert "gptq/w4a16/" in (out / "hf" / "README.md").read_text()  # the card's table of copies
+
+
+@pytest.mark.parametrize("bits", BITS)
+def test_gptq_copy_is_compressed_tensors_and_answers_through_transformers(exported, bits):
+    from safetensors import safe_open
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from cortex.data import build_samples
+    from cortex.eval.prompts import prompt_ids
+    from cortex.reward import parse_completion
+
+    _, out, _ = exported
+    folder = out / "gptq" / f"w{bits}a16"
+    config = json.loads((folder / "config.json").read_text())["quantization_config"]
+    assert config["quant_method"] == "compressed-tensors" and config["format"] == "pack-quantized"
+    assert config["ignore"] == ["lm_head"]
+    weights = config["config_groups"]["group_0"]["weights"]
+    assert (weights["num_bits"], weights["type"], weights["symmetric"]) == (bits, "int", True)
+    assert weights["strategy"] == "channel"  # the tiny base's widths (32, 64) are not multiples of 128
+    with safe_open(folder / "model.safetensors", "pt") as f:
+        names = set(f.keys())
+        packed = f.get_tensor("model.layers.0.mlp.down_proj.weight_packed")
+    assert "model.layers.0.mlp.down_proj.weight" not in names and packed.dtype == torch.int32
+    assert packed.shape == (32, 64 * bits // 32)  # eight 4-bit or four 8-bit values per int32
+
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    model = AutoModelForCausalLM.from_pretrained(folder)
+    sample = build_samples(SOURCE.load(["BTC"]), ["BTC"], [1], start="2024-02-01", end="2024-02-01")[0]
+    ids = torch.tensor([prompt_ids(tokenizer, sample.prompt)])
+    new = model.generate(ids, max_new_tokens=COMP.eval.max_new_tokens, do_sample=False)[0, ids.shape[1]:]
+    parsed = parse_completion(tokenizer.decode(new, skip_special_tokens=True), "BTC", 1, COMP.reward)
+    assert parsed.answer is not None and parsed.answer["p_up"] == pytest.approx(0.6)
+
+
+def test_eight_bit_weights_are_close_and_on_their_grid(exported):
+    from safetensors.torch import load_file
+
+    base, out, _ = exported
+    original, copy = _linear_weights(base), _linear_weights(out / "gptq" / "w8a16")
+    stored = load_file(out / "gptq" / "w8a16" / "model.safetensors")
+    for name, w in original.items():
+        q = copy[name]
+        assert not torch.equal(q, w), name  # quantized, not copied
+        assert float((q - w).norm() / w.norm()) < 0.02, name  # 8 bits: well under 2% of the weight's norm
+        steps = q / stored[f"{name}.weight_scale"]  # symmetric, one scale per output row: integers in [-128, 127]
+        assert float((steps - steps.round()).abs().max()) < 1e-3 and float(steps.abs().max()) <= 128, name
+
+
+def test_bad_input_is_one_clear_error(exported, tmp_path):
+    base, _, _ = exported
+    with pytest.raises(CortexError, match="GPTQ takes 4 or 8 bits, not 3"):
+        parse_bits("4,3")
+    with pytest.raises(CortexError, match="--gptq takes bit widths"):
+        parse_bits("four")
+    assert parse_bits(" 8, 4,8") == (8, 4) and parse_bits("") == ()
+    with pytest.raises(CortexError, match="GPTQ takes 4 or 8 bits, not 3"):
+        export(base, local_base(base, COMP.base.repo), None, COMP, ExportConfig(tmp_path / "out", (), gptq=(3,)))
+    assert not (tmp_path / "out").exists()  # refused before any work
+    with pytest.raises(CortexError, match="no config.json"):
+        quantize(tmp_path / "missing", tmp_path / "q", 8, [[1, 2, 3]])
+    with pytest.raises(CortexError, match="already exists"):
+        quantize(base, base, 8, [[1, 2, 3]])
