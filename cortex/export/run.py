@@ -7,6 +7,11 @@ has outcomes for. The unquantized model answers them with the validators' genera
 (``cortex.eval.generate``); a GGUF copy answers through ``llama-cpp-python`` from the same prompt token
 ids, greedily, up to the same budget; both are scored with the competition's reward. Without
 ``llama-cpp-python`` a GGUF copy is written and its size reported, and the report says it was not scored.
+
+A GPTQ copy (``cortex.export.gptq``) is calibrated on ``gptq_calibration`` of the competition's prompts drawn
+the same way from the ``HELD_OUT_DAYS`` days before the held-out window (a gap of the longest horizon between
+them, so no held-out question calibrates its own copy), and answers through transformers like the unquantized
+model.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+import time
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -22,6 +28,8 @@ from typing import Any, Sequence
 from cortex.atomic import write_text
 from cortex.errors import CortexError
 from cortex.export.gguf import export_gguf
+from cortex.export.gptq import check as check_gptq
+from cortex.export.gptq import quantize, scheme_name
 from cortex.export.lineage import lineage, model_card, read_manifest
 from cortex.hub.store import ModelStore
 from cortex.model.pointer import BaseRef
@@ -41,21 +49,25 @@ class ExportConfig:
     source: str | None = None
     state_dirs: tuple[Path, ...] = field(default_factory=tuple)  # averager rounds and validator ledgers
     device: str = "cpu"
+    gptq: tuple[int, ...] = ()  # GPTQ bit widths (cortex.export.gptq.BITS)
+    gptq_calibration: int = 32  # competition prompts the GPTQ copies are calibrated on
 
 
-def held_out_rows(competition: Competition, source_spec: str | None, n: int) -> list[dict]:
-    """``n`` resolved questions of the competition's assets and horizons from the source's last days, seeded."""
+def held_out_rows(competition: Competition, source_spec: str | None, n: int, *, skip_days: int = 0,
+                  salt: str = "cortex-export") -> list[dict]:
+    """``n`` resolved questions of the competition's assets and horizons from the source's last days (before
+    the last ``skip_days``), drawn with the seed ``salt``."""
     from cortex.data import build_samples, draw, get_source
 
     source = get_source(source_spec)
     assets, horizons = list(competition.eval.assets), list(competition.eval.horizons_days)
     frames = source.load(sorted(set(assets) | {"BTC"}))
-    last = min(f.index[-1] for f in frames.values()) - timedelta(days=max(horizons))
+    last = min(f.index[-1] for f in frames.values()) - timedelta(days=max(horizons) + skip_days)
     samples = build_samples(frames, assets, horizons, start=(last - timedelta(days=HELD_OUT_DAYS)).date().isoformat(),
                             end=last.date().isoformat(), source=source.name, synthetic=source.is_synthetic)
     if not samples:
-        raise CortexError(f"no resolved questions in the last {HELD_OUT_DAYS} days of {source.name}")
-    return [s.row() for s in draw(samples, n, "cortex-export")]
+        raise CortexError(f"no resolved questions in the {HELD_OUT_DAYS} days to {last.date()} of {source.name}")
+    return [s.row() for s in draw(samples, n, salt)]
 
 
 def score_rows(key: str, rows: Sequence[dict], completions: Sequence[str], competition: Competition) -> dict[str, Any]:
@@ -98,12 +110,13 @@ def greedy_gguf(model_file: Path, prompts: Sequence[list[int]], max_new_tokens: 
 
 def export(folder: Path, ref: BaseRef, store: ModelStore | None, competition: Competition,
            cfg: ExportConfig) -> dict[str, Any]:
-    """Write ``cfg.out``/hf (model files, manifest, card) and ``cfg.out``/gguf; returns the report."""
+    """Write ``cfg.out``/hf (model files, manifest, card), ``cfg.out``/gguf and ``cfg.out``/gptq; returns the report."""
     from transformers import AutoTokenizer
 
     from cortex.eval.prompts import prompt_ids
     from cortex.model.loading import model_files
 
+    check_gptq(cfg.gptq)
     out = Path(cfg.out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise CortexError(f"{out} exists and is not empty: choose a new folder for the export")
@@ -146,6 +159,25 @@ def export(folder: Path, ref: BaseRef, store: ModelStore | None, competition: Co
         quantized.append(entry)
         log.info("%s: %d bytes%s", entry["file"], entry["bytes"],
                  f", reward {entry['mean_reward']:.3f}" if entry.get("mean_reward") is not None else "")
+    if cfg.gptq:
+        calibration = held_out_rows(competition, cfg.source, cfg.gptq_calibration,
+                                    skip_days=HELD_OUT_DAYS + max(competition.eval.horizons_days), salt="cortex-gptq")
+        calibration_ids = [prompt_ids(tokenizer, r["prompt"]) for r in calibration]
+    for bits in cfg.gptq:
+        started = time.monotonic()
+        path = quantize(hf, out / "gptq" / scheme_name(bits), bits, calibration_ids)
+        seconds = time.monotonic() - started
+        texts = answer_transformers(path, rows, competition, cfg.device)
+        score = score_rows(str(ref), rows, texts, competition)
+        entry = {"file": f"{path.relative_to(out)}/", "bytes": _size(path),
+                 "format": f"gptq {scheme_name(bits)} (compressed-tensors pack-quantized)",
+                 "calibration_prompts": len(calibration_ids), "quantize_seconds": round(seconds, 1), **score,
+                 "reward_change": _diff(score["mean_reward"], base_score["mean_reward"]),
+                 "parse_rate_change": _diff(score["parse_rate"], base_score["parse_rate"]),
+                 "same_answers": sum(a == b for a, b in zip(texts, reference))}
+        quantized.append(entry)
+        log.info("%s: %d bytes, reward %.3f, quantized in %.1f s", entry["file"], entry["bytes"],
+                 entry["mean_reward"], seconds)
 
     card = model_card(ref.repo, ref.revision, competition, steps, benchmark, live, tokenizer.chat_template, quantized)
     write_text(hf / "README.md", card)
