@@ -50,6 +50,12 @@ class BootstrapConfig:
     # real base knows many; it answers in the majority style (numbers cited), which a base this small copies
     # poorly, so a miner has something to find within a few steps: reasoning that invents no numbers.
     words_fraction: float = 0.25
+    # The traces' forecasts: False (the default) pre-trains on the analyst's traces with every forecast the
+    # training base rate (teachers ``analyst-blind``, ``analyst-words-blind``): the base learns the answer format
+    # and the reasoning's steps but no market skill, so whatever skill a merged base shows on the fixed
+    # benchmark the miners brought (issue 22). True: the analyst's informed forecasts (a base that already
+    # knows what the miners' teacher knows).
+    informed: bool = False
     answer_weight: float = 4.0  # loss weight of the answer block's tokens against the reasoning's
     name_weight: float = 10.0  # loss weight of ticker tokens (the asset the answer must copy from the prompt)
     # Share of the steps over which the prompt context grows from its last 32 tokens to all of it: early
@@ -69,20 +75,22 @@ def _data(cfg: BootstrapConfig) -> tuple[dict, list[list[dict]], list[dict]]:
     """(data card, training chats, held-out rows) from a dataset built in a temporary folder.
 
     A ``words_fraction`` of the training chats reason in words (the ``analyst-words`` teacher on the same
-    samples), then a ``relabel_fraction`` of them name another ticker (:func:`relabel_assets`)."""
+    samples), then a ``relabel_fraction`` of them name another ticker (:func:`relabel_assets`). Both teachers
+    are blind (base-rate forecasts) unless ``cfg.informed``."""
     import datasets
 
     from cortex.data.dataset import BuildConfig, build_dataset
     from cortex.model.pretrain import relabel_assets
 
     with tempfile.TemporaryDirectory(prefix="cortex-base-data-") as tmp:
+        blind = "" if cfg.informed else "-blind"
         build = BuildConfig(source=cfg.source, seed=cfg.seed, stride=cfg.stride, start=cfg.start, end=cfg.end,
-                            out=f"{tmp}/data", progress=cfg.progress)
+                            teacher=f"analyst{blind}", out=f"{tmp}/data", progress=cfg.progress)
         card = build_dataset(build)
         splits = datasets.load_from_disk(f"{tmp}/data")
         chats = splits["train"]["messages"]
         if cfg.words_fraction > 0:
-            build_dataset(dataclasses.replace(build, teacher="analyst-words", out=f"{tmp}/words"))
+            build_dataset(dataclasses.replace(build, teacher=f"analyst-words{blind}", out=f"{tmp}/words"))
             chats = mix_styles(splits["train"], datasets.load_from_disk(f"{tmp}/words")["train"], cfg.words_fraction,
                                cfg.seed)
         train = relabel_assets(chats, splits["train"]["asset"], cfg.relabel_fraction, cfg.seed, include_btc=True)
@@ -141,7 +149,7 @@ Built by `cortex base bootstrap --seed {cfg.seed} --source {cfg.source} --steps 
 | architecture | `LlamaForCausalLM`: hidden {arch['hidden_size']}, {arch['num_hidden_layers']} layers, {arch['num_attention_heads']} heads ({arch['num_key_value_heads']} KV), MLP {arch['intermediate_size']}, context {arch['max_position_embeddings']}, tied embeddings |
 | parameters | {facts['parameters']:,} |
 | tokenizer | byte-level BPE, {facts['tokenizer_size']} tokens, trained on the dataset's chats; chat template with `{{% generation %}}` markers |
-| pre-training | full fine-tuning, {cfg.steps} steps × {cfg.batch_size} chats, AdamW, peak lr {cfg.learning_rate}, loss on assistant tokens (the answer block weighted {cfg.answer_weight:g}×, tickers {cfg.name_weight:g}×), the prompt context growing from its last 32 tokens over the first {cfg.context_warmup:.0%} of the steps; {cfg.relabel_fraction:.0%} of the training chats renamed to another ticker, {cfg.words_fraction:.0%} reasoning in words (`analyst-words`) |
+| pre-training | full fine-tuning, {cfg.steps} steps × {cfg.batch_size} chats, AdamW, peak lr {cfg.learning_rate}, loss on assistant tokens (the answer block weighted {cfg.answer_weight:g}×, tickers {cfg.name_weight:g}×), the prompt context growing from its last 32 tokens over the first {cfg.context_warmup:.0%} of the steps; {cfg.relabel_fraction:.0%} of the training chats renamed to another ticker, {cfg.words_fraction:.0%} reasoning in words (`analyst-words`); forecasts {"the analyst's (informed)" if cfg.informed else "the training base rate (`-blind` teachers: the format, no market skill)"} |
 | final training loss | {facts['final_loss']} |
 | data | {data['source']}: assets {', '.join(data['assets'])}, horizons {data['horizons']} days, rows {data['rows']} |
 | held-out format check | {check['prompts']} {HELD_OUT} prompts, greedy: parse rate {check['parse_rate']}, mean reward {check['mean_reward']} |

@@ -28,6 +28,9 @@ def register(parser: argparse.ArgumentParser) -> None:
                    help="held-out prompts for the format check")
     b.add_argument("--threads", type=int, default=BootstrapConfig.threads,
                    help="torch CPU threads (1 is faster on a CPU other jobs share)")
+    b.add_argument("--informed", action="store_true",
+                   help="pre-train on the analyst's informed forecasts (default: base-rate forecasts, so the base "
+                        "knows the answer format but not the market and any skill it gains is the miners')")
     b.add_argument("--no-progress", "--plain", dest="no_progress", action="store_true", help="no progress bars")
     b.add_argument("--force", action="store_true",
                    help="replace an --out folder that a bootstrap did not make (deletes what it holds)")
@@ -101,6 +104,7 @@ def _bootstrap(args: argparse.Namespace) -> int:
         raise CortexError(f"--store local:{store_dir} and --out {args.out} lie one inside the other, and each "
                           "bootstrap replaces --out whole: give the store a folder of its own (e.g. beside --out)")
     cfg = BootstrapConfig(out=Path(args.out), source=args.source, seed=args.seed, steps=args.steps,
+                          informed=args.informed,
                           eval_prompts=args.eval_prompts, threads=args.threads,
                           progress=not args.no_progress, force=args.force)
     workdir.check(cfg.out, OWNER, force=cfg.force)  # before any work, not after it

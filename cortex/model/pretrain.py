@@ -247,7 +247,8 @@ def format_check(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, row
     ``budgets`` adds the parse rate had generation stopped after that many new tokens (for a
     competition's ``max_new_tokens``), read from the same completions.
     """
-    generated = generate(model, tokenizer, [row["prompt"] for row in rows], max_new_tokens, progress=progress)
+    generated = generate(model, tokenizer, [row["prompt"] for row in rows], max_new_tokens, batch_size=32,
+                         progress=progress)
     texts = [tokenizer.decode(ids, skip_special_tokens=True) for ids in generated]
     results = [score(text, row) for text, row in zip(texts, rows)]
     parsed = [r for r in results if r.parsed]

@@ -41,7 +41,9 @@ def test_stylised_facts():
         a = r.abs()
         acf = [a.autocorr(lag) for lag in (1, 2, 5, 10)]
         assert min(acf) > 0.02, f"{asset}: no volatility clustering {acf}"
-        assert abs(r.autocorr(1)) < 0.2  # weakly predictable, through the stated underreaction
+        # predictable through the stated underreaction only: K = 4 over 20 days gives 0.2-0.45 at lag 1 (a demo
+        # market with skill to learn, docs/data.md), a coin's path near 0 (below)
+        assert 0.0 < r.autocorr(1) < 0.5
     flat = SyntheticSource(params=SyntheticParams(seed=0, momentum=0.0)).load(["BTC", "ETH"], "2018-01-01", "2024-12-31")
     for asset, frame in flat.items():
         assert abs(np.log(frame.close).diff().dropna().autocorr(1)) < 0.1  # without it, close to unpredictable
@@ -64,7 +66,7 @@ def test_the_underreaction_is_the_stated_signal_and_the_oracle_reads_it():
     states, shock, _ = on._factor(n)
     total = on.market(n)[1]
     p = on.params
-    assert p.momentum == 2.0 and p.momentum_days == 20
+    assert p.momentum == 4.0 and p.momentum_days == 20
     t = 200
     assert total[t] - shock[t] == pytest.approx(p.momentum * shock[t - p.momentum_days : t].mean())
     np.testing.assert_allclose(off.market(n)[1], off._factor(n)[1])  # K = 0: the shocks alone

@@ -79,6 +79,27 @@ def test_analyst_words_reasons_the_same_steps_without_numbers(analyst):
         get_teacher("analyst-numbers")
 
 
+def test_a_blind_analyst_writes_the_same_steps_with_the_base_rate(analyst):
+    """``-blind``: the informed analyst's reasoning steps, every forecast the horizon's training base rate."""
+    blind, words = get_teacher("analyst-blind"), get_teacher("analyst-words-blind")
+    assert (blind.name, words.name) == ("analyst-blind", "analyst-words-blind") and words.words
+    for teacher in (blind, words):
+        teacher.fit(SPLITS["train"])
+    informed = [h for h, m in analyst.models.items() if h and m["informed"]]
+    assert informed, "the synthetic market's analyst must be informed at some horizon for this test to mean anything"
+    samples = SPLITS["test"][::5]
+    for h in (1, 7):
+        at = [s for s in samples if s.horizon_days == h]
+        assert {round(blind.predict(s)[0], 6) for s in at} == {round(float(min(max(blind.models[h]["base_rate"], 0.02), 0.98)), 6)}
+    assert len({round(analyst.predict(s)[0], 3) for s in samples if s.horizon_days in informed}) > 5
+    for sample, cited, plain in zip(samples, analyst.complete(samples), blind.complete(samples)):
+        # the same question and steps 1-4 word for word (only the weighing and the conclusion follow p_up)
+        assert plain.split("</think>")[0].splitlines()[:5] == cited.split("</think>")[0].splitlines()[:5]
+        result = score(plain, sample.row())
+        assert result.parse_error is None and result.unsupported_numbers == 0, (result.notes, plain)
+    assert blind.describe()["blind"] is True and analyst.describe()["blind"] is False
+
+
 def test_analyst_brier_not_worse_than_a_coin(analyst):
     test = SPLITS["test"]
     brier = sum((analyst.predict(s)[0] - (s.outcome_direction == "up")) ** 2 for s in test) / len(test)

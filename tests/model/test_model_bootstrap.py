@@ -186,3 +186,25 @@ def test_a_share_of_the_training_chats_reasons_in_words(tmp_path):
     plain = [text for text in said if " closed at " not in text]
     assert all(" moved higher " in t or " moved lower " in t or " moved flat " in t for t in plain)
     assert 0.1 <= len(plain) / len(said) <= 0.4
+
+
+def test_the_base_learns_the_format_not_the_market(tmp_path):
+    """By default every pre-training forecast is its horizon's training base rate (the ``-blind`` teachers):
+    any skill a merged base shows the miners brought. ``informed=True`` pre-trains on the analyst's own."""
+    import re
+
+    from cortex.model.bootstrap import _data
+
+    def forecasts(**kw) -> dict[str, set[str]]:
+        _, train, _ = _data(small(tmp_path / "x", start="2023-06-01", words_fraction=0.0, **kw))
+        out: dict[str, set[str]] = {}
+        for chat in train:
+            answer = chat[-1]["content"].split("<answer>")[1]
+            horizon = re.search(r'"horizon_days": (\d+)', answer).group(1)
+            out.setdefault(horizon, set()).add(re.search(r'"p_up": ([0-9.]+)', answer).group(1))
+        return out
+
+    blind, informed = forecasts(), forecasts(informed=True)
+    assert set(blind) == set(informed) == {"1", "7"}
+    assert all(len(values) == 1 for values in blind.values()), blind
+    assert max(len(values) for values in informed.values()) > 5, informed

@@ -10,7 +10,7 @@ Daily log return of asset i on day t::
 - ``k_t`` is the market's **underreaction**, the one learnable signal: a further ``K`` times each
   market shock arrives evenly over the ``L`` days after it (news is absorbed slowly). It is a function
   of past prices only, so the prompt's trailing returns show it (the 14- and 30-day returns, and BTC's
-  through the strength against BTC); its strength is ``K`` (``momentum``, 2.0) over ``L``
+  through the strength against BTC); its strength is ``K`` (``momentum``, 4.0) over ``L``
   (``momentum_days``, 20). ``momentum=0`` gives the older market, with nothing to forecast.
   :meth:`SyntheticSource.oracle_p_up` is the forecast of someone who knows this structure;
 - ``e[i,t]`` is the asset's own GARCH(1,1)/Student-t noise, and ``beta_i`` its exposure to the
@@ -54,7 +54,7 @@ class SyntheticParams:
     regime_drift: tuple[float, ...] = (0.0040, -0.0030, 0.0008)  # mu per regime
     regime_vol: tuple[float, ...] = (0.9, 1.35, 0.75)  # multiplier on the factor's vol
     regime_stay: float = 0.985  # daily probability of staying in a regime (mean spell ~67 days)
-    momentum: float = 2.0  # K: the further share of each market shock that arrives over the next L days
+    momentum: float = 4.0  # K: the further share of each market shock that arrives over the next L days
     momentum_days: int = 20  # L: the days over which it arrives
     volume_elasticity: float = 0.35  # log-volume response to |standardised move|
     volume_ar: float = 0.93  # persistence of the volume level
@@ -138,7 +138,7 @@ class SyntheticSource:
         """P(close[t+h] > close[t]) for someone who knows the generator, today's regime and every
         market shock up to ``cutoff`` (none after it): the regime's drift (as if the regime stays), the
         underreaction still to come from the shocks already seen, and the GARCH variances of the next
-        days, as a normal approximation. More than any prompt shows (the regime, the exact shocks): the
+        days, as a normal approximation, within [0.01, 0.99]. More than any prompt shows (the regime, the exact shocks): the
         ceiling of a forecaster's skill on this market."""
         from statistics import NormalDist
 
@@ -155,7 +155,8 @@ class SyntheticSource:
                 drift += p.momentum * float(shock[lo : t + 1].sum()) / p.momentum_days
         e_sigma = self._own(asset, longest)[1]
         spread = float(np.sqrt(np.sum((beta * m_sigma[t + 1 : n]) ** 2 + e_sigma[t + 1 : n] ** 2)))
-        return NormalDist().cdf(beta * drift / spread) if spread > 0 else 0.5
+        q = NormalDist().cdf(beta * drift / spread) if spread > 0 else 0.5
+        return min(max(q, 0.01), 0.99)  # as an answer states it (two decimals): never certain
 
     def typical(self, asset: str) -> tuple[float, float, float]:
         """(start price, market beta, mean daily quote volume) for an asset."""

@@ -5,17 +5,16 @@ from __future__ import annotations
 from cortex.data.teachers.analyst import AnalystTeacher
 from cortex.data.teachers.base import Teacher, TeacherError
 
-TEACHERS = ("analyst", "analyst-words", "openrouter")
+TEACHERS = ("analyst", "analyst-words", "analyst-blind", "analyst-words-blind", "openrouter")
 
 
 def get_teacher(name: str, **kwargs) -> Teacher:
     """``analyst`` (offline, deterministic), ``analyst-words`` (the same steps with directions instead of
-    numbers) or ``openrouter`` (DeepSeek R1, needs OPENROUTER_API_KEY)."""
+    numbers), either with ``-blind`` (the same traces forecasting the training base rate: no market skill)
+    or ``openrouter`` (DeepSeek R1, needs OPENROUTER_API_KEY)."""
     name = (name or "analyst").strip().lower()
-    if name == "analyst":
-        return AnalystTeacher(**kwargs)
-    if name == "analyst-words":
-        return AnalystTeacher(words=True, **kwargs)
+    if name in TEACHERS and name.startswith("analyst"):
+        return AnalystTeacher(words="-words" in name, blind=name.endswith("-blind"), **kwargs)
     if name == "openrouter":
         from cortex.data.teachers.openrouter import OpenRouterTeacher
 
