@@ -99,7 +99,8 @@ class TransformersEngine:
     def __init__(self, base_dir: Path | None = None, *, max_new_tokens: int, batch_size: int,
                  options: EngineOptions = EngineOptions(), generator: Generator | None = None):
         self.generator = generator or Generator.load(base_dir, device=options.device, dtype=options.dtype,
-                                                     max_new_tokens=max_new_tokens, batch_size=batch_size)
+                                                     max_new_tokens=max_new_tokens, batch_size=batch_size,
+                                                     kv_cache=options.kv_cache, compile=options.compile)
 
     def evaluate(self, rows, jobs, *, reward, time_budget):
         for job in jobs:
@@ -163,7 +164,8 @@ class MultiLoraEngine(_GroupedEngine):
                  options: EngineOptions = EngineOptions(), generator: Generator | None = None):
         self.max_loras = options.max_loras
         self.generator = generator or Generator.load(base_dir, device=options.device, dtype=options.dtype,
-                                                     max_new_tokens=max_new_tokens, batch_size=batch_size)
+                                                     max_new_tokens=max_new_tokens, batch_size=batch_size,
+                                                     kv_cache=options.kv_cache, compile=options.compile)
         self.generator.pad_rank = max_rank  # fixed stack widths: a row's answer does not depend on its co-tenants
 
     def _attach(self, adapters):

@@ -21,6 +21,7 @@ and the next one starts on a clean state.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import logging
 import time
@@ -97,7 +98,7 @@ class Generator:
     """A base model and its tokenizer, loaded once, with adapters swapped in and out."""
 
     def __init__(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, *,
-                 max_new_tokens: int = 384, batch_size: int = 8):
+                 max_new_tokens: int = 384, batch_size: int = 8, kv_cache: str = "dynamic", compile: str = "auto"):
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.tokenizer.padding_side = "left"
@@ -110,6 +111,8 @@ class Generator:
         self._names: dict[str, str] = {}  # model key → peft adapter name, while mixed adapters are loaded
         self.grouped = True  # mixed batches through grouped LoRA matmuls where possible (False: peft's loop)
         self.pad_rank = 0  # grouped LoRA stacks padded to this rank (the competition's max_rank): fixed shapes
+        self.kv_cache = kv_cache  # "dynamic", or "static": transformers' StaticCache, allocated before decoding
+        self.compile = compile  # the grouped path's decode step with a static cache (``decode_kwargs``)
 
     @classmethod
     def load(cls, path: str | Path, *, device: str = "auto", dtype: torch.dtype | str | None = None,
@@ -208,7 +211,7 @@ class Generator:
         keys x the same prompts each), each row through its own adapter: grouped matmuls
         (``cortex.eval.grouped_lora``) where every layer allows it, peft's mixed-adapter batches
         otherwise. Raises (BudgetExceeded, or any generation error) for the whole set."""
-        from cortex.eval.grouped_lora import GroupedLora, mixed_batches
+        from cortex.eval.grouped_lora import GroupedLora, mixed_batches, segments_of
 
         unknown = [k for k in keys if k is not None and k not in self._names]
         if unknown:
@@ -221,18 +224,20 @@ class Generator:
             grouped = GroupedLora.build(self._peft, [n for n in names if n is not None], rank=self.pad_rank)
             log.debug("mixed batches: %s", "grouped LoRA" if grouped else "peft's adapter_names")
         answers: dict[tuple[int, int], tuple[str, int]] = {}  # (key index, prompt index) -> (text, new tokens)
-        for batch in mixed_batches(len(keys), len(ids), self.batch_size):
-            batch_ids = [ids[i] for _, i in batch]
-            if grouped is not None:
-                per = len({i for _, i in batch})
-                segments = [batch[j][0] for j in range(0, len(batch), per)]  # model-major: one per segment
-                with grouped.active([names[k] for k in segments]):
-                    done, tokens = self._run(model, batch_ids, deadline, rows=len(batch))
-            else:
-                routes = [names[k] or BASE for k, _ in batch] if self._peft is not None else None
-                done, tokens = self._run(model, batch_ids, deadline, routes, rows=len(batch))
-            for row, answer in zip(batch, zip(done, tokens)):
-                answers.setdefault(row, answer)  # a filler copy of a segment does not replace the real one
+        batches = mixed_batches(len(keys), len(ids), self.batch_size)
+        with contextlib.ExitStack() as stack:
+            # every batch has the same number of segments: one routing (hooks, slots) serves them all
+            route = stack.enter_context(grouped.routing(len(segments_of(batches[0])))) if grouped and batches else None
+            for batch in batches:
+                batch_ids = [ids[i] for _, i in batch]
+                if route is not None:
+                    route([names[k] for k in segments_of(batch)])
+                    done, tokens = self._run(model, batch_ids, deadline, rows=len(batch), compiled=True)
+                else:
+                    routes = [names[k] or BASE for k, _ in batch] if self._peft is not None else None
+                    done, tokens = self._run(model, batch_ids, deadline, routes, rows=len(batch))
+                for row, answer in zip(batch, zip(done, tokens)):
+                    answers.setdefault(row, answer)  # a filler copy of a segment does not replace the real one
         return {key: ([answers[k, i][0] for i in range(len(ids))], sum(answers[k, i][1] for i in range(len(ids))))
                 for k, key in enumerate(keys)}
 
@@ -241,10 +246,34 @@ class Generator:
     def prompt_ids(self, prompts: Sequence[Sequence[Mapping[str, str]]]) -> list[list[int]]:
         return prompt_batch(self.tokenizer, prompts)
 
+    def decode_kwargs(self, compiled: bool = False) -> dict:
+        """``generate``'s cache and compile arguments.
+
+        With ``kv_cache="static"`` the KV cache is transformers' ``StaticCache`` (allocated once for
+        prompt + ``max_new_tokens``; masked slots add exact zeros, so the tokens are those of the dynamic
+        cache). Where the caller's forward pass may be traced (``compiled``: the grouped-LoRA path, whose
+        hooks and slots keep their identity between batches), the decode step is compiled:
+        ``compile="auto"`` means inductor with ``mode="reduce-overhead"`` (CUDA graphs) on CUDA and
+        nothing elsewhere; ``"off"`` never; a backend name (``inductor``, ``eager``, ``aot_eager``)
+        on any device. Everywhere else transformers' own auto-compile is turned off: peft's
+        ``adapter_names`` hooks and folded weights change between calls in ways a captured graph would miss."""
+        if self.kv_cache == "dynamic":
+            return {}
+        backend = ("inductor" if self.device.type == "cuda" else "off") if self.compile == "auto" else self.compile
+        if not compiled or backend == "off":
+            return {"cache_implementation": "static", "disable_compile": True}
+        from transformers import CompileConfig
+
+        config = CompileConfig(backend=backend, mode="reduce-overhead" if backend == "inductor" else "default")
+        config._compile_all_devices = True  # transformers' own switch: compile on whatever device the model is on
+        return {"cache_implementation": "static", "compile_config": config}
+
     @torch.inference_mode()
     def _run(self, model: torch.nn.Module, ids: Sequence[list[int]], deadline: float | None,
-             adapter_names: Sequence[str] | None = None, rows: int | None = None) -> tuple[list[str], list[int]]:
-        """Greedy completions of token-id prompts, ``rows`` (default ``batch_size``) at a time; new tokens per row."""
+             adapter_names: Sequence[str] | None = None, rows: int | None = None,
+             compiled: bool = False) -> tuple[list[str], list[int]]:
+        """Greedy completions of token-id prompts, ``rows`` (default ``batch_size``) at a time; new tokens per row.
+        ``compiled``: the caller's forward may run as a compiled decode step (``decode_kwargs``)."""
         out, tokens = [], []
         step = rows or self.batch_size
         for start in range(0, len(ids), step):
@@ -256,7 +285,7 @@ class Generator:
             extra = {} if adapter_names is None else {"adapter_names": list(adapter_names[start:start + step])}
             generated = model.generate(
                 **batch, max_new_tokens=self.max_new_tokens, do_sample=False, num_beams=1,
-                pad_token_id=self.tokenizer.pad_token_id, max_time=remaining, **extra,
+                pad_token_id=self.tokenizer.pad_token_id, max_time=remaining, **extra, **self.decode_kwargs(compiled),
             )[:, batch["input_ids"].shape[1]:]
             lengths = generated_lengths(generated, eos_ids(self.model, self.tokenizer))
             tokens.extend(lengths)

@@ -15,13 +15,15 @@ with anything else returns ``None`` from :meth:`GroupedLora.build` and the calle
 mixed batches. The arithmetic is peft's, in the adapter weights' dtype, with the scale folded into
 ``B`` and ranks padded with zeros (which add exact zeros); tests compare the answers with peft's.
 The stacks are a second copy of the adapters' factors (small beside the base: 16 rank-16 adapters
-on every projection of an 8B model hold about 4 GB in float32).
+on every projection of an 8B model hold about 4 GB in float32), and the slots of the batch being
+decoded a third (:meth:`GroupedLora.routing`: filled in place per batch, so that a compiled decode step
+with a static KV cache, ``Generator(static_cache=True)``, always reads the current batch's adapters).
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import torch
 
@@ -86,23 +88,37 @@ class GroupedLora:
         return cls(peft_model, layers, slots)
 
     @contextlib.contextmanager
-    def active(self, segments: Sequence[str | None]) -> Iterator[None]:
-        """While open, a forward pass routes segment ``i`` of the batch's rows through ``segments[i]``
-        (a peft adapter name, or None for the bare base). The rows must divide into equal segments."""
-        slots = [BASE_SLOT if s is None else self.slots[s] for s in segments]
-        # consecutive slots (the usual case: models in attach order) are a view, not a copy
-        run = slots == list(range(slots[0], slots[0] + len(slots)))
-        index = torch.tensor(slots)
+    def routing(self, segments: int) -> Iterator[Callable[[Sequence[str | None]], None]]:
+        """While open, a forward pass splits its rows into ``segments`` equal segments and routes segment
+        ``i`` through the adapter that the yielded ``route(names)`` last put in slot ``i`` (a peft adapter
+        name, or None for the bare base).
+
+        The hooks and the slots' factors (``segments`` x each layer's stacks) are allocated once per
+        context and ``route`` copies into them in place: what a forward pass reads never changes
+        identity between batches, and they are marked as static addresses (as transformers' StaticCache
+        marks its tensors), so a decode step captured in CUDA graphs reads them in place rather than
+        copying every slot's factors into the graph at each token, and is not re-recorded per batch.
+        The copy into the slots is per batch, not per token."""
+        live = [(a.new_zeros(segments, *a.shape[1:]), b.new_zeros(segments, *b.shape[1:])) for _, a, b in self.layers]
+        for pair in live:
+            for t in pair:  # CUDA graphs read them where they are, not from a copy made at every step
+                torch._dynamo.mark_static_address(t, guard=False)
         hooks = []
+
+        def route(names: Sequence[str | None]) -> None:
+            if len(names) != segments:
+                raise ValueError(f"grouped LoRA: {len(names)} segments routed to {segments} slots")
+            index = torch.tensor([BASE_SLOT if n is None else self.slots[n] for n in names])
+            with torch.no_grad():
+                for (_, a, b), (a_live, b_live) in zip(self.layers, live):
+                    torch.index_select(a, 0, index.to(a.device), out=a_live)
+                    torch.index_select(b, 0, index.to(b.device), out=b_live)
+
         try:
-            for layer, a, b in self.layers:
-                if run:
-                    a_s, b_s = a[slots[0]:slots[0] + len(slots)], b[slots[0]:slots[0] + len(slots)]
-                else:
-                    a_s, b_s = a[index.to(a.device)], b[index.to(b.device)]
-                hooks.append(layer.register_forward_hook(_hook(a_s, b_s)))
+            for (layer, _, _), (a_live, b_live) in zip(self.layers, live):
+                hooks.append(layer.register_forward_hook(_hook(a_live, b_live)))
             with self.peft_model.disable_adapter():  # peft's layers compute the base alone
-                yield
+                yield route
         finally:
             for h in hooks:
                 h.remove()
@@ -140,3 +156,9 @@ def mixed_batches(models: int, prompts: int, batch_size: int) -> list[list[tuple
             members += members[:1] * (slots - len(members))
             out.append([(m, i) for m in members for i in chunk])
     return out
+
+
+def segments_of(batch: Sequence[tuple[int, int]]) -> list[int]:
+    """The model of each segment of one of ``mixed_batches``' batches, in order (its rows are model-major)."""
+    per = len({i for _, i in batch})
+    return [batch[j][0] for j in range(0, len(batch), per)]

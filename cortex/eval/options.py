@@ -15,6 +15,9 @@ from dataclasses import dataclass
 from cortex.errors import CortexError
 
 DTYPE_NAMES = ("auto", "float32", "bfloat16", "float16")
+KV_CACHES = ("dynamic", "static")
+COMPILE_NAMES = ("auto", "off", "inductor", "eager", "aot_eager")  # auto: inductor (CUDA graphs) on CUDA, off elsewhere
+CHOICES = {"dtype": DTYPE_NAMES, "kv_cache": KV_CACHES, "compile": COMPILE_NAMES}
 
 
 @dataclass(frozen=True)
@@ -27,10 +30,16 @@ class EngineOptions:
     tensor_parallel_size: int = 1  # vllm: GPUs the base is split over
     max_model_len: int | None = None  # vllm: prompt + answer tokens (None: the model's own limit)
     gpu_memory_utilization: float = 0.9  # vllm: the share of each GPU's memory it may take
+    kv_cache: str = "dynamic"  # transformers engines: dynamic, or static (pre-allocated; the same tokens)
+    compile: str = "auto"  # multi-lora with the static cache: the decode step compiled (auto: on CUDA only)
 
     def __post_init__(self) -> None:
-        if self.dtype not in DTYPE_NAMES:
-            raise CortexError(f"--dtype must be one of {', '.join(DTYPE_NAMES)}, got {self.dtype!r}")
+        for name, choices in CHOICES.items():
+            if getattr(self, name) not in choices:
+                raise CortexError(f"{FLAGS[name][0]} must be one of {', '.join(choices)}, got {getattr(self, name)!r}")
+        if self.compile not in ("auto", "off") and self.kv_cache != "static":
+            raise CortexError(f"--engine.compile {self.compile} compiles the static cache's decode step: "
+                              "add --engine.kv-cache static")
         if self.max_loras < 1 or self.tensor_parallel_size < 1:
             raise CortexError("--vllm.max-loras and --vllm.tensor-parallel-size must be at least 1")
         if self.max_model_len is not None and self.max_model_len < 1:
@@ -50,6 +59,10 @@ FLAGS = {
                                                    "model's own limit)"),
     "gpu_memory_utilization": ("--vllm.gpu-memory-utilization", float,
                                "vllm: share of each GPU's memory for weights and KV cache"),
+    "kv_cache": ("--engine.kv-cache", str, "transformers engines: dynamic (grown per token) or static (allocated "
+                                           "once, transformers' StaticCache); the answers are the same"),
+    "compile": ("--engine.compile", str, "multi-lora with --engine.kv-cache static: compile the decode step; auto: "
+                                         "inductor with CUDA graphs on CUDA, off elsewhere; off; or a backend"),
 }
 
 
@@ -57,7 +70,7 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     """The engine flags, each filling the :class:`EngineOptions` field of the same name."""
     for f in dataclasses.fields(EngineOptions):
         flag, kind, text = FLAGS[f.name]
-        extra = {"choices": DTYPE_NAMES} if f.name == "dtype" else {}
+        extra = {"choices": CHOICES[f.name]} if f.name in CHOICES else {}
         parser.add_argument(flag, dest=f"engine_{f.name}", type=kind, default=f.default, help=text, **extra)
 
 

@@ -18,8 +18,8 @@ def tiny_config():
                        num_attention_heads=4, num_key_value_heads=2, head_dim=8)
 
 
-def save_peft(model, folder: Path, seed: int = 1, **lora) -> Path:
-    """A real peft adapter of ``model`` with randomised lora_B (peft initialises it to zero)."""
+def save_peft(model, folder: Path, seed: int = 1, std: float = 0.02, **lora) -> Path:
+    """A real peft adapter of ``model`` with randomised lora_B (peft initialises it to zero), ``std`` its spread."""
     from peft import LoraConfig, get_peft_model
 
     options = {"r": 4, "lora_alpha": 8, "target_modules": list(LLAMA_TARGETS), "task_type": "CAUSAL_LM"}
@@ -30,7 +30,7 @@ def save_peft(model, folder: Path, seed: int = 1, **lora) -> Path:
         with torch.no_grad():
             for name, p in peft_model.named_parameters():
                 if "lora_B" in name:
-                    p.normal_(0.0, 0.02)
+                    p.normal_(0.0, std)
                 if "lora_magnitude_vector" in name:
                     p.mul_(1.05)
         peft_model.save_pretrained(folder)
