@@ -8,7 +8,9 @@
 #
 # It installs the wheels into /tmp/site, then runs the validator benchmark (grouped-LoRA engine vs a
 # reload per adapter: ratio, fraction of the decode step's bandwidth bound, tokens expected vs
-# produced, cross-batch agreement) and the miner benchmark (LoRA, QLoRA, held-out check), each under
+# produced; the engine again with the static KV cache and its decode step in CUDA graphs, its
+# fraction of the bound and the rows whose text differs from the dynamic cache's; cross-batch
+# agreement) and the miner benchmark (LoRA, QLoRA, held-out check), each under
 # its own time limit so that one's failure still leaves the other's figures, and writes
 # gpu_check.json (both reports, the card, the versions) beside their logs. Hub kernels stay off.
 set -uo pipefail
@@ -36,7 +38,7 @@ for name in ("torch", "transformers", "peft", "accelerate", "trl", "bitsandbytes
         print(name, "-")
 EOF
 cat "$FIG/gpu.txt" "$FIG/versions.txt"
-timeout 330 python3 bench/gpu_validator.py "${TINY[@]}" --reload-adapters 2 --json "$FIG/gpu_validator.json" 2>&1 \
+timeout 330 python3 bench/gpu_validator.py "${TINY[@]}" --reload-adapters 2 --agreement-adapters 2 --static-cache --json "$FIG/gpu_validator.json" 2>&1 \
   | tee "$FIG/gpu_validator.log"
 echo "gpu_validator exit: ${PIPESTATUS[0]}"
 timeout 150 python3 bench/gpu_miner.py "${TINY[@]}" --steps 12 --out /tmp/gpu_miner --json "$FIG/gpu_miner.json" 2>&1 \

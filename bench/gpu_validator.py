@@ -21,6 +21,12 @@ tokens each (``min_new_tokens = max_new_tokens``):
       for each adapter, its prompts in one batch, timed on the first ``--reload-adapters`` adapters
       (each adapter is the same amount of work, so the rate holds for all of them).
 
+With ``--static-cache``, (a) runs a second time with the engine's static KV cache
+(``--engine.kv-cache static``: transformers' ``StaticCache``; on CUDA the grouped decode step compiled by
+inductor with CUDA graphs, ``mode="reduce-overhead"``), after one untimed warm-up batch of the same
+shape, and is reported beside the dynamic cache: its rate, its fraction of the bandwidth bound, and
+the rows whose text differs from the dynamic cache's.
+
 Prints the new tokens per second of each side and ``ratio=<(a) tokens/s / (b) tokens/s>`` last.
 """
 
@@ -120,14 +126,13 @@ def _sync() -> None:
         torch.cuda.synchronize()
 
 
-def load_generator(base: Path, new_tokens: int, batch: int, device: str, static_cache: bool = False):
-    """The validator's generator on ``base``, every row made to produce exactly ``new_tokens``."""
+def load_generator(base: Path, new_tokens: int, batch: int, device: str, kv_cache: str = "dynamic"):
+    """The validator's generator on ``base``, every row made to produce exactly ``new_tokens``; with
+    ``kv_cache="static"`` the engine's static cache, its decode step compiled on CUDA (``--engine.compile auto``)."""
     from cortex.eval.generate import Generator
 
-    generator = Generator.load(base, device=device, max_new_tokens=new_tokens, batch_size=batch)
+    generator = Generator.load(base, device=device, max_new_tokens=new_tokens, batch_size=batch, kv_cache=kv_cache)
     generator.model.generation_config.min_new_tokens = new_tokens
-    if static_cache:  # transformers' static KV cache; on CUDA generate compiles the decode step with it
-        generator.model.generation_config.cache_implementation = "static"
     return generator
 
 
@@ -153,16 +158,35 @@ def engine_run(generator, adapters: list[Path], prompts, *, max_loras: int, rank
 
 
 def engine_side(base: Path, adapters: list[Path], prompts, new_tokens: int, batch: int, device: str,
-                grouped: bool = True, rank: int = 0, static_cache: bool = False) -> tuple[float, int, float]:
-    """(a) the validator's engine: one base load, mixed-adapter batches; (seconds, new tokens, generation seconds)."""
+                grouped: bool = True, rank: int = 0, kv_cache: str = "dynamic") -> tuple[float, dict, float, float]:
+    """(a) the validator's engine: one base load, mixed-adapter batches; (seconds, {key: ModelScore},
+    generation seconds, warm-up seconds). With the static cache, one batch of the timed shape runs first
+    (untimed, in ``seconds`` but not in the generation seconds): it compiles the decode step and records
+    its CUDA graphs."""
     started = time.perf_counter()
-    generator = load_generator(base, new_tokens, batch, device, static_cache)
+    generator = load_generator(base, new_tokens, batch, device, kv_cache)
+    warmup = 0.0
+    if kv_cache == "static":
+        _, warmup = engine_run(generator, adapters[:1], prompts, max_loras=len(adapters), rank=rank, grouped=grouped)
     results, generating = engine_run(generator, adapters, prompts, max_loras=len(adapters), rank=rank,
                                      grouped=grouped)
     seconds = time.perf_counter() - started
     del generator
     _free()
-    return seconds, sum(r.new_tokens for r in results.values()), generating
+    return seconds, results, generating, warmup
+
+
+def differing(reference: dict, other: dict) -> dict:
+    """How far two runs' answers to the same rows are apart: rows whose text differs, the largest change of
+    a model's mean reward."""
+    rows = differ = 0
+    worst = 0.0
+    for key, ref in reference.items():
+        rows += len(ref.completions)
+        differ += sum(a != b for a, b in zip(ref.completions, other[key].completions))
+        worst = max(worst, abs(ref.mean_reward - other[key].mean_reward))
+    return {"rows": rows, "rows_differing": differ, "fraction_differing": differ / max(rows, 1),
+            "largest_score_change": worst}
 
 
 def agreement(base: Path, adapters: list[Path], prompts, new_tokens: int, batch: int, small: int, device: str,
@@ -180,18 +204,8 @@ def agreement(base: Path, adapters: list[Path], prompts, new_tokens: int, batch:
     resized, _ = engine_run(generator, adapters, prompts, max_loras=len(adapters), rank=rank)
     del generator
     _free()
-
-    def compare(other) -> dict:
-        rows = differ = 0
-        worst = 0.0
-        for key, ref in reference.items():
-            rows += len(ref.completions)
-            differ += sum(a != b for a, b in zip(ref.completions, other[key].completions))
-            worst = max(worst, abs(ref.mean_reward - other[key].mean_reward))
-        return {"rows": rows, "rows_differing": differ, "fraction_differing": differ / max(rows, 1),
-                "largest_score_change": worst}
-
-    return {"same_batch_other_cotenants": compare(shuffled), f"batch_{small}_vs_{batch}": compare(resized)}
+    return {"same_batch_other_cotenants": differing(reference, shuffled),
+            f"batch_{small}_vs_{batch}": differing(reference, resized)}
 
 
 def copy_rate(device: str) -> float:
@@ -257,7 +271,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--peft-mixed", action="store_true",
                         help="(a) with peft's mixed-adapter batches instead of grouped LoRA matmuls")
     parser.add_argument("--static-cache", action="store_true",
-                        help="(a) with transformers' static KV cache (generate compiles the decode step on CUDA)")
+                        help="also (a) with the engine's static KV cache (--engine.kv-cache static; on CUDA its decode "
+                             "step compiled with CUDA graphs), beside the dynamic cache: rate, fraction of the bound, "
+                             "rows whose text differs")
     parser.add_argument("--adapters", type=int, default=16)
     parser.add_argument("--prompts", type=int, default=32)
     parser.add_argument("--new-tokens", type=int, default=128)
@@ -301,9 +317,13 @@ def main(argv: list[str] | None = None) -> dict:
               f"{shape['num_key_value_heads']} heads), {params / 1e9:.2f}B parameters, random weights, "
               f"{str(dtype).split('.')[-1]}; built in {time.perf_counter() - started:.0f} s", flush=True)
         print(f"{len(adapters)} rank-{args.rank} LoRA adapters; {len(prompts)} prompts; {args.new_tokens} new tokens each")
-        a_seconds, a_tokens, a_generating = engine_side(base, adapters, prompts, args.new_tokens, args.batch, device,
-                                                        grouped=not args.peft_mixed, rank=args.rank,
-                                                        static_cache=args.static_cache)
+        def save() -> None:  # after every part: a run cut short by its time limit keeps what it measured
+            if args.json:
+                Path(args.json).write_text(json.dumps(report, indent=1) + "\n")
+
+        a_seconds, a_results, a_generating, _ = engine_side(base, adapters, prompts, args.new_tokens, args.batch,
+                                                            device, grouped=not args.peft_mixed, rank=args.rank)
+        a_tokens = sum(r.new_tokens for r in a_results.values())
         b_adapters = adapters[:max(1, args.reload_adapters)]
         b_seconds, b_tokens = reload_side(base, b_adapters, prompts, args.new_tokens, device, dtype)
         expected = args.new_tokens * len(prompts)
@@ -322,17 +342,21 @@ def main(argv: list[str] | None = None) -> dict:
                       ratio=a_rate / b_rate)
         rows_per_batch = min(args.batch, len(prompts) * len(adapters))
         steps = -(-len(prompts) * len(adapters) // rows_per_batch) * args.new_tokens
-        step_seconds = a_generating / steps  # prefill included: an upper bound on the decode step's time
         rate = copy_rate(device)
         prompt_tokens = sum(len(t) for t in _prompt_lengths(base, prompts)) / len(prompts)
         bound = decode_bound(params, shape, rows_per_batch, int(prompt_tokens), args.new_tokens,
                              torch.tensor([], dtype=dtype).element_size(),
                              sum(f.stat().st_size for a in adapters for f in a.glob("*.safetensors")), rate)
+        step_seconds = a_generating / steps  # prefill included: an upper bound on the decode step's time
         report.update(copy_rate_gb_s=rate / 1e9, decode_step_ms=step_seconds * 1e3, bound_step_ms=bound * 1e3,
                       fraction_of_bound=bound / step_seconds)
         print(f"(a) decode step of {rows_per_batch} rows: {step_seconds * 1e3:.1f} ms (generation time / steps, prefill "
               f"included); bandwidth bound {bound * 1e3:.1f} ms at {rate / 1e9:.0f} GB/s measured copy rate: "
               f"{bound / step_seconds:.1%} of the bound")
+        save()
+        if args.static_cache:
+            report["static"] = static_side(base, adapters, prompts, args, device, a_results, steps, bound, b_rate)
+            save()
         if args.agreement_adapters:
             report["agreement"] = agreement(base, adapters[:args.agreement_adapters], prompts, args.new_tokens,
                                             args.batch, args.agreement_batch, device, args.rank)
@@ -344,11 +368,34 @@ def main(argv: list[str] | None = None) -> dict:
             report["peak_gib"] = torch.cuda.max_memory_allocated() / 2**30
             print(f"peak GPU memory {report['peak_gib']:.1f} GiB; total {time.perf_counter() - started:.0f} s")
         print(f"ratio={report['ratio']:.2f}")
-        if args.json:
-            Path(args.json).write_text(json.dumps(report, indent=1) + "\n")
+        save()
         return report
     finally:
         shutil.rmtree(root, ignore_errors=True)
+
+
+def static_side(base: Path, adapters: list[Path], prompts, args, device: str, dynamic: dict, steps: int,
+                bound: float, b_rate: float) -> dict:
+    """(a) again with the static cache (compiled on CUDA), against (a)'s dynamic-cache answers to the same rows.
+    A failure is a finding to report, not a reason to lose the other figures."""
+    try:
+        seconds, results, generating, warmup = engine_side(base, adapters, prompts, args.new_tokens, args.batch,
+                                                           device, grouped=not args.peft_mixed, rank=args.rank,
+                                                           kv_cache="static")
+    except Exception as exc:  # noqa: BLE001 - report it and keep the rest of the run
+        print(f"(a, static cache) FAILED: {type(exc).__name__}: {str(exc)[:300]}")
+        return {"error": f"{type(exc).__name__}: {str(exc)[:300]}"}
+    tokens = sum(r.new_tokens for r in results.values())
+    step, timed = generating / steps, seconds - warmup  # the warm-up compiles once per process (not per group)
+    fig = {"seconds": timed, "warmup_seconds": warmup, "tokens": tokens, "tokens_per_s": tokens / timed,
+           "ratio": tokens / timed / b_rate, "decode_step_ms": step * 1e3, "fraction_of_bound": bound / step,
+           "compiled": device == "cuda", "against_dynamic": differing(dynamic, results)}
+    same = fig["against_dynamic"]
+    print(f"(a, static cache{', decode step compiled (CUDA graphs)' if fig['compiled'] else ''}): {timed:7.1f} s "
+          f"(one base load included; {warmup:.1f} s of warm-up before it)  {fig['tokens_per_s']:9.1f} new tokens/s, "
+          f"ratio {fig['ratio']:.2f}; decode step {step * 1e3:.1f} ms: {bound / step:.1%} of the bound; new tokens "
+          f"{tokens}; {same['rows_differing']} of {same['rows']} rows differ from the dynamic cache's")
+    return fig
 
 
 def _prompt_lengths(base: Path, prompts) -> list[list[int]]:

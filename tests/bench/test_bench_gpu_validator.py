@@ -1,5 +1,6 @@
-"""bench/gpu_validator.py's smoke test: the GPU benchmark's code path on a tiny Llama on the CPU (--tiny),
-with only the packages the GPU machine has (torch, transformers, peft, accelerate and their own deps)."""
+"""bench/gpu_validator.py's smoke test: the GPU benchmark's code path on a tiny Llama on the CPU (--tiny, with
+the static-cache run), with only the packages the GPU machine has (torch, transformers, peft, accelerate and
+their own deps)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ FOREIGN = {"pandas", "bittensor", "datasets", "trl", "wandb", "vllm", "pyarrow",
            "tenacity", "httpx", "fastapi"}
 RUN = """
 import runpy, sys
-sys.argv = ["gpu_validator.py", "--tiny", "--json", sys.argv[1]]
+sys.argv = ["gpu_validator.py", "--tiny", "--static-cache", "--json", sys.argv[1]]
 runpy.run_path("bench/gpu_validator.py", run_name="__main__")
 print("modules:", " ".join(sorted({m.split(".")[0] for m in sys.modules})))
 """
@@ -38,3 +39,7 @@ def test_gpu_validator_runs_tiny_on_the_cpu_with_only_the_gpu_machines_packages(
     agreement = report["agreement"]["same_batch_other_cotenants"]
     assert agreement["rows"] > 0 and agreement["rows_differing"] == 0  # co-tenants never change an answer
     assert any(line.startswith("agreement, batch_") for line in lines)
+    static = report["static"]  # the engine's static KV cache (not compiled on a CPU): the dynamic cache's answers
+    assert static["tokens"] == report["tokens"]["a"]["produced"] and not static["compiled"]
+    assert static["against_dynamic"]["rows"] > 0 and static["against_dynamic"]["rows_differing"] == 0
+    assert any(line.startswith("(a, static cache)") for line in lines)
