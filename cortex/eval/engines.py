@@ -219,7 +219,9 @@ class VLLMEngine(_GroupedEngine):
         from vllm.lora.request import LoRARequest
 
         prompts = self.requests(rows)
-        lora = {k: LoRARequest(k, lora_id(k), str(self._paths[k])) for k in keys if k is not None}
+        # keywords: LoRARequest's field order is no contract between vLLM versions
+        lora = {k: LoRARequest(lora_name=k, lora_int_id=lora_id(k), lora_path=str(self._paths[k]))
+                for k in keys if k is not None}
         out: dict[str | None, tuple[list[str], int]] = {k: ([], 0) for k in keys}
         for start in range(0, len(prompts), self.batch_size):  # the budget is checked after every batch
             if time.monotonic() >= deadline:

@@ -153,13 +153,9 @@ def test_vllm_adapter_ids_are_stable_and_the_budget_is_checked_per_batch(monkeyp
     ids = {lora_id(f"miner{i}/model@{i:040x}") for i in range(1000)}
     assert len(ids) == 1000 and all(0 < i < 2**31 for i in ids)
 
-    class LoRARequest:
-        def __init__(self, name, lora_int_id, path):
-            self.name, self.lora_int_id, self.path = name, lora_int_id, path
+    from fake_vllm import install
 
-    fake = types.ModuleType("vllm.lora.request")
-    fake.LoRARequest = LoRARequest
-    monkeypatch.setitem(sys.modules, "vllm.lora.request", fake)
+    install(monkeypatch)
     now, calls = [0.0], []
 
     def generate(prompts, params, use_tqdm, lora_request):
@@ -194,3 +190,58 @@ def test_engine_flags():
         "auto", "auto", 1, None)
     with pytest.raises(CortexError, match="gpu-memory-utilization"):
         parse("--chain.path", "c.db", "--vllm.gpu-memory-utilization", "1.5").engine_options
+
+
+def test_the_vllm_engine_end_to_end_against_vllms_api_without_the_gpu(monkeypatch, tmp_path):
+    """Everything but the GPU kernels: the project's LLM arguments, SamplingParams, LoRARequest per adapter,
+    token-id prompts, the adapter folders vLLM reads, its outputs parsed into texts and token counts, and a
+    vLLM error for one adapter, against a stand-in that checks arguments as vLLM's classes do
+    (tests/support/fake_vllm.py)."""
+    from adapter_builders import save_peft
+    from fake_vllm import install
+    from serve_fixtures import tiny_base
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from cortex.data import build_samples, get_source
+    from cortex.eval.engines import EngineOptions, Job, build_engine, lora_id
+    from cortex.eval.prompts import prompt_ids
+    from cortex.reward import RewardConfig
+
+    calls = install(monkeypatch)
+    base = tiny_base(tmp_path / "base", seed=0)
+    adapters = {f"m{i}/lora@{i:040x}": save_peft(AutoModelForCausalLM.from_pretrained(base), tmp_path / f"a{i}",
+                                                 seed=i, r=r, lora_alpha=2 * r)
+                for i, r in enumerate((4, 8, 32))}  # the last one's rank is over the competition's 16
+    frames = get_source("synthetic").load(["BTC"], "2024-01-01", "2024-06-30")
+    rows = [s.row() for s in build_samples(frames, ["BTC"], [1], start="2024-06-01", end="2024-06-04")][:3]
+    engine = build_engine("vllm", base, ("lora",), max_new_tokens=7, batch_size=2, max_rank=16,
+                          options=EngineOptions(max_loras=2))
+    assert calls.llm == [dict(model=str(base), tokenizer=str(base), trust_remote_code=False, enable_lora=True,
+                              max_loras=2, max_lora_rank=16, seed=0, dtype="auto", tensor_parallel_size=1,
+                              max_model_len=None, gpu_memory_utilization=0.9)]
+    jobs = [Job("base", None)] + [Job(k, p) for k, p in adapters.items()]
+    results = {r.key: r for r in engine.evaluate(rows, jobs, reward=RewardConfig(), time_budget=600.0)}
+
+    bad = list(adapters)[2]
+    assert results[bad].rewards is None
+    assert results[bad].reason == "generation_failed: ValueError: LoRA rank 32 is greater than max_lora_rank 16."
+    tokenizer = AutoTokenizer.from_pretrained(base)
+    ids = [prompt_ids(tokenizer, r["prompt"]) for r in rows]  # the one prompt builder, as the other engines
+    answers: dict[tuple, object] = {}
+    for call in calls.generate:
+        assert call["params"].temperature == 0 and call["params"].max_tokens == 7 and call["use_tqdm"] is False
+        assert len(call["prompts"]) <= 2 * 2  # batch_size prompts x max_loras models
+        for prompt, request, out in zip(call["prompts"], call["lora"], call["outputs"]):
+            assert prompt["prompt_token_ids"] in ids
+            if request is not None:
+                assert request.lora_int_id == lora_id(request.lora_name)  # stable across rounds
+                assert request.lora_path == str(adapters[request.lora_name])
+            answers[(None if request is None else request.lora_name, tuple(prompt["prompt_token_ids"]))] = out
+    for key in ["base", *list(adapters)[:2]]:
+        mine = [answers[(None if key == "base" else key, tuple(i))].outputs[0] for i in ids]
+        assert results[key].reason is None and len(results[key].rewards) == len(rows)
+        assert results[key].completions == [o.text for o in mine]
+        assert results[key].new_tokens == sum(len(o.token_ids) for o in mine)  # the EOS that ended a row counts
+    outs = [o.outputs[0] for o in answers.values()]
+    assert {o.finish_reason for o in outs} == {"stop", "length"}  # rows that ended early and rows that ran out
+    assert any(tokenizer.pad_token_id in o.token_ids[:-1] for o in outs)  # a pad id generated as a token
