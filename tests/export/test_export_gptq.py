@@ -21,18 +21,19 @@ from cortex.protocol.competition import CORTEX_TINY
 
 from serve_fixtures import SOURCE, tiny_base
 
-pytest.importorskip("llmcompressor", reason="make install puts llmcompressor in (--no-deps, see the Makefile)")
-
 ANSWER = completion("Momentum is up.", format_answer("BTC", 1, 0.6, 1.5))
 COMP = replace(CORTEX_TINY, eval=replace(CORTEX_TINY.eval, assets=("BTC",), horizons_days=(1,), max_new_tokens=48,
                                          batch_size=4))
 LINEAR = "model.layers.{}.{}"
 MODULES = ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj", "mlp.gate_proj",
            "mlp.up_proj", "mlp.down_proj")
+STEPS = 120  # the learning rate decays to a tenth over these
+STREAK = 2  # checks in a row (10 steps apart) that the answer is right everywhere: a margin for the 4-bit copy
 
 
 def formatted_base(out: Path) -> Path:
-    """The tests' tiny base fine-tuned until it answers every BTC 1-day prompt with ``ANSWER`` (greedy)."""
+    """The tests' tiny base fine-tuned until it answers BTC 1-day prompts from the whole synthetic history (the
+    held-out days included) with ``ANSWER`` (greedy), three checks in a row, so a 4-bit copy still does."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from cortex.data import build_samples
@@ -44,22 +45,31 @@ def formatted_base(out: Path) -> Path:
     tokenizer = AutoTokenizer.from_pretrained(out)
     model = AutoModelForCausalLM.from_pretrained(out)
     frames = SOURCE.load(["BTC"])
-    samples = build_samples(frames, ["BTC"], [1], start="2023-01-01", end="2023-06-30", stride=5)
+    days = frames["BTC"].index
+    samples = build_samples(frames, ["BTC"], [1], start=str(days[60].date()), end=str(days[-2].date()), stride=9)
     chats = [encode_chat(tokenizer, s.prompt + [{"role": "assistant", "content": ANSWER}], 2048) for s in samples]
+    checks = [torch.tensor([prompt_ids(tokenizer, samples[i].prompt)]) for i in (0, len(samples) // 2, -2, -1)]
+    target = len(tokenizer(ANSWER, add_special_tokens=False)["input_ids"]) + 2
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
-    target = tokenizer(ANSWER, add_special_tokens=False)["input_ids"]
-    check = torch.tensor([prompt_ids(tokenizer, samples[0].prompt)])
-    for step in range(200):
+    decay = torch.optim.lr_scheduler.LinearLR(optimizer, 1.0, 0.1, total_iters=STEPS)  # settles rather than oscillates
+
+    def answers() -> bool:
+        news = [model.generate(ids, max_new_tokens=target, do_sample=False)[0, ids.shape[1]:] for ids in checks]
+        return all(tokenizer.decode(new, skip_special_tokens=True) == ANSWER for new in news)
+
+    streak = 0
+    for step in range(2 * STEPS):
         pick = torch.randperm(len(chats))[:2].tolist()
         assistant_loss(model, collate([chats[i] for i in pick], tokenizer.pad_token_id)).backward()
         optimizer.step()
         optimizer.zero_grad()
-        if step % 10 == 9:
-            new = model.generate(check, max_new_tokens=len(target) + 2, do_sample=False)[0, check.shape[1]:]
-            if tokenizer.decode(new, skip_special_tokens=True) == ANSWER:
+        decay.step()
+        if step >= 39 and step % 10 == 9:
+            streak = streak + 1 if answers() else 0
+            if streak == STREAK:
                 break
     else:
-        raise AssertionError("the tiny base did not learn the formatted answer in 200 steps")
+        raise AssertionError(f"the tiny base did not learn the formatted answer in {2 * STEPS} steps")
     model.save_pretrained(out)
     return out
 
@@ -69,7 +79,7 @@ def exported(tmp_path_factory) -> tuple[Path, Path, dict]:
     root = tmp_path_factory.mktemp("gptq")
     base = formatted_base(root / "base")
     ref = local_base(base, COMP.base.repo)
-    cfg = ExportConfig(root / "out", (), questions=4, gptq=(4, 8), gptq_calibration=8)
+    cfg = ExportConfig(root / "out", (), questions=2, gptq=(4, 8), gptq_calibration=4)
     return base, root / "out", export(base, ref, None, COMP, cfg)
 
 
@@ -92,7 +102,7 @@ def test_gptq_copies_are_reported_like_the_gguf_copies(exported):
     for name in ("gptq/w4a16/", "gptq/w8a16/"):
         e = entries[name]
         assert e["bytes"] == sum(p.stat().st_size for p in (out / name).iterdir()) > 0
-        assert e["calibration_prompts"] == 8 and e["format"].startswith("gptq w")
+        assert e["calibration_prompts"] == 4 and e["format"].startswith("gptq w")
         assert e["parse_rate"] == 1.0 and e["parse_rate_change"] == 0.0
         assert e["reward_change"] == pytest.approx(e["mean_reward"] - entries["hf/"]["mean_reward"])
         assert 0 <= e["same_answers"] <= report["questions"]
@@ -161,3 +171,14 @@ def test_bad_input_is_one_clear_error(exported, tmp_path):
         quantize(tmp_path / "missing", tmp_path / "q", 8, [[1, 2, 3]])
     with pytest.raises(CortexError, match="already exists"):
         quantize(base, base, 8, [[1, 2, 3]])
+
+
+@pytest.mark.parametrize("flags, says", [(["--gptq", "3"], "GPTQ takes 4 or 8 bits, not 3"),
+                                         (["--gptq", "8", "--gptq-calibration", "0"], "--gptq-calibration must be")])
+def test_cli_refuses_bad_gptq_flags_in_one_line(tmp_path, capsys, flags, says):
+    from cortex.cli import main
+
+    assert main(["export", "--base", str(tmp_path / "nothing"), "--out", str(tmp_path / "out"), *flags]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and says in err[0]
+    assert not (tmp_path / "out").exists()
