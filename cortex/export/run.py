@@ -136,6 +136,9 @@ def export(folder: Path, ref: BaseRef, store: ModelStore | None, competition: Co
         rows = load_questions(cfg.questions_file)[0]
     else:
         rows = held_out_rows(competition, cfg.source, cfg.questions)
+    calibration_ids = [] if not cfg.gptq else [prompt_ids(tokenizer, r["prompt"]) for r in held_out_rows(
+        competition, cfg.source, cfg.gptq_calibration, skip_days=HELD_OUT_DAYS + max(competition.eval.horizons_days),
+        salt="cortex-gptq")]
     log.info("scoring the unquantized model on %d held-out questions", len(rows))
     reference = answer_transformers(hf, rows, competition, cfg.device)
     base_score = score_rows(str(ref), rows, reference, competition)
@@ -159,10 +162,6 @@ def export(folder: Path, ref: BaseRef, store: ModelStore | None, competition: Co
         quantized.append(entry)
         log.info("%s: %d bytes%s", entry["file"], entry["bytes"],
                  f", reward {entry['mean_reward']:.3f}" if entry.get("mean_reward") is not None else "")
-    if cfg.gptq:
-        calibration = held_out_rows(competition, cfg.source, cfg.gptq_calibration,
-                                    skip_days=HELD_OUT_DAYS + max(competition.eval.horizons_days), salt="cortex-gptq")
-        calibration_ids = [prompt_ids(tokenizer, r["prompt"]) for r in calibration]
     for bits in cfg.gptq:
         started = time.monotonic()
         path = quantize(hf, out / "gptq" / scheme_name(bits), bits, calibration_ids)
