@@ -42,6 +42,8 @@ INSTALL_REQUIRES = [
     "uvicorn>=0.30",
     "prometheus-client>=0.20",  # cortex serve's /metrics (the reference Prometheus client)
     "gguf>=0.19",  # cortex export's GGUF files for llama.cpp (pure Python; llama-cpp-python is not required)
+    # cortex export's GPTQ copies need llmcompressor and compressed-tensors, which `make install` adds with
+    # --no-deps (llmcompressor pins transformers<=5.17): see GPTQ_LIBS in the Makefile.
     "jinja2>=3.1",  # the leaderboard's templates (autoescaped)
     "markupsafe>=2.1",  # Markup for the leaderboard's pre-escaped HTML (charts, deltas)
     "matplotlib>=3.8",
