@@ -20,10 +20,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import socket
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -101,26 +99,19 @@ async def load(url: str, chats: list, max_tokens: int, concurrency: int) -> dict
 
 
 def serve(base: Path, device: str, batch_size: int):
-    import uvicorn
-
     from cortex.data import get_source
     from cortex.model.pointer import local_base
     from cortex.protocol.competition import CORTEX_TINY
     from cortex.serve.app import Limits, create_app
     from cortex.serve.base import Served
     from cortex.serve.engine import Engine
+    from cortex.serve.once import start
 
     ref = local_base(base, CORTEX_TINY.base.repo)
     app = create_app(Served(Engine.load(ref.path, ref.revision, device=device, batch_size=batch_size), ref),
                      CORTEX_TINY, get_source("synthetic"), limits=Limits(max_tokens=4096, max_in_flight=1024))
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    threading.Thread(target=server.run, daemon=True).start()
-    while not server.started:
-        time.sleep(0.05)
-    return server, f"http://127.0.0.1:{port}"
+    server, _, url = start(app)
+    return server, url
 
 
 def main() -> int:

@@ -26,7 +26,8 @@ def register(parser: argparse.ArgumentParser) -> None:
       "loads), comma-separated: 4, 8 ('' for none)")
     a("--gptq-calibration", type=int, default=32,
       help="competition prompts (drawn from --source before the held-out days) the GPTQ copies are calibrated on")
-    a("--questions", type=int, default=16, help="held-out questions drawn from --source to compare the copies on")
+    a("--questions", type=int, default=16,
+      help="held-out questions drawn from --source to compare the copies on (0: write and size them, score nothing)")
     a("--questions-file", default=None, help="a benchmark file (JSON lines with prompt and outcome) instead")
     a("--source", default=None, help="market data: synthetic[:SEED] (offline default), csv:DIR, binance")
     a("--state", action="append", default=[], metavar="DIR",
@@ -62,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
           f"({len(report['lineage'])} lineage steps, {report['questions']} held-out questions)")
     for e in report["exports"]:
         score = (f"reward {e['mean_reward']:.3f} (change {e['reward_change']:+.3f}), parse rate "
-                 f"{e['parse_rate']:.2f} (change {e['parse_rate_change']:+.2f})" if "mean_reward" in e
-                 else f"not scored: {e.get('not_scored')}")
+                 f"{e['parse_rate']:.2f} (change {e['parse_rate_change']:+.2f})" if e.get("mean_reward") is not None
+                 else f"not scored: {e.get('not_scored', 'no held-out questions')}")
         print(f"  {e['file']}: {e['bytes']:,} bytes, {score}")
     return 0

@@ -71,7 +71,10 @@ def held_out_rows(competition: Competition, source_spec: str | None, n: int, *, 
 
 
 def score_rows(key: str, rows: Sequence[dict], completions: Sequence[str], competition: Competition) -> dict[str, Any]:
-    """Mean reward, parse rate and Brier of ``completions`` to ``rows`` (``cortex.eval.benchmark.summarise``)."""
+    """Mean reward, parse rate and Brier of ``completions`` to ``rows`` (``cortex.eval.benchmark.summarise``);
+    None each without rows (``--questions 0``: copies written and sized, not scored)."""
+    if not rows:
+        return {"mean_reward": None, "parse_rate": None, "brier": None}
     from cortex.eval.benchmark import summarise
     from cortex.eval.generate import score_completions
 
@@ -81,6 +84,8 @@ def score_rows(key: str, rows: Sequence[dict], completions: Sequence[str], compe
 
 
 def answer_transformers(folder: Path, rows: Sequence[dict], competition: Competition, device: str) -> list[str]:
+    if not rows:  # nothing to answer: the model is not loaded
+        return []
     from cortex.eval.generate import Generator
 
     gen = Generator.load(folder, device=device, max_new_tokens=competition.eval.max_new_tokens,
@@ -91,6 +96,8 @@ def answer_transformers(folder: Path, rows: Sequence[dict], competition: Competi
 def greedy_gguf(model_file: Path, prompts: Sequence[list[int]], max_new_tokens: int, eos: int | None,
                 n_ctx: int = 2048) -> list[list[int]]:
     """Greedy new token ids from llama.cpp for each prompt's token ids (raises ImportError without llama-cpp-python)."""
+    if not prompts:
+        return []
     from llama_cpp import Llama
 
     llm = Llama(model_path=str(model_file), n_ctx=n_ctx, verbose=False, seed=0)
@@ -135,7 +142,7 @@ def export(folder: Path, ref: BaseRef, store: ModelStore | None, competition: Co
 
         rows = load_questions(cfg.questions_file)[0]
     else:
-        rows = held_out_rows(competition, cfg.source, cfg.questions)
+        rows = held_out_rows(competition, cfg.source, cfg.questions) if cfg.questions > 0 else []
     calibration_ids = [] if not cfg.gptq else [prompt_ids(tokenizer, r["prompt"]) for r in held_out_rows(
         competition, cfg.source, cfg.gptq_calibration, skip_days=HELD_OUT_DAYS + max(competition.eval.horizons_days),
         salt="cortex-gptq")]
@@ -145,7 +152,7 @@ def export(folder: Path, ref: BaseRef, store: ModelStore | None, competition: Co
     ids = [prompt_ids(tokenizer, r["prompt"]) for r in rows]
 
     quantized = [{"file": "hf/", "bytes": _size(hf), "format": "safetensors (unquantized)",
-                  **base_score, "reward_change": 0.0, "parse_rate_change": 0.0}]
+                  **base_score, "reward_change": 0.0 if rows else None, "parse_rate_change": 0.0 if rows else None}]
     for kind in cfg.gguf:
         path = export_gguf(hf, out / "gguf" / f"{ref.repo.split('/')[-1]}-{ref.revision[:12]}-{kind}.gguf", kind)
         entry: dict[str, Any] = {"file": str(path.relative_to(out)), "bytes": path.stat().st_size, "format": f"gguf {kind}"}
@@ -175,8 +182,8 @@ def export(folder: Path, ref: BaseRef, store: ModelStore | None, competition: Co
                  "parse_rate_change": _diff(score["parse_rate"], base_score["parse_rate"]),
                  "same_answers": sum(a == b for a, b in zip(texts, reference))}
         quantized.append(entry)
-        log.info("%s: %d bytes, reward %.3f, quantized in %.1f s", entry["file"], entry["bytes"],
-                 entry["mean_reward"], seconds)
+        log.info("%s: %d bytes, reward %s, quantized in %.1f s", entry["file"], entry["bytes"],
+                 "not scored" if entry["mean_reward"] is None else f"{entry['mean_reward']:.3f}", seconds)
 
     card = model_card(ref.repo, ref.revision, competition, steps, benchmark, live, tokenizer.chat_template, quantized)
     write_text(hf / "README.md", card)

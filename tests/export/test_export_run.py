@@ -108,6 +108,16 @@ def test_export_writes_the_folder_card_and_report(base, tmp_path):
         export(base, ref, None, COMP, ExportConfig(tmp_path / "out", ()))
 
 
+def test_export_without_questions_writes_and_sizes_the_copies_and_scores_nothing(base, tmp_path):
+    """``--questions 0`` (the quick export after the demo): no model is run, every figure is None, not 0."""
+    ref = local_base(base, REPO)
+    report = export(base, ref, None, COMP, ExportConfig(tmp_path / "out", ("q8_0",), questions=0))
+    assert report["questions"] == 0 and [e["file"].split("/")[0] for e in report["exports"]] == ["hf", "gguf"]
+    for e in report["exports"]:
+        assert e["bytes"] > 0 and e["mean_reward"] is None and e["parse_rate"] is None and e["reward_change"] is None
+    assert (tmp_path / "out" / "hf" / "README.md").is_file()
+
+
 def test_llama_cpp_answers_token_for_token(base, tmp_path):
     pytest.importorskip("llama_cpp")
     from cortex.eval.generate import Generator

@@ -6,16 +6,12 @@ hash check or whose folder is gone refused while the old one keeps serving."""
 from __future__ import annotations
 
 import asyncio
-import socket
-import threading
-import time
 from dataclasses import replace
 from pathlib import Path
 
 import httpx
 import openai
 import pytest
-import uvicorn
 from fastapi.testclient import TestClient
 
 from cortex.eval.generate import Generator
@@ -26,17 +22,12 @@ from cortex.protocol.competition import CORTEX_TINY
 from cortex.serve.app import Limits, create_app
 from cortex.serve.base import Follower, Served
 from cortex.serve.engine import Engine, EngineClosed
+from cortex.serve.once import start
 from cortex.serve.forecast import build_question, forecast_answer
 
 from serve_fixtures import SOURCE, tiny_base
 
 REPO = CORTEX_TINY.base.repo
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -52,14 +43,9 @@ def server(bases):
     served = Served(Engine.load(ref.path, ref.revision, device="cpu"), ref)
     app = create_app(served, CORTEX_TINY, SOURCE, limits=Limits(max_body_bytes=32 << 10, max_tokens=64,
                                                                   max_prompt_tokens=1500))
-    port = _free_port()
-    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    while not srv.started:
-        time.sleep(0.05)
-    client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="none", max_retries=0)
-    yield client, served, f"http://127.0.0.1:{port}"
+    srv, thread, url = start(app)
+    client = openai.OpenAI(base_url=f"{url}/v1", api_key="none", max_retries=0)
+    yield client, served, url
     srv.should_exit = True
     thread.join(10)
 
