@@ -106,8 +106,11 @@ class Engine:
     def load(cls, path: Path, revision: str, *, device: str = "auto", dtype: str | None = None,
              engine: str = "auto", batch_size: int = 8) -> Engine:
         """The base in ``path`` (a checked model folder), on the device ``cortex.eval.base`` chooses."""
+        from cortex.errors import CortexError
         from cortex.eval.base import load_base
 
+        if not Path(path).is_dir():  # a store's folder removed under the server, say
+            raise CortexError(f"no model folder at {path}")
         llm = _vllm(path, engine)
         model, tokenizer = load_base(Path(path), device=device, dtype=dtype) if llm is None else (None, None)
         if llm is not None:

@@ -166,6 +166,7 @@ def test_swap_finishes_queued_requests_on_the_old_base(bases):
 
 
 def test_follower_refuses_a_bad_hash_and_a_missing_folder_and_keeps_serving(bases, tmp_path):
+    """Each refusal is one clear line on /health while the old base answers over HTTP; then the good base swaps in."""
     store = LocalStore(tmp_path / "store")
     revision = store.upload(REPO, bases[1], private=False, message="b")
     hotkey = "5F" + "a" * 46
@@ -178,22 +179,56 @@ def test_follower_refuses_a_bad_hash_and_a_missing_folder_and_keeps_serving(base
     def load(path, name):
         return Engine.load(path, name, device="cpu")
 
-    follower = Follower(served, lambda: pointer["ref"], lambda r: r.fetch(store, tmp_path / "cache"), load)
-    assert follower.refresh() is False
-    assert "hash does not match" in follower.last_error and served.current()[1].revision == a.revision
+    def fetch(r):
+        return replace(r, path=tmp_path / "vanished") if fetch.gone else r.fetch(store, tmp_path / "cache")
 
-    pointer["ref"] = replace(pointer["ref"], commitment=good)
-    gone = lambda r: replace(r, path=tmp_path / "vanished")  # noqa: E731
-    assert Follower(served, lambda: pointer["ref"], gone, load).refresh() is False
-    assert served.current()[1].revision == a.revision
-
-    assert follower.refresh() is True
-    assert follower.last_error is None and follower.failures == 1
-    assert served.current()[1].revision == revision and served.swaps == 1
+    fetch.gone = False
+    follower = Follower(served, lambda: pointer["ref"], fetch, load)
     app = create_app(served, CORTEX_TINY, SOURCE, follower=follower)
+
+    def answered_by(http) -> str:
+        r = http.post("/v1/chat/completions", json={"model": REPO, "messages": CHAT, "max_tokens": 2})
+        assert r.status_code == 200
+        return r.json()["system_fingerprint"]
+
     with TestClient(app) as http:
+        assert follower.refresh() is False
         health = http.get("/health").json()
-    assert health["revision"] == revision and health["swaps"] == 1 and health["last_error"] is None
+        assert health["last_error"].startswith("CortexError: the base pointer's hash does not match")
+        assert (health["revision"], answered_by(http)) == (a.revision, a.revision)
+
+        pointer["ref"], fetch.gone = replace(pointer["ref"], commitment=good), True
+        assert follower.refresh() is False
+        health = http.get("/health").json()
+        assert health["last_error"] == f"CortexError: no model folder at {tmp_path / 'vanished'}"
+        assert (health["revision"], answered_by(http), follower.failures) == (a.revision, a.revision, 2)
+
+        fetch.gone = False
+        assert follower.refresh() is True
+        health = http.get("/health").json()
+        assert (health["revision"], health["swaps"], health["last_error"]) == (revision, 1, None)
+        assert answered_by(http) == revision
+
+
+def test_cli_refuses_a_pointer_that_fails_its_hash_check_and_a_revision_not_in_the_store(bases, tmp_path, capsys):
+    """At start there is no old base to keep serving: each is one line and exit status 2."""
+    from cortex.cli import main
+    from cortex.model.pointer import commit_pointer
+
+    from chainkit import NETUID, make_chain
+
+    chain = make_chain(tmp_path)
+    owner = chain.register("owner")
+    store = LocalStore(tmp_path / "store")
+    revision = store.upload(REPO, bases[0], private=False)
+    commit_pointer(chain.sub, owner, NETUID, CORTEX_TINY, REPO, revision, bases[1])  # b's hash for a's files
+    chain.advance(1)
+    assert main(["serve", "--chain.path", str(tmp_path / "chain.db"), "--once", "BTC:7"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"hash does not match {REPO}@{revision}'s files" in err[0]
+    assert main(["serve", "--store", f"local:{tmp_path / 'store'}", "--revision", "f" * 64]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "f" * 12 in err[0]
 
 
 def test_cli_refuses_a_missing_model_folder(tmp_path, capsys):
