@@ -182,3 +182,27 @@ def test_cli_refuses_bad_gptq_flags_in_one_line(tmp_path, capsys, flags, says):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and says in err[0]
     assert not (tmp_path / "out").exists()
+
+
+def test_widths_that_are_multiples_of_128_are_quantized_in_groups_of_128(exported, tmp_path):
+    """The branch a real base takes (Llama 3.3 70B: 8192 and 28672 wide): one scale per 128 input columns."""
+    from safetensors.torch import load_file
+    from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig
+
+    base, _, _ = exported
+    tokenizer = AutoTokenizer.from_pretrained(base)
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=128, intermediate_size=256, num_hidden_layers=1,
+                         num_attention_heads=2, num_key_value_heads=1, head_dim=64)
+    torch.manual_seed(0)
+    AutoModelForCausalLM.from_config(config).save_pretrained(tmp_path / "wide")
+    tokenizer.save_pretrained(tmp_path / "wide")
+    calibration = [list(range(3, 40)), list(range(50, 90))]
+    folder = quantize(tmp_path / "wide", tmp_path / "q", 4, calibration)
+    weights = json.loads((folder / "config.json").read_text())["quantization_config"]["config_groups"]["group_0"]["weights"]
+    assert (weights["strategy"], weights["group_size"], weights["num_bits"]) == ("group", 128, 4)
+    stored = load_file(folder / "model.safetensors")
+    assert stored["model.layers.0.mlp.down_proj.weight_scale"].shape == (128, 2)  # 256 input columns: two groups
+    assert stored["model.layers.0.self_attn.q_proj.weight_scale"].shape == (128, 1)
+    model = AutoModelForCausalLM.from_pretrained(folder)
+    out = model.generate(torch.tensor([calibration[0]]), max_new_tokens=4, min_new_tokens=4, do_sample=False)
+    assert out.shape == (1, len(calibration[0]) + 4)
