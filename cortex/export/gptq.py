@@ -27,7 +27,7 @@ BITS = (4, 8)
 GROUP = 128  # input columns per scale where every quantized width divides by it
 IGNORE = ("lm_head",)
 DAMPENING = 0.01  # fraction of the Hessian's mean diagonal added to it before the Cholesky (GPTQ's λ)
-INSTALL = 'pip install --no-deps "llmcompressor==0.14.0.1" "compressed-tensors==0.19.0" loguru (make install does)'
+INSTALL = "run make install (it adds llmcompressor and compressed-tensors with --no-deps: GPTQ_LIBS in the Makefile)"
 
 
 def parse_bits(spec: str) -> tuple[int, ...]:
