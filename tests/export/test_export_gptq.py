@@ -6,6 +6,7 @@ and the 8-bit weights sit on their quantization grid close to the originals."""
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -14,7 +15,7 @@ import torch
 
 from cortex.data.prompts import completion, format_answer
 from cortex.errors import CortexError
-from cortex.export.gptq import BITS, parse_bits, quantize
+from cortex.export.gptq import BITS, check, parse_bits, quantize
 from cortex.export.run import ExportConfig, export
 from cortex.model.pointer import local_base
 from cortex.protocol.competition import CORTEX_TINY
@@ -206,3 +207,10 @@ def test_widths_that_are_multiples_of_128_are_quantized_in_groups_of_128(exporte
     model = AutoModelForCausalLM.from_pretrained(folder)
     out = model.generate(torch.tensor([calibration[0]]), max_new_tokens=4, min_new_tokens=4, do_sample=False)
     assert out.shape == (1, len(calibration[0]) + 4)
+
+
+def test_without_llmcompressor_asking_for_gptq_is_one_clear_error(monkeypatch):
+    monkeypatch.setitem(sys.modules, "llmcompressor", None)  # what an import finds when it is not installed
+    with pytest.raises(CortexError, match="make install"):
+        check([4])
+    assert check([]) is None  # no GPTQ asked for: nothing needed
