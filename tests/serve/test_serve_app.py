@@ -127,6 +127,9 @@ def test_bad_input_one_clear_error_each_and_the_server_keeps_serving(server):
         client.chat.completions.create(model="someone/else", messages=CHAT)
     raw = httpx.post(f"{url}/v1/forecast", content=b'{"asset": "BTC",', headers={"content-type": "application/json"})
     assert raw.status_code == 400 and raw.json()["error"]["message"].startswith("malformed JSON body")
+    missing = httpx.post(f"{url}/v1/forecast", json={"asset": "BTC"})
+    assert missing.status_code == 400 and missing.json()["error"] == {
+        "message": "horizon_days: Field required", "type": "invalid_request_error", "code": "invalid_body"}
     huge = httpx.post(f"{url}/v1/chat/completions", content=b"x" * (40 << 10), headers={"content-type": "application/json"})
     assert huge.status_code == 413 and huge.json()["error"]["code"] == "body_too_large"
     assert httpx.get(f"{url}/health").json()["status"] == "ok"
