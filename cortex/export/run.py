@@ -165,7 +165,7 @@ def export(folder: Path, ref: BaseRef, store: ModelStore | None, competition: Co
             score = score_rows(str(ref), rows, texts, competition)
             entry.update(score, reward_change=_diff(score["mean_reward"], base_score["mean_reward"]),
                          parse_rate_change=_diff(score["parse_rate"], base_score["parse_rate"]),
-                         same_answers=sum(a == b for a, b in zip(texts, reference)))
+                         same_answers=sum(a == b for a, b in zip(texts, reference)) if rows else None)
         quantized.append(entry)
         log.info("%s: %d bytes%s", entry["file"], entry["bytes"],
                  f", reward {entry['mean_reward']:.3f}" if entry.get("mean_reward") is not None else "")
@@ -180,7 +180,7 @@ def export(folder: Path, ref: BaseRef, store: ModelStore | None, competition: Co
                  "calibration_prompts": len(calibration_ids), "quantize_seconds": round(seconds, 1), **score,
                  "reward_change": _diff(score["mean_reward"], base_score["mean_reward"]),
                  "parse_rate_change": _diff(score["parse_rate"], base_score["parse_rate"]),
-                 "same_answers": sum(a == b for a, b in zip(texts, reference))}
+                 "same_answers": sum(a == b for a, b in zip(texts, reference)) if rows else None}
         quantized.append(entry)
         log.info("%s: %d bytes, reward %s, quantized in %.1f s", entry["file"], entry["bytes"],
                  "not scored" if entry["mean_reward"] is None else f"{entry['mean_reward']:.3f}", seconds)

@@ -214,3 +214,12 @@ def test_without_llmcompressor_asking_for_gptq_is_one_clear_error(monkeypatch):
     with pytest.raises(CortexError, match="make install"):
         check([4])
     assert check([]) is None  # no GPTQ asked for: nothing needed
+
+
+def test_without_questions_a_gptq_copy_is_written_and_sized_not_scored(exported, tmp_path):
+    base, _, _ = exported
+    cfg = ExportConfig(tmp_path / "out", (), questions=0, gptq=(8,), gptq_calibration=2)
+    entry = export(base, local_base(base, COMP.base.repo), None, COMP, cfg)["exports"][-1]
+    assert entry["file"] == "gptq/w8a16/" and entry["calibration_prompts"] == 2
+    assert entry["bytes"] == sum(p.stat().st_size for p in (tmp_path / "out" / "gptq" / "w8a16").iterdir())
+    assert entry["mean_reward"] is None and entry["reward_change"] is None and entry["same_answers"] is None
