@@ -8,4 +8,6 @@
   prompt builder) and the parsed answer.
 - ``app``: the FastAPI app: ``/v1/chat/completions`` (SSE streaming), ``/v1/models``, ``/v1/forecast``,
   ``/health``, ``/metrics``, and the request limits.
+- ``once``: ``cortex serve --once ASSET:DAYS`` (serve, one forecast over HTTP, print it, stop) and ``start``,
+  the app on a socket in a thread.
 """

@@ -115,6 +115,7 @@ def test_export_without_questions_writes_and_sizes_the_copies_and_scores_nothing
     assert report["questions"] == 0 and [e["file"].split("/")[0] for e in report["exports"]] == ["hf", "gguf"]
     for e in report["exports"]:
         assert e["bytes"] > 0 and e["mean_reward"] is None and e["parse_rate"] is None and e["reward_change"] is None
+        assert e.get("same_answers") is None
     assert (tmp_path / "out" / "hf" / "README.md").is_file()
 
 
