@@ -60,6 +60,7 @@ def run(args: argparse.Namespace) -> int:
     app, _ = build(args, follow=question is None)
     if question is not None:
         loaded = time.monotonic()
+        logging.getLogger("httpx").setLevel(logging.WARNING)  # its per-request line would repeat the summary's
         answer = forecast_once(app, args.host, args.port or 0, *question)
         print(summary(answer, time.monotonic() - loaded))
         print(f"served and stopped in {time.monotonic() - started:.1f} s (base loaded in {loaded - started:.1f} s)")
