@@ -91,6 +91,10 @@ class TrainConfig:
     data_end: str | None = None
     stride: int = 1  # every N-th day as a cutoff
     min_teacher_reward: float = 1.0  # SFT keeps teacher traces scoring at least this
+    # SFT's loss on the answer and the reasoning's last N lines only (0: the whole completion). The forecast
+    # lives there (the analyst's weighing and "Overall I lean ..." lines, then the answer's p_up): a base that
+    # already writes the format learns within a few steps what to conclude instead of re-learning the steps.
+    loss_tail_lines: int = 0
     cutoff_len: int = 1024  # tokens per training sequence
     max_samples: int | None = None  # cap on training rows (spread over the whole window)
     eval_split: str = "validation"  # the split for validation loss and early stopping
@@ -194,6 +198,7 @@ def _check_values(c: TrainConfig) -> list[str]:
                  "stride", "num_generations", "grpo_prompts_per_step", "grpo_max_steps", "max_completion_length",
                  "kto_max_steps"):
         need(getattr(c, name) >= 1, f"{name}: expected an integer >= 1, got {getattr(c, name)}")
+    need(c.loss_tail_lines >= 0, f"loss_tail_lines: expected an integer >= 0 (0: the whole completion), got {c.loss_tail_lines}")
     for name in ("max_samples", "heldout_max_new_tokens", "early_stopping_patience"):
         value = getattr(c, name)
         need(value is None or value >= 1, f"{name}: expected an integer >= 1 or null, got {value}")

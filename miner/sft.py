@@ -68,23 +68,44 @@ def completion_text(tokenizer, prompt: list[dict], answer: dict) -> tuple[str, s
     return rendered_prompt, text
 
 
-def completion_ids(tokenizer, prompt: list[dict], answer: dict) -> tuple[list[int], list[int]]:
-    """``(prompt_ids, completion_ids)``: :func:`completion_text` tokenized, the prompt exactly as generation
-    tokenizes it."""
-    prompt_ids = list(tokenizer.apply_chat_template(prompt, add_generation_prompt=True, tokenize=True,
-                                                    return_dict=True)["input_ids"])
-    _, text = completion_text(tokenizer, prompt, answer)
-    return prompt_ids, list(tokenizer(text, add_special_tokens=False)["input_ids"])
+def tail_start(text: str, lines: int) -> int:
+    """Where the loss of a ``loss_tail_lines`` row starts in a completion's text: the start of the reasoning's
+    last ``lines`` lines (the text before ``</think>``), or 0 when the reasoning has no more lines than that or
+    no ``</think>``."""
+    end = text.find("</think>")
+    if lines <= 0 or end < 0:
+        return 0
+    at = end
+    for _ in range(lines):
+        at = text.rfind("\n", 0, at)
+        if at < 0:
+            return 0
+    return at + 1
 
 
-def tokenize_rows(rows, tokenizer):
-    """Rows with ``messages`` (the prompt, then the assistant's answer) as ``input_ids`` + ``completion_mask``."""
+def completion_weights(tokenizer, text: str, lines: int) -> tuple[list[int], list[int]]:
+    """``(ids, mask)`` of a completion's text: mask 1 from :func:`tail_start` on (every token with ``lines`` 0).
+    The ids are the text tokenized whole; a token counts as in the tail if it ends after the tail starts."""
+    start = tail_start(text, lines)
+    if start == 0:
+        ids = list(tokenizer(text, add_special_tokens=False)["input_ids"])
+        return ids, [1] * len(ids)
+    enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+    return list(enc["input_ids"]), [int(end > start) for _, end in enc["offset_mapping"]]
+
+
+def tokenize_rows(rows, tokenizer, tail_lines: int = 0):
+    """Rows with ``messages`` (the prompt, then the assistant's answer) as ``input_ids`` + ``completion_mask``:
+    the whole completion, or with ``tail_lines`` only the reasoning's last lines and the answer."""
     def one(row: dict) -> dict:
         messages = row["messages"]
         if not messages or messages[-1]["role"] != "assistant":
             raise CortexError("an SFT row must end with the assistant's answer")
-        prompt, completion = completion_ids(tokenizer, messages[:-1], messages[-1])
-        return {"input_ids": prompt + completion, "completion_mask": [0] * len(prompt) + [1] * len(completion)}
+        prompt = list(tokenizer.apply_chat_template(messages[:-1], add_generation_prompt=True, tokenize=True,
+                                                    return_dict=True)["input_ids"])
+        _, text = completion_text(tokenizer, messages[:-1], messages[-1])
+        completion, mask = completion_weights(tokenizer, text, tail_lines)
+        return {"input_ids": prompt + completion, "completion_mask": [0] * len(prompt) + mask}
 
     return rows.map(one, remove_columns=rows.column_names)
 
@@ -98,8 +119,8 @@ def make_trainer(cfg: TrainConfig, base: Path, train, eval_, out: Path, *, targe
     if len(train) == 0:
         raise CortexError("no training rows for SFT: use more data (data_start/data_end) or a lower min_teacher_reward")
     model, tokenizer, peft_config = load_stage_model(cfg, base, targets, adapter)
-    train = tokenize_rows(train.select_columns(["messages"]), tokenizer)
-    eval_ = tokenize_rows(eval_.select_columns(["messages"]), tokenizer) if eval_ is not None else None
+    train = tokenize_rows(train.select_columns(["messages"]), tokenizer, cfg.loss_tail_lines)
+    eval_ = tokenize_rows(eval_.select_columns(["messages"]), tokenizer, cfg.loss_tail_lines) if eval_ is not None else None
     callbacks = []
     if cfg.early_stopping_patience and eval_ is not None:
         callbacks.append(EarlyStoppingCallback(cfg.early_stopping_patience, cfg.early_stopping_threshold))

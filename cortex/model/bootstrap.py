@@ -50,12 +50,12 @@ class BootstrapConfig:
     # real base knows many; it answers in the majority style (numbers cited), which a base this small copies
     # poorly, so a miner has something to find within a few steps: reasoning that invents no numbers.
     words_fraction: float = 0.25
-    # The traces' forecasts: False (the default) pre-trains on the analyst's traces with every forecast the
-    # training base rate (teachers ``analyst-blind``, ``analyst-words-blind``): the base learns the answer format
-    # and the reasoning's steps but no market skill, so whatever skill a merged base shows on the fixed
-    # benchmark the miners brought (issue 22). True: the analyst's informed forecasts (a base that already
-    # knows what the miners' teacher knows).
-    informed: bool = False
+    # The horizons whose pre-training forecasts are the analyst's; every other horizon's forecast is its training
+    # base rate (the analyst's steps, ``blind`` for it): the base learns the answer format everywhere and how to
+    # read the market at these horizons only, so what it forecasts well at the others on the fixed benchmark the
+    # miners brought (issue 22). The default () pre-trains with no market skill at all; (1, 7) on the analyst's
+    # own forecasts (the recipe before issue 22's second pass).
+    informed_horizons: tuple[int, ...] = ()
     answer_weight: float = 4.0  # loss weight of the answer block's tokens against the reasoning's
     name_weight: float = 10.0  # loss weight of ticker tokens (the asset the answer must copy from the prompt)
     # Share of the steps over which the prompt context grows from its last 32 tokens to all of it: early
@@ -76,21 +76,22 @@ def _data(cfg: BootstrapConfig) -> tuple[dict, list[list[dict]], list[dict]]:
 
     A ``words_fraction`` of the training chats reason in words (the ``analyst-words`` teacher on the same
     samples), then a ``relabel_fraction`` of them name another ticker (:func:`relabel_assets`). Both teachers
-    are blind (base-rate forecasts) unless ``cfg.informed``."""
+    forecast the base rate at every horizon but ``cfg.informed_horizons``."""
     import datasets
 
     from cortex.data.dataset import BuildConfig, build_dataset
+    from cortex.data.teachers import AnalystTeacher
     from cortex.model.pretrain import relabel_assets
 
     with tempfile.TemporaryDirectory(prefix="cortex-base-data-") as tmp:
-        blind = "" if cfg.informed else "-blind"
         build = BuildConfig(source=cfg.source, seed=cfg.seed, stride=cfg.stride, start=cfg.start, end=cfg.end,
-                            teacher=f"analyst{blind}", out=f"{tmp}/data", progress=cfg.progress)
-        card = build_dataset(build)
+                            out=f"{tmp}/data", progress=cfg.progress)
+        blind = tuple(h for h in build.horizons if h not in cfg.informed_horizons)
+        card = build_dataset(build, teacher=AnalystTeacher(blind=blind))
         splits = datasets.load_from_disk(f"{tmp}/data")
         chats = splits["train"]["messages"]
         if cfg.words_fraction > 0:
-            build_dataset(dataclasses.replace(build, teacher=f"analyst-words{blind}", out=f"{tmp}/words"))
+            build_dataset(dataclasses.replace(build, out=f"{tmp}/words"), teacher=AnalystTeacher(words=True, blind=blind))
             chats = mix_styles(splits["train"], datasets.load_from_disk(f"{tmp}/words")["train"], cfg.words_fraction,
                                cfg.seed)
         train = relabel_assets(chats, splits["train"]["asset"], cfg.relabel_fraction, cfg.seed, include_btc=True)
@@ -149,7 +150,7 @@ Built by `cortex base bootstrap --seed {cfg.seed} --source {cfg.source} --steps 
 | architecture | `LlamaForCausalLM`: hidden {arch['hidden_size']}, {arch['num_hidden_layers']} layers, {arch['num_attention_heads']} heads ({arch['num_key_value_heads']} KV), MLP {arch['intermediate_size']}, context {arch['max_position_embeddings']}, tied embeddings |
 | parameters | {facts['parameters']:,} |
 | tokenizer | byte-level BPE, {facts['tokenizer_size']} tokens, trained on the dataset's chats; chat template with `{{% generation %}}` markers |
-| pre-training | full fine-tuning, {cfg.steps} steps × {cfg.batch_size} chats, AdamW, peak lr {cfg.learning_rate}, loss on assistant tokens (the answer block weighted {cfg.answer_weight:g}×, tickers {cfg.name_weight:g}×), the prompt context growing from its last 32 tokens over the first {cfg.context_warmup:.0%} of the steps; {cfg.relabel_fraction:.0%} of the training chats renamed to another ticker, {cfg.words_fraction:.0%} reasoning in words (`analyst-words`); forecasts {"the analyst's (informed)" if cfg.informed else "the training base rate (`-blind` teachers: the format, no market skill)"} |
+| pre-training | full fine-tuning, {cfg.steps} steps × {cfg.batch_size} chats, AdamW, peak lr {cfg.learning_rate}, loss on assistant tokens (the answer block weighted {cfg.answer_weight:g}×, tickers {cfg.name_weight:g}×), the prompt context growing from its last 32 tokens over the first {cfg.context_warmup:.0%} of the steps; {cfg.relabel_fraction:.0%} of the training chats renamed to another ticker, {cfg.words_fraction:.0%} reasoning in words (`analyst-words`); forecasts the analyst's at horizons {list(cfg.informed_horizons) or "none"} days, the training base rate at the others (the format, no market skill there) |
 | final training loss | {facts['final_loss']} |
 | data | {data['source']}: assets {', '.join(data['assets'])}, horizons {data['horizons']} days, rows {data['rows']} |
 | held-out format check | {check['prompts']} {HELD_OUT} prompts, greedy: parse rate {check['parse_rate']}, mean reward {check['mean_reward']} |

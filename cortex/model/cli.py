@@ -28,9 +28,10 @@ def register(parser: argparse.ArgumentParser) -> None:
                    help="held-out prompts for the format check")
     b.add_argument("--threads", type=int, default=BootstrapConfig.threads,
                    help="torch CPU threads (1 is faster on a CPU other jobs share)")
-    b.add_argument("--informed", action="store_true",
-                   help="pre-train on the analyst's informed forecasts (default: base-rate forecasts, so the base "
-                        "knows the answer format but not the market and any skill it gains is the miners')")
+    b.add_argument("--informed-horizons", default=",".join(map(str, BootstrapConfig.informed_horizons)),
+                   metavar="DAYS", help="horizons whose pre-training forecasts are the analyst's, comma-separated "
+                                        "('' for none); the others forecast the training base rate, so skill there "
+                                        "is the miners' to bring")
     b.add_argument("--no-progress", "--plain", dest="no_progress", action="store_true", help="no progress bars")
     b.add_argument("--force", action="store_true",
                    help="replace an --out folder that a bootstrap did not make (deletes what it holds)")
@@ -96,6 +97,16 @@ def _rollback(args: argparse.Namespace) -> int:
     return 0
 
 
+def _horizons(text: str) -> tuple[int, ...]:
+    try:
+        days = tuple(sorted({int(part) for part in text.split(",") if part.strip()}))
+    except ValueError:
+        raise CortexError(f"--informed-horizons: expected whole days separated by commas, got {text!r}") from None
+    if any(d < 1 for d in days):
+        raise CortexError(f"--informed-horizons: horizons are whole days >= 1, got {text!r}")
+    return days
+
+
 def _bootstrap(args: argparse.Namespace) -> int:
     if args.steps < 1 or args.eval_prompts < 1 or args.threads < 1:
         raise CortexError("--steps, --eval-prompts and --threads must be at least 1")
@@ -104,7 +115,7 @@ def _bootstrap(args: argparse.Namespace) -> int:
         raise CortexError(f"--store local:{store_dir} and --out {args.out} lie one inside the other, and each "
                           "bootstrap replaces --out whole: give the store a folder of its own (e.g. beside --out)")
     cfg = BootstrapConfig(out=Path(args.out), source=args.source, seed=args.seed, steps=args.steps,
-                          informed=args.informed,
+                          informed_horizons=_horizons(args.informed_horizons),
                           eval_prompts=args.eval_prompts, threads=args.threads,
                           progress=not args.no_progress, force=args.force)
     workdir.check(cfg.out, OWNER, force=cfg.force)  # before any work, not after it

@@ -89,6 +89,39 @@ def test_loss_covers_exactly_the_answer_and_its_end_of_turn(env, tmp_path, famil
 
 
 @pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_loss_tail_lines_trains_the_conclusion_and_the_answer_only(env, tmp_path, family):
+    """``loss_tail_lines: 2``: the collated labels cover the reasoning's last two lines, the answer and the
+    end-of-turn token, one block at the end; the input ids are the same as with the whole completion."""
+    from transformers import AutoTokenizer
+
+    from miner.sft import make_trainer, tail_start
+
+    root, dd, bases = env
+    _, eot, _ = FAMILIES[family]
+    tokenizer = AutoTokenizer.from_pretrained(bases[family])
+    rows = dd["train"].select(range(3))
+    cfg = TrainConfig(finetuning_type="lora", lora_rank=4, max_steps=1, report_to="none", cutoff_len=4096)
+    whole = make_trainer(cfg, bases[family], rows, None, tmp_path / "a", targets=["q_proj", "v_proj"])
+    tail = make_trainer(cfg.replace(loss_tail_lines=2), bases[family], rows, None, tmp_path / "b",
+                        targets=["q_proj", "v_proj"])
+    batches = [t.data_collator([t.train_dataset[i] for i in range(3)]) for t in (whole, tail)]
+    assert batches[0]["input_ids"].equal(batches[1]["input_ids"])
+    for i in range(3):
+        ids = batches[1]["input_ids"][i]
+        real = batches[1]["attention_mask"][i].bool() if "attention_mask" in batches[1] else ids == ids
+        trained = (batches[1]["labels"][i] != -100)[real]
+        n = int(trained.sum())
+        assert 0 < n < int((batches[0]["labels"][i] != -100)[real].sum())
+        assert trained[-n:].all() and not trained[:-n].any()
+        answer = rows[i]["messages"][-1]["content"].strip()
+        reasoning = answer.split("</think>")[0]
+        expected = "\n".join(reasoning.splitlines()[-2:]) + answer[len(reasoning):] + eot
+        assert tokenizer.decode(ids[real][-n:]).strip() == expected.strip()
+    assert tail_start("a\nb\nc</think>x", 2) == 2 and tail_start("a\nb</think>x", 5) == 0
+    assert tail_start("no think tag", 1) == 0 and tail_start("a\nb</think>", 0) == 0
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
 def test_kto_splits_prompt_and_answer_as_sft_does(env, tmp_path, family):
     from transformers import AutoTokenizer
 

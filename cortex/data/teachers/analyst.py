@@ -29,11 +29,15 @@ class AnalystTeacher:
 
     ``blind=True`` (``analyst-blind``, ``analyst-words-blind``) reads the same features but forecasts every
     horizon's training base rate, as the uninformed branch does: traces in the answer format that carry
-    no market skill (the tiny base's pre-training, so the skill a merged base shows is the miners')."""
+    no market skill. ``blind`` may also name horizons (``blind=(7,)``, named ``analyst-blind7``): those
+    forecast the base rate, the others are informed (the tiny base's pre-training, docs/base-model.md)."""
 
-    def __init__(self, l2: float = 10.0, max_z: float = 1.0, words: bool = False, blind: bool = False):
-        self.l2, self.max_z, self.words, self.blind = l2, max_z, words, blind
-        self.name = ("analyst-words" if words else "analyst") + ("-blind" if blind else "")
+    def __init__(self, l2: float = 10.0, max_z: float = 1.0, words: bool = False,
+                 blind: bool | Sequence[int] = False):
+        self.l2, self.max_z, self.words = l2, max_z, words
+        self.blind: bool | tuple[int, ...] = blind if isinstance(blind, bool) else tuple(sorted({int(h) for h in blind}))
+        suffix = "" if not self.blind else "-blind" if self.blind is True else "-blind" + "+".join(map(str, self.blind))
+        self.name = ("analyst-words" if words else "analyst") + suffix
         self.models: dict[int, dict] = {}
         self.fit_window: tuple[str, str] | None = None
 
@@ -74,7 +78,8 @@ class AnalystTeacher:
             raise TeacherError("analyst: call fit() on the training split first")
         m = self.models.get(sample.horizon_days, self.models[0])
         xs = m["std"](M.inputs(sample.features)[None, :])[0]
-        if self.blind or not m["informed"]:  # no skill out of sample (or blind): the base rate, nothing to weigh
+        blind = self.blind is True or (self.blind and sample.horizon_days in self.blind)
+        if blind or not m["informed"]:  # no skill out of sample (or blind): the base rate, nothing to weigh
             p_up = float(np.clip(m["base_rate"], 0.02, 0.98))
             return p_up, (2 * round(p_up, 2) - 1) * 0.8 * sample.realized_vol * 100.0, np.zeros(len(xs) - 1)
         contrib = m["logit"][1:] * xs[1:]
@@ -100,7 +105,7 @@ class AnalystTeacher:
     def describe(self) -> dict:
         return {
             "name": self.name,
-            "blind": self.blind,
+            "blind": list(self.blind) if isinstance(self.blind, tuple) else self.blind,
             "model": "per-horizon L2 logistic regression (IRLS) for p_up, ridge for return/realized_vol",
             "inputs": list(M.INPUTS),
             "fit_window": list(self.fit_window) if self.fit_window else None,
