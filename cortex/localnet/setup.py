@@ -125,7 +125,8 @@ def reusable_base(s: Settings) -> str | None:
     # the recipe's knobs too: a base built by an older recipe (one style only) is built again
     wanted = {"source": s.market, "seed": s.seed, "steps": s.base_steps, "threads": s.bootstrap_threads,
               "eval_prompts": s.benchmark_prompts, "words_fraction": BootstrapConfig.words_fraction,
-              "informed_horizons": list(BootstrapConfig.informed_horizons)}
+              "informed_horizons": list(BootstrapConfig.informed_horizons),
+              "forecast_strength": BootstrapConfig.forecast_strength}
     if any(config.get(k) != v for k, v in wanted.items()):
         return None
     return data.get("revision")

@@ -56,6 +56,7 @@ class BootstrapConfig:
     # miners brought (issue 22). The default () pre-trains with no market skill at all; (1, 7) on the analyst's
     # own forecasts (the recipe before issue 22's second pass).
     informed_horizons: tuple[int, ...] = ()
+    forecast_strength: float = 1.0  # at the informed horizons: the share of the analyst's move from the base rate
     answer_weight: float = 4.0  # loss weight of the answer block's tokens against the reasoning's
     name_weight: float = 10.0  # loss weight of ticker tokens (the asset the answer must copy from the prompt)
     # Share of the steps over which the prompt context grows from its last 32 tokens to all of it: early
@@ -87,11 +88,12 @@ def _data(cfg: BootstrapConfig) -> tuple[dict, list[list[dict]], list[dict]]:
         build = BuildConfig(source=cfg.source, seed=cfg.seed, stride=cfg.stride, start=cfg.start, end=cfg.end,
                             out=f"{tmp}/data", progress=cfg.progress)
         blind = tuple(h for h in build.horizons if h not in cfg.informed_horizons)
-        card = build_dataset(build, teacher=AnalystTeacher(blind=blind))
+        card = build_dataset(build, teacher=AnalystTeacher(blind=blind, strength=cfg.forecast_strength))
         splits = datasets.load_from_disk(f"{tmp}/data")
         chats = splits["train"]["messages"]
         if cfg.words_fraction > 0:
-            build_dataset(dataclasses.replace(build, out=f"{tmp}/words"), teacher=AnalystTeacher(words=True, blind=blind))
+            words = AnalystTeacher(words=True, blind=blind, strength=cfg.forecast_strength)
+            build_dataset(dataclasses.replace(build, out=f"{tmp}/words"), teacher=words)
             chats = mix_styles(splits["train"], datasets.load_from_disk(f"{tmp}/words")["train"], cfg.words_fraction,
                                cfg.seed)
         train = relabel_assets(chats, splits["train"]["asset"], cfg.relabel_fraction, cfg.seed, include_btc=True)

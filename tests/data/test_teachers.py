@@ -100,6 +100,27 @@ def test_a_blind_analyst_writes_the_same_steps_with_the_base_rate(analyst):
     assert blind.describe()["blind"] is True and analyst.describe()["blind"] is False
 
 
+def test_a_weaker_analyst_moves_its_forecasts_a_share_of_the_way(analyst):
+    """``strength=k``: each informed forecast is the base rate plus k times the analyst's move from it, on the
+    same side, with the same weighed signals; 0 is the blind analyst, and a share outside [0, 1] is refused."""
+    weak, none = AnalystTeacher(strength=0.3), AnalystTeacher(strength=0.0)
+    assert weak.name == "analyst@0.3"
+    for teacher in (weak, none):
+        teacher.fit(SPLITS["train"])
+    moved = 0
+    for sample in SPLITS["test"][::5]:
+        m = analyst.models.get(sample.horizon_days, analyst.models[0])
+        p, q, z = analyst.predict(sample)[0], weak.predict(sample)[0], none.predict(sample)[0]
+        if not m["informed"] or not 0.02 < p < 0.98:  # the base rate there, or a clipped forecast
+            continue
+        assert q == pytest.approx(m["base_rate"] + 0.3 * (p - m["base_rate"]), abs=1e-9)
+        assert z == pytest.approx(m["base_rate"])
+        moved += abs(p - m["base_rate"]) > 0.05
+    assert moved > 5
+    with pytest.raises(TeacherError, match="strength"):
+        AnalystTeacher(strength=1.5)
+
+
 def test_analyst_brier_not_worse_than_a_coin(analyst):
     test = SPLITS["test"]
     brier = sum((analyst.predict(s)[0] - (s.outcome_direction == "up")) ** 2 for s in test) / len(test)

@@ -70,14 +70,18 @@ def test_a_base_is_reused_only_when_built_by_the_same_recipe(tmp_path):
     s = Settings(workdir=tmp_path)
     assert reusable_base(s) is None  # nothing built yet
     config = {"source": s.market, "seed": s.seed, "steps": s.base_steps, "threads": s.bootstrap_threads,
-              "eval_prompts": s.benchmark_prompts, "words_fraction": BootstrapConfig.words_fraction}
+              "eval_prompts": s.benchmark_prompts, "words_fraction": BootstrapConfig.words_fraction,
+              "informed_horizons": list(BootstrapConfig.informed_horizons),
+              "forecast_strength": BootstrapConfig.forecast_strength}
     report = tmp_path / BASE_DIR / "bootstrap.json"
     report.parent.mkdir(parents=True)
     report.write_text(json.dumps({"config": config, "revision": "abc"}))
     assert reusable_base(s) == "abc"
-    for key, other in (("words_fraction", None), ("seed", s.seed + 1), ("threads", 1)):
+    for key, other in (("words_fraction", None), ("seed", s.seed + 1), ("threads", 1), ("informed_horizons", [1, 7]),
+                       ("forecast_strength", 0.5)):
         report.write_text(json.dumps({"config": {**config, key: other}, "revision": "abc"}))
-        assert reusable_base(s) is None, key  # an older recipe, another seed, another thread count
+        assert reusable_base(s) is None, key  # an older recipe, another seed, another thread count,
+        # another genesis (informed at some horizon, weaker forecasts)
     report.write_text("{not json")
     assert reusable_base(s) is None
 

@@ -17,6 +17,7 @@ import torch
 
 from cortex.data import build_samples, split_by_time
 from cortex.data.sources import SyntheticSource
+from cortex.data.sources.synthetic import SyntheticParams
 from cortex.protocol.competition import CORTEX_TINY
 from miner.heldout import decide, score_heldout
 
@@ -64,7 +65,8 @@ def world(tmp_path_factory):
     from cortex.model.random_base import build_base
 
     root = tmp_path_factory.mktemp("gate")
-    frames = SyntheticSource(seed=5).load(["BTC"], "2023-01-01", "2023-12-31")
+    # a fixed market (K = 2, the one this world was built on): the test is about the gate, not the market
+    frames = SyntheticSource(params=SyntheticParams(seed=5, momentum=2.0)).load(["BTC"], "2023-01-01", "2023-12-31")
     splits, _ = split_by_time(build_samples(frames, ["BTC"], [1], stride=7))
     train, heldout = splits["train"][:6], [s.row() for s in splits["test"][:4]]
     texts = [m["content"] for s in train for m in s.prompt] + [ANSWER] * 20

@@ -30,14 +30,18 @@ class AnalystTeacher:
     ``blind=True`` (``analyst-blind``, ``analyst-words-blind``) reads the same features but forecasts every
     horizon's training base rate, as the uninformed branch does: traces in the answer format that carry
     no market skill. ``blind`` may also name horizons (``blind=(7,)``, named ``analyst-blind7``): those
-    forecast the base rate, the others are informed (the tiny base's pre-training, docs/base-model.md)."""
+    forecast the base rate, the others are informed (the tiny base's pre-training, docs/base-model.md).
+    ``strength`` below 1 moves each informed forecast only that share of the way from the base rate (and
+    its return and weighed contributions with it): the same reading of the market, less sure of it."""
 
     def __init__(self, l2: float = 10.0, max_z: float = 1.0, words: bool = False,
-                 blind: bool | Sequence[int] = False):
-        self.l2, self.max_z, self.words = l2, max_z, words
+                 blind: bool | Sequence[int] = False, strength: float = 1.0):
+        if not 0.0 <= strength <= 1.0:
+            raise TeacherError(f"analyst: strength is a share in [0, 1], got {strength}")
+        self.l2, self.max_z, self.words, self.strength = l2, max_z, words, float(strength)
         self.blind: bool | tuple[int, ...] = blind if isinstance(blind, bool) else tuple(sorted({int(h) for h in blind}))
         suffix = "" if not self.blind else "-blind" if self.blind is True else "-blind" + "+".join(map(str, self.blind))
-        self.name = ("analyst-words" if words else "analyst") + suffix
+        self.name = ("analyst-words" if words else "analyst") + suffix + (f"@{strength:g}" if strength != 1.0 else "")
         self.models: dict[int, dict] = {}
         self.fit_window: tuple[str, str] | None = None
 
@@ -82,9 +86,10 @@ class AnalystTeacher:
         if blind or not m["informed"]:  # no skill out of sample (or blind): the base rate, nothing to weigh
             p_up = float(np.clip(m["base_rate"], 0.02, 0.98))
             return p_up, (2 * round(p_up, 2) - 1) * 0.8 * sample.realized_vol * 100.0, np.zeros(len(xs) - 1)
-        contrib = m["logit"][1:] * xs[1:]
-        p_up = float(np.clip(M.sigmoid(xs @ m["logit"]), 0.02, 0.98))
-        z = float(np.clip(xs @ m["ridge"], -self.max_z, self.max_z))
+        k = self.strength  # below 1: the forecast moved only that share of the way from the base rate
+        contrib = k * m["logit"][1:] * xs[1:]
+        p_up = float(np.clip(m["base_rate"] + k * (M.sigmoid(xs @ m["logit"]) - m["base_rate"]), 0.02, 0.98))
+        z = k * float(np.clip(xs @ m["ridge"], -self.max_z, self.max_z))
         ret = z * sample.realized_vol * 100.0
         p_r = round(p_up, 2)
         if (p_r >= 0.5) != (ret >= 0) and round(ret, 2) != 0:
@@ -106,6 +111,7 @@ class AnalystTeacher:
         return {
             "name": self.name,
             "blind": list(self.blind) if isinstance(self.blind, tuple) else self.blind,
+            "strength": self.strength,
             "model": "per-horizon L2 logistic regression (IRLS) for p_up, ridge for return/realized_vol",
             "inputs": list(M.INPUTS),
             "fit_window": list(self.fit_window) if self.fit_window else None,
