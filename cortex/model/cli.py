@@ -32,6 +32,9 @@ def register(parser: argparse.ArgumentParser) -> None:
                    metavar="DAYS", help="horizons whose pre-training forecasts are the analyst's, comma-separated "
                                         "('' for none); the others forecast the training base rate, so skill there "
                                         "is the miners' to bring")
+    b.add_argument("--forecast-strength", type=float, default=BootstrapConfig.forecast_strength, metavar="SHARE",
+                   help="at the informed horizons, the share of the analyst's move from the base rate each "
+                        "pre-training forecast takes (1: the analyst's own; 0: the base rate)")
     b.add_argument("--no-progress", "--plain", dest="no_progress", action="store_true", help="no progress bars")
     b.add_argument("--force", action="store_true",
                    help="replace an --out folder that a bootstrap did not make (deletes what it holds)")
@@ -108,6 +111,8 @@ def _horizons(text: str) -> tuple[int, ...]:
 
 
 def _bootstrap(args: argparse.Namespace) -> int:
+    if not 0.0 <= args.forecast_strength <= 1.0:
+        raise CortexError(f"--forecast-strength: a share in [0, 1], got {args.forecast_strength}")
     if args.steps < 1 or args.eval_prompts < 1 or args.threads < 1:
         raise CortexError("--steps, --eval-prompts and --threads must be at least 1")
     kind, _, store_dir = (args.store or "").partition(":")
@@ -115,7 +120,7 @@ def _bootstrap(args: argparse.Namespace) -> int:
         raise CortexError(f"--store local:{store_dir} and --out {args.out} lie one inside the other, and each "
                           "bootstrap replaces --out whole: give the store a folder of its own (e.g. beside --out)")
     cfg = BootstrapConfig(out=Path(args.out), source=args.source, seed=args.seed, steps=args.steps,
-                          informed_horizons=_horizons(args.informed_horizons),
+                          informed_horizons=_horizons(args.informed_horizons), forecast_strength=args.forecast_strength,
                           eval_prompts=args.eval_prompts, threads=args.threads,
                           progress=not args.no_progress, force=args.force)
     workdir.check(cfg.out, OWNER, force=cfg.force)  # before any work, not after it

@@ -188,24 +188,32 @@ def test_a_share_of_the_training_chats_reasons_in_words(tmp_path):
     assert 0.1 <= len(plain) / len(said) <= 0.4
 
 
-def test_the_base_learns_the_format_not_the_market(tmp_path):
-    """By default every pre-training forecast is its horizon's training base rate (a blind analyst): any skill
-    a merged base shows the miners brought. ``informed_horizons`` pre-trains on the analyst's own there."""
+def test_the_genesis_reads_the_market_as_the_analyst_does_but_unsure_of_it(tmp_path):
+    """By default every pre-training forecast moves 0.3 of the analyst's way from the training base rate (the
+    analyst at strength 0.3); ``informed_horizons=()`` is blind (the base rate everywhere), ``(7,)`` blind at
+    one day only, ``forecast_strength=1`` the analyst's own forecasts."""
     import re
 
     from cortex.model.bootstrap import _data
 
-    def forecasts(**kw) -> dict[str, set[str]]:
+    def forecasts(**kw) -> dict[str, list[float]]:
         _, train, _ = _data(small(tmp_path / "x", start="2023-06-01", words_fraction=0.0, **kw))
-        out: dict[str, set[str]] = {}
+        out: dict[str, list[float]] = {}
         for chat in train:
             answer = chat[-1]["content"].split("<answer>")[1]
             horizon = re.search(r'"horizon_days": (\d+)', answer).group(1)
-            out.setdefault(horizon, set()).add(re.search(r'"p_up": ([0-9.]+)', answer).group(1))
+            out.setdefault(horizon, []).append(float(re.search(r'"p_up": ([0-9.]+)', answer).group(1)))
         return out
 
-    blind, informed, mixed = forecasts(), forecasts(informed_horizons=(1, 7)), forecasts(informed_horizons=(7,))
-    assert set(blind) == set(informed) == set(mixed) == {"1", "7"}
-    assert all(len(values) == 1 for values in blind.values()), blind
-    assert max(len(values) for values in informed.values()) > 5, informed
-    assert mixed["1"] == blind["1"] and mixed["7"] == informed["7"]  # blind at 1 day only
+    shipped, blind = forecasts(), forecasts(informed_horizons=())
+    full, mixed = forecasts(forecast_strength=1.0), forecasts(informed_horizons=(7,))
+    assert set(shipped) == set(blind) == set(full) == set(mixed) == {"1", "7"}
+    assert all(len(set(values)) == 1 for values in blind.values()), blind
+    for h in ("1", "7"):
+        base = blind[h][0]
+        spread_full = max(abs(p - base) for p in full[h])
+        spread = max(abs(p - base) for p in shipped[h])
+        if spread_full > 0.05:  # the analyst is informed at this horizon
+            assert len(set(shipped[h])) > 5 and spread <= 0.3 * spread_full + 0.011, (h, spread, spread_full)
+    assert max(len(set(v)) for v in full.values()) > 5
+    assert set(mixed["1"]) == set(blind["1"]) and mixed["7"] == shipped["7"]  # blind at 1 day only
