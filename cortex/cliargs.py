@@ -77,3 +77,31 @@ def positive_float(text: str) -> float:
 
 positive_float.__name__ = "float"
 PORT = int_at_least(1, 65535)
+
+
+def share(text: str) -> float:
+    """An argparse ``type``: a number in [0, 1] (``nan`` refused)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be a share in [0, 1], got {text}")
+    return value
+
+
+share.__name__ = "float"
+
+
+def whole_days(text: str) -> tuple[int, ...]:
+    """An argparse ``type``: forecast horizons, whole days >= 1 separated by commas (``''``: none), sorted once each."""
+    try:
+        days = tuple(sorted({int(part) for part in text.split(",") if part.strip()}))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"horizons must be whole days separated by commas like 1,7, got {text!r}") from None
+    if any(d < 1 for d in days):
+        raise argparse.ArgumentTypeError(f"horizons must be whole days >= 1, got {text!r}")
+    return days
+
+
+whole_days.__name__ = "days"

@@ -5,15 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
-from cortex.cliargs import int_at_least
+from cortex.cliargs import int_at_least, whole_days
 from cortex.data.frame import DataError
-
-
-def _ints(text: str) -> list[int]:
-    try:
-        return [int(x) for x in text.split(",") if x.strip()]
-    except ValueError:
-        raise DataError(f"--horizons takes whole days like 1,7 (got {text!r})") from None
 
 
 def _source_args(p: argparse.ArgumentParser) -> None:
@@ -31,7 +24,7 @@ def register(parser: argparse.ArgumentParser) -> None:
 
     b = sub.add_parser("build", help="build a train/validation/test reasoning dataset")
     _source_args(b)
-    b.add_argument("--horizons", default="1,7", help="forecast horizons in days, e.g. 1,7")
+    b.add_argument("--horizons", type=whole_days, default="1,7", help="forecast horizons in days, e.g. 1,7")
     b.add_argument("--teacher", default="analyst",
                    help="analyst (offline) | analyst-words (offline, directions instead of numbers) | "
                         "openrouter (DeepSeek R1)")
@@ -75,7 +68,7 @@ def _build(args) -> int:
         fractions = tuple(float(x) for x in args.fractions.split(","))
     except ValueError:
         raise DataError(f"--fractions takes three shares like 0.8,0.1,0.1 (got {args.fractions!r})") from None
-    cfg = BuildConfig(source=args.source, assets=args.assets.split(","), horizons=_ints(args.horizons),
+    cfg = BuildConfig(source=args.source, assets=args.assets.split(","), horizons=args.horizons,
                       teacher=args.teacher, out=args.out, start=args.start, end=args.end, seed=args.seed,
                       stride=args.stride, fractions=fractions,
                       min_reward=DEFAULT_MIN_REWARD if args.min_reward is None else args.min_reward,

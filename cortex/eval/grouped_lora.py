@@ -17,7 +17,7 @@ mixed batches. The arithmetic is peft's, in the adapter weights' dtype, with the
 The stacks are a second copy of the adapters' factors (small beside the base: 16 rank-16 adapters
 on every projection of an 8B model hold about 4 GB in float32), and the slots of the batch being
 decoded a third (:meth:`GroupedLora.routing`: filled in place per batch, so that a compiled decode step
-with a static KV cache, ``Generator(static_cache=True)``, always reads the current batch's adapters).
+with a static KV cache, ``Generator(kv_cache="static")``, always reads the current batch's adapters).
 """
 
 from __future__ import annotations

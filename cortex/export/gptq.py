@@ -18,6 +18,7 @@ import logging
 from pathlib import Path
 from typing import Sequence
 
+from cortex import hub_kernels
 from cortex.atomic import atomic_dir, refuse_existing
 from cortex.errors import CortexError
 from cortex.model.loading import check_model_dir
@@ -86,7 +87,8 @@ def quantize(folder: Path, out: Path, bits: int, calibration: Sequence[Sequence[
     configure_logger(LoggerConfig(console_log_level="ERROR"))  # not a line per module on stdout (its env vars win)
     common = {"trust_remote_code": False, "local_files_only": True}
     tokenizer = AutoTokenizer.from_pretrained(folder, **common)
-    model = AutoModelForCausalLM.from_pretrained(folder, dtype="auto", use_safetensors=True, **common)
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype="auto", use_safetensors=True, **common,
+                                                 **hub_kernels.load_kwargs())
     ids = [[int(t) for t in row] for row in calibration]
     data = Dataset.from_dict({"input_ids": ids, "attention_mask": [[1] * len(r) for r in ids]})
     scheme = QuantizationScheme(targets=["Linear"], weights=_weights_args(model, bits))

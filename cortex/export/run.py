@@ -153,6 +153,14 @@ def export(folder: Path, ref: BaseRef, store: ModelStore | None, competition: Co
 
     quantized = [{"file": "hf/", "bytes": _size(hf), "format": "safetensors (unquantized)",
                   **base_score, "reward_change": 0.0 if rows else None, "parse_rate_change": 0.0 if rows else None}]
+
+    def compared(texts: Sequence[str]) -> dict[str, Any]:
+        """A copy's answers scored, and their change against the unquantized model's on the same questions."""
+        score = score_rows(str(ref), rows, texts, competition)
+        return {**score, "reward_change": _diff(score["mean_reward"], base_score["mean_reward"]),
+                "parse_rate_change": _diff(score["parse_rate"], base_score["parse_rate"]),
+                "same_answers": sum(a == b for a, b in zip(texts, reference)) if rows else None}
+
     for kind in cfg.gguf:
         path = export_gguf(hf, out / "gguf" / f"{ref.repo.split('/')[-1]}-{ref.revision[:12]}-{kind}.gguf", kind)
         entry: dict[str, Any] = {"file": str(path.relative_to(out)), "bytes": path.stat().st_size, "format": f"gguf {kind}"}
@@ -161,11 +169,7 @@ def export(folder: Path, ref: BaseRef, store: ModelStore | None, competition: Co
         except ImportError:
             entry["not_scored"] = "llama-cpp-python is not installed (pip install llama-cpp-python)"
         else:
-            texts = [tokenizer.decode(t, skip_special_tokens=True) for t in new]
-            score = score_rows(str(ref), rows, texts, competition)
-            entry.update(score, reward_change=_diff(score["mean_reward"], base_score["mean_reward"]),
-                         parse_rate_change=_diff(score["parse_rate"], base_score["parse_rate"]),
-                         same_answers=sum(a == b for a, b in zip(texts, reference)) if rows else None)
+            entry.update(compared([tokenizer.decode(t, skip_special_tokens=True) for t in new]))
         quantized.append(entry)
         log.info("%s: %d bytes%s", entry["file"], entry["bytes"],
                  f", reward {entry['mean_reward']:.3f}" if entry.get("mean_reward") is not None else "")
@@ -173,14 +177,10 @@ def export(folder: Path, ref: BaseRef, store: ModelStore | None, competition: Co
         started = time.monotonic()
         path = quantize(hf, out / "gptq" / scheme_name(bits), bits, calibration_ids)
         seconds = time.monotonic() - started
-        texts = answer_transformers(path, rows, competition, cfg.device)
-        score = score_rows(str(ref), rows, texts, competition)
         entry = {"file": f"{path.relative_to(out)}/", "bytes": _size(path),
                  "format": f"gptq {scheme_name(bits)} (compressed-tensors pack-quantized)",
-                 "calibration_prompts": len(calibration_ids), "quantize_seconds": round(seconds, 1), **score,
-                 "reward_change": _diff(score["mean_reward"], base_score["mean_reward"]),
-                 "parse_rate_change": _diff(score["parse_rate"], base_score["parse_rate"]),
-                 "same_answers": sum(a == b for a, b in zip(texts, reference)) if rows else None}
+                 "calibration_prompts": len(calibration_ids), "quantize_seconds": round(seconds, 1),
+                 **compared(answer_transformers(path, rows, competition, cfg.device))}
         quantized.append(entry)
         log.info("%s: %d bytes, reward %s, quantized in %.1f s", entry["file"], entry["bytes"],
                  "not scored" if entry["mean_reward"] is None else f"{entry['mean_reward']:.3f}", seconds)

@@ -78,7 +78,8 @@ def _data(cfg: BootstrapConfig) -> tuple[dict, list[list[dict]], list[dict]]:
 
     A ``words_fraction`` of the training chats reason in words (the ``analyst-words`` teacher on the same
     samples), then a ``relabel_fraction`` of them name another ticker (:func:`relabel_assets`). Both teachers
-    forecast the base rate at every horizon but ``cfg.informed_horizons``."""
+    forecast ``cfg.forecast_strength`` of the analyst's way from the base rate at ``cfg.informed_horizons``,
+    the base rate at any other."""
     import datasets
 
     from cortex.data.dataset import BuildConfig, build_dataset
@@ -153,7 +154,7 @@ Built by `cortex base bootstrap --seed {cfg.seed} --source {cfg.source} --steps 
 | architecture | `LlamaForCausalLM`: hidden {arch['hidden_size']}, {arch['num_hidden_layers']} layers, {arch['num_attention_heads']} heads ({arch['num_key_value_heads']} KV), MLP {arch['intermediate_size']}, context {arch['max_position_embeddings']}, tied embeddings |
 | parameters | {facts['parameters']:,} |
 | tokenizer | byte-level BPE, {facts['tokenizer_size']} tokens, trained on the dataset's chats; chat template with `{{% generation %}}` markers |
-| pre-training | full fine-tuning, {cfg.steps} steps × {cfg.batch_size} chats, AdamW, peak lr {cfg.learning_rate}, loss on assistant tokens (the answer block weighted {cfg.answer_weight:g}×, tickers {cfg.name_weight:g}×), the prompt context growing from its last 32 tokens over the first {cfg.context_warmup:.0%} of the steps; {cfg.relabel_fraction:.0%} of the training chats renamed to another ticker, {cfg.words_fraction:.0%} reasoning in words (`analyst-words`); forecasts the analyst's at horizons {list(cfg.informed_horizons) or "none"} days, the training base rate at the others (the format, no market skill there) |
+| pre-training | full fine-tuning, {cfg.steps} steps × {cfg.batch_size} chats, AdamW, peak lr {cfg.learning_rate}, loss on assistant tokens (the answer block weighted {cfg.answer_weight:g}×, tickers {cfg.name_weight:g}×), the prompt context growing from its last 32 tokens over the first {cfg.context_warmup:.0%} of the steps; {cfg.relabel_fraction:.0%} of the training chats renamed to another ticker, {cfg.words_fraction:.0%} reasoning in words (`analyst-words`); forecasts {cfg.forecast_strength:g} of the analyst's way from the training base rate at horizons {list(cfg.informed_horizons) or "none"} days, the base rate at any other |
 | final training loss | {facts['final_loss']} |
 | data | {data['source']}: assets {', '.join(data['assets'])}, horizons {data['horizons']} days, rows {data['rows']} |
 | held-out format check | {check['prompts']} {HELD_OUT} prompts, greedy: parse rate {check['parse_rate']}, mean reward {check['mean_reward']} |

@@ -9,6 +9,7 @@ import argparse
 from pathlib import Path
 
 from cortex import workdir
+from cortex.cliargs import share, whole_days
 from cortex.errors import CortexError
 from cortex.model.bootstrap import OWNER, BootstrapConfig, bootstrap, publish
 from cortex.model.tiny import TINY_REPO
@@ -28,11 +29,11 @@ def register(parser: argparse.ArgumentParser) -> None:
                    help="held-out prompts for the format check")
     b.add_argument("--threads", type=int, default=BootstrapConfig.threads,
                    help="torch CPU threads (1 is faster on a CPU other jobs share)")
-    b.add_argument("--informed-horizons", default=",".join(map(str, BootstrapConfig.informed_horizons)),
+    b.add_argument("--informed-horizons", type=whole_days, default=",".join(map(str, BootstrapConfig.informed_horizons)),
                    metavar="DAYS", help="horizons whose pre-training forecasts are the analyst's, comma-separated "
                                         "('' for none); the others forecast the training base rate, so skill there "
                                         "is the miners' to bring")
-    b.add_argument("--forecast-strength", type=float, default=BootstrapConfig.forecast_strength, metavar="SHARE",
+    b.add_argument("--forecast-strength", type=share, default=BootstrapConfig.forecast_strength, metavar="SHARE",
                    help="at the informed horizons, the share of the analyst's move from the base rate each "
                         "pre-training forecast takes (1: the analyst's own; 0: the base rate)")
     b.add_argument("--no-progress", "--plain", dest="no_progress", action="store_true", help="no progress bars")
@@ -100,19 +101,7 @@ def _rollback(args: argparse.Namespace) -> int:
     return 0
 
 
-def _horizons(text: str) -> tuple[int, ...]:
-    try:
-        days = tuple(sorted({int(part) for part in text.split(",") if part.strip()}))
-    except ValueError:
-        raise CortexError(f"--informed-horizons: expected whole days separated by commas, got {text!r}") from None
-    if any(d < 1 for d in days):
-        raise CortexError(f"--informed-horizons: horizons are whole days >= 1, got {text!r}")
-    return days
-
-
 def _bootstrap(args: argparse.Namespace) -> int:
-    if not 0.0 <= args.forecast_strength <= 1.0:
-        raise CortexError(f"--forecast-strength: a share in [0, 1], got {args.forecast_strength}")
     if args.steps < 1 or args.eval_prompts < 1 or args.threads < 1:
         raise CortexError("--steps, --eval-prompts and --threads must be at least 1")
     kind, _, store_dir = (args.store or "").partition(":")
@@ -120,7 +109,7 @@ def _bootstrap(args: argparse.Namespace) -> int:
         raise CortexError(f"--store local:{store_dir} and --out {args.out} lie one inside the other, and each "
                           "bootstrap replaces --out whole: give the store a folder of its own (e.g. beside --out)")
     cfg = BootstrapConfig(out=Path(args.out), source=args.source, seed=args.seed, steps=args.steps,
-                          informed_horizons=_horizons(args.informed_horizons), forecast_strength=args.forecast_strength,
+                          informed_horizons=args.informed_horizons, forecast_strength=args.forecast_strength,
                           eval_prompts=args.eval_prompts, threads=args.threads,
                           progress=not args.no_progress, force=args.force)
     workdir.check(cfg.out, OWNER, force=cfg.force)  # before any work, not after it
