@@ -6,6 +6,11 @@ and adds the next best only while the gate's score of the uniform merge improves
 gated again by the same rule. A merge of one input at full weight *is* that adapter folded into the
 base, so it is held to beating the base only (``against_best=False``): there is nothing to blend it with.
 
+The merge must also forecast no worse than the base: its Brier skill on the same prompts (1 − Brier / 0.25,
+an unparsed answer counting as 0.5) may not fall below the base's. The reward weighs format and depth as
+much as the forecast, so a merge can raise it while its ``p_up`` gets worse (seeds 1 and 2 of
+docs/localnet.md did, twice each); a subnet whose base is meant to forecast must not take such a merge.
+
 All three are scored with the validators' own code (``cortex.eval``: greedy decoding, the
 competition's token budget and reward) on one held-out set: samples of the round's evaluation
 window drawn with the sync block's hash under a salt of its own, so the set differs from the one
@@ -15,7 +20,7 @@ the validators ranked the adapters on, and every input was committed before its 
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
@@ -27,16 +32,26 @@ log = logging.getLogger(__name__)
 SALT = "averager-gate"
 
 
+@dataclass(frozen=True)
+class Score:
+    """A model on the gate's prompts: its mean reward and its Brier skill (None: it produced no score)."""
+
+    reward: float | None
+    brier_skill: float | None = None
+
+
 def decide(merged: float | None, base: float | None, singles: Mapping[str, float | None],
-           margin: float, against_best: bool = True) -> GateResult:
+           margin: float, against_best: bool = True, merged_skill: float | None = None,
+           base_skill: float | None = None) -> GateResult:
     """Pass only if ``merged`` beats ``base`` (strictly) and, ``against_best``, the best single adapter, each
-    by ``margin``."""
+    by ``margin``, and the merge's Brier skill is not below the base's (when both are known)."""
     scored = {k: v for k, v in singles.items() if v is not None}
     best = max(scored, key=lambda k: scored[k]) if scored else None
     best_reward = scored[best] if best is not None else None
 
     def result(passed: bool, reason: str) -> GateResult:
-        return GateResult(merged, base, best_reward, best, margin, passed, reason, singles=dict(singles))
+        return GateResult(merged, base, best_reward, best, margin, passed, reason, singles=dict(singles),
+                          merged_brier_skill=merged_skill, base_brier_skill=base_skill)
 
     if merged is None:
         return result(False, "the merged base produced no score")
@@ -45,6 +60,9 @@ def decide(merged: float | None, base: float | None, singles: Mapping[str, float
     if against_best and best_reward is not None and merged - best_reward < margin:
         return result(False, f"merged {merged:+.4f} does not match the best single adapter {best_reward:+.4f} "
                              f"plus {margin:g}")
+    if not forecasts_no_worse(merged_skill, base_skill):
+        return result(False, f"merged reward {merged:+.4f} beats the base, but its Brier skill {merged_skill:+.4f} is "
+                             f"below the base's {base_skill:+.4f}: the base would forecast worse")
     if not against_best:
         return result(True, f"merged {merged:+.4f} (one input at full weight) ≥ base "
                             f"{base if base is None else round(base, 4)} (+{margin:g})")
@@ -55,7 +73,8 @@ def decide(merged: float | None, base: float | None, singles: Mapping[str, float
 def greedy_soup(order: Sequence[str], first: float, score: Callable[[list[str]], float | None]
                 ) -> tuple[list[str], float, list[dict[str, Any]]]:
     """(members, their score, the steps): start from ``order[0]`` (the best single, scoring ``first``) and add
-    each next input only if ``score`` of the uniform merge with it beats the soup so far (strictly)."""
+    each next input only if ``score`` of the uniform merge with it beats the soup so far (strictly; ``score``
+    returns None for a merge the gate would refuse whatever its reward, one that forecasts worse than the base)."""
     soup, best, steps = [order[0]], first, []
     for key in order[1:]:
         got = score([*soup, key])
@@ -69,8 +88,8 @@ def greedy_soup(order: Sequence[str], first: float, score: Callable[[list[str]],
 
 
 def score_model(model_dir: Path, rows: Sequence[Mapping], competition: Competition, key: str,
-                device: str = "auto") -> float | None:
-    """The mean reward of a (merged) base on the gate's rows; None when it produced no score."""
+                device: str = "auto") -> Score:
+    """A (merged) base on the gate's rows: its mean reward and Brier skill."""
     from cortex.eval.generate import Generator
 
     ev = competition.eval
@@ -79,14 +98,19 @@ def score_model(model_dir: Path, rows: Sequence[Mapping], competition: Competiti
 
 
 def _score(generator: Any, rows: Sequence[Mapping], competition: Competition, key: str,
-           adapter: Path | None = None) -> float | None:
+           adapter: Path | None = None) -> Score:
+    from cortex.eval.ceiling import brier_skill, forecasts
     from cortex.eval.generate import evaluate
 
     result = evaluate(generator, rows, key=key, adapter=adapter, config=competition.reward,
                       time_budget=competition.eval.time_budget_s)
-    log.info("gate: %s: %s", key, result.reason or f"mean reward {result.mean_reward:+.4f}, parse rate "
-                                                   f"{result.parse_rate:.0%}")
-    return None if result.rewards is None else result.mean_reward
+    if result.rewards is None:
+        log.info("gate: %s: %s", key, result.reason)
+        return Score(None)
+    skill = brier_skill(forecasts(result.parts), rows)
+    log.info("gate: %s: mean reward %+.4f, parse rate %.0f%%, Brier skill %s", key, result.mean_reward,
+             100 * result.parse_rate, "-" if skill is None else f"{skill:+.4f}")
+    return Score(result.mean_reward, skill)
 
 
 def gate_rows(competition: Competition, source: Any, win: EvalWindow, block_hash: str) -> list[dict]:
@@ -97,15 +121,22 @@ def gate_rows(competition: Competition, source: Any, win: EvalWindow, block_hash
 def run_gate(base_dir: Path, merged_dir: Path, adapters: Mapping[str, Path], rows: Sequence[Mapping],
              competition: Competition, margin: float, device: str = "auto") -> GateResult:
     """Score the current base, every input adapter on it, and the merged base; then ``decide`` (one input:
-    against the base only)."""
+    against the base only; the merge's Brier skill against the base's)."""
     from cortex.eval.generate import Generator
 
     ev = competition.eval
     current = Generator.load(base_dir, device=device, max_new_tokens=ev.max_new_tokens, batch_size=ev.batch_size)
     base = _score(current, rows, competition, "base")
-    singles = {key: _score(current, rows, competition, key, path) for key, path in adapters.items()}
+    scores = {key: _score(current, rows, competition, key, path) for key, path in adapters.items()}
     del current  # one base in memory at a time
     merged = score_model(merged_dir, rows, competition, "merged", device)
-    verdict = decide(merged, base, singles, margin, against_best=len(adapters) > 1)
+    verdict = decide(merged.reward, base.reward, {k: v.reward for k, v in scores.items()}, margin,
+                     against_best=len(adapters) > 1, merged_skill=merged.brier_skill, base_skill=base.brier_skill)
     log.info("gate %s: %s", "passed" if verdict.passed else "failed", verdict.reason)
-    return GateResult(**{**asdict(verdict), "prompts": len(rows)})
+    return GateResult(**{**asdict(verdict), "prompts": len(rows),
+                         "singles_brier_skill": {k: v.brier_skill for k, v in scores.items()}})
+
+
+def forecasts_no_worse(skill: float | None, base_skill: float | None) -> bool:
+    """The gate's forecast rule: a Brier skill not below the base's (unknown on either side: no objection)."""
+    return skill is None or base_skill is None or skill >= base_skill

@@ -266,10 +266,12 @@ class Averager:
         """After a blend failed the gate: the greedy soup over the inputs, best single first (``averager.gate``).
         Its merge replaces ``work/merged``; returns (the blend's inputs with their soup weights or dropped as
         ``not_in_soup``, the merge report, the gate's verdict on it), or None when no input has a gate score."""
-        from averager.gate import decide, greedy_soup, score_model
+        from averager.gate import decide, forecasts_no_worse, greedy_soup, score_model
 
-        singles = gate.singles or {}
-        order = sorted((c for c in chosen if singles.get(c.model_key) is not None),
+        singles, skills = gate.singles or {}, gate.singles_brier_skill or {}
+        # an input that forecasts worse than the base on the gate's prompts would take the soup down with it
+        order = sorted((c for c in chosen if singles.get(c.model_key) is not None
+                        and forecasts_no_worse(skills.get(c.model_key), gate.base_brier_skill)),
                        key=lambda c: (-singles[c.model_key], c.commit_block))
         if not order:
             return None
@@ -282,14 +284,20 @@ class Averager:
                                               folder)
             return merges[tuple(keys)][0]
 
-        rows = self._gate_rows
-        score = lambda keys: score_model(merge(keys), rows, self.comp, f"soup of {len(keys)}", self.cfg.device)  # noqa: E731
+        rows, scores = self._gate_rows, {}
+
+        def score(keys: list[str]) -> float | None:
+            got = scores[tuple(keys)] = score_model(merge(keys), rows, self.comp, f"soup of {len(keys)}",
+                                                    self.cfg.device)
+            return got.reward if forecasts_no_worse(got.brier_skill, gate.base_brier_skill) else None
+
         keys, best, steps = greedy_soup([c.model_key for c in order], singles[order[0].model_key], score)
         if tuple(keys) not in merges:  # the best single alone, merged at full weight
             merge(keys)
         merged, report = merges[tuple(keys)]
-        final = best if len(keys) > 1 else score_model(merged, rows, self.comp, "soup", self.cfg.device)
-        verdict = decide(final, gate.base_reward, singles, self.cfg.margin, against_best=len(keys) > 1)
+        final = scores[tuple(keys)] if len(keys) > 1 else score_model(merged, rows, self.comp, "soup", self.cfg.device)
+        verdict = decide(final.reward, gate.base_reward, singles, self.cfg.margin, against_best=len(keys) > 1,
+                         merged_skill=final.brier_skill, base_skill=gate.base_brier_skill)
         verdict = dataclasses.replace(verdict, prompts=gate.prompts, soup=steps)
         log.info("greedy soup of %d: %s", len(keys), verdict.reason)
         shutil.rmtree(work / "merged")
@@ -298,7 +306,9 @@ class Averager:
         inputs = [dataclasses.replace(c, weight=weight, reason="selected",
                                       detail=f"greedy soup member ({weight:.3g} each); {c.detail}")
                   if c.model_key in keys else c.drop("not_in_soup", "the blend failed the gate and the greedy soup "
-                                                                    "did not improve with it") for c in chosen]
+                                                                    "did not improve with it (or it forecast worse "
+                                                                    "than the base on the gate's prompts)")
+                  for c in chosen]
         return inputs, report, verdict
 
     def _gate(self, base_dir: Path, merged: Path, adapters: dict[str, Path], block: int):

@@ -26,7 +26,7 @@ from cortex.neuron import NeuronConfig
 from cortex.protocol.competition import Competition
 from cortex.typed import build, read_data
 
-STAGES = ("sft", "grpo", "kto")
+STAGES = ("sft", "grpo", "kto", "calibrate")
 FINETUNING_TYPES = ("dora", "lora", "qlora")
 BACKENDS = ("peft", "unsloth")
 SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup",
@@ -71,7 +71,7 @@ class TrainConfig:
     """Every key a training YAML may hold; defaults fit the tiny base on a CPU."""
 
     # stages and model
-    stage: tuple[str, ...] = ("sft",)  # sft | grpo | kto, or a list run in order: [sft, grpo]
+    stage: tuple[str, ...] = ("sft",)  # sft | grpo | kto | calibrate, or a list run in order: [sft, calibrate]
     finetuning_type: str = "dora"  # dora | lora | qlora (4-bit base, GPU only)
     backend: str = "peft"  # peft | unsloth (GPU only)
     model_name_or_path: str | None = None  # a local base folder instead of the competition's (offline)
@@ -145,6 +145,11 @@ class TrainConfig:
     kto_reward_threshold: float = 1.0  # teacher traces at or above: desirable; below: undesirable
     kto_chosen_weight: float = 1.0
     kto_rejected_weight: float | None = None  # None: desirable / undesirable count (balances the classes)
+    # calibrate (miner/calibrate.py): the model's own answers, p_up sharpened to fit the training outcomes
+    calibrate_samples: int = 256  # training questions answered to fit the sharpening (and trained on)
+    calibrate_steps: int = 24
+    calibrate_learning_rate: float | None = None  # None: learning_rate
+    calibrate_answer_only: bool = True  # the loss on the answer alone (False: the whole answer, reasoning too)
     # publishing
     hub_model_id: str | None = None  # namespace/name in the model store (default: WALLET/COMPETITION)
 
@@ -184,9 +189,12 @@ def _check_values(c: TrainConfig) -> list[str]:
         if not ok:
             bad.append(message)
 
-    need(bool(c.stage) and all(s in STAGES for s in c.stage), f"stage: expected sft, grpo or kto (or a list), got {list(c.stage)}")
+    need(bool(c.stage) and all(s in STAGES for s in c.stage),
+         f"stage: expected sft, grpo, kto or calibrate (or a list), got {list(c.stage)}")
     need(len(set(c.stage)) == len(c.stage), f"stage: a stage appears twice in {list(c.stage)}")
-    need("sft" not in c.stage or c.stage[0] == "sft", "stage: sft comes first (then grpo or kto)")
+    need("sft" not in c.stage or c.stage[0] == "sft", "stage: sft comes first (then grpo, kto or calibrate)")
+    need("calibrate" not in c.stage or c.stage[-1] == "calibrate",
+         "stage: calibrate comes last (it sharpens the forecasts of the adapter the stages before it trained)")
     need(c.finetuning_type in FINETUNING_TYPES, f"finetuning_type: expected one of {', '.join(FINETUNING_TYPES)}, got {c.finetuning_type!r}")
     need(c.backend in BACKENDS, f"backend: expected peft or unsloth, got {c.backend!r}")
     need(c.lr_scheduler_type in SCHEDULERS, f"lr_scheduler_type: expected one of {', '.join(SCHEDULERS)}, got {c.lr_scheduler_type!r}")
@@ -196,9 +204,11 @@ def _check_values(c: TrainConfig) -> list[str]:
     for name in ("lora_rank", "per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps",
                  "cutoff_len", "heldout_samples", "logging_steps", "eval_steps", "save_steps", "save_total_limit",
                  "stride", "num_generations", "grpo_prompts_per_step", "grpo_max_steps", "max_completion_length",
-                 "kto_max_steps"):
+                 "kto_max_steps", "calibrate_samples", "calibrate_steps"):
         need(getattr(c, name) >= 1, f"{name}: expected an integer >= 1, got {getattr(c, name)}")
     need(c.loss_tail_lines >= 0, f"loss_tail_lines: expected an integer >= 0 (0: the whole completion), got {c.loss_tail_lines}")
+    need(c.calibrate_learning_rate is None or c.calibrate_learning_rate > 0,
+         f"calibrate_learning_rate: expected a number > 0 or null, got {c.calibrate_learning_rate}")
     for name in ("max_samples", "heldout_max_new_tokens", "early_stopping_patience"):
         value = getattr(c, name)
         need(value is None or value >= 1, f"{name}: expected an integer >= 1 or null, got {value}")

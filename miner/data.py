@@ -33,8 +33,9 @@ def resolve_source(cfg: TrainConfig, override: str | None = None) -> str:
 
 
 def build_config(cfg: TrainConfig, source: str, out: Path, progress: bool = False) -> BuildConfig:
-    # KTO learns from the low scorers too: build unfiltered, and filter SFT's rows here instead.
-    min_reward = None if "kto" in cfg.stage else cfg.min_teacher_reward
+    # KTO learns from the low scorers too, and calibrate fits on every outcome (a set kept for the teacher's good
+    # scores would hold mostly the days its reading was right): build unfiltered, and filter SFT's rows here instead.
+    min_reward = None if "kto" in cfg.stage or "calibrate" in cfg.stage else cfg.min_teacher_reward
     return BuildConfig(source=source, assets=cfg.assets, horizons=cfg.horizons, teacher=cfg.teacher, out=str(out),
                        start=cfg.data_start, end=cfg.data_end, seed=cfg.seed, stride=cfg.stride,
                        min_reward=min_reward, progress=progress)
@@ -93,6 +94,12 @@ def sft_rows(dd, cfg: TrainConfig):
 def preference_rows(dd, cfg: TrainConfig):
     """Training rows for GRPO and KTO (all traces, capped by max_samples)."""
     return spread(_split(dd, "train"), cfg.max_samples)
+
+
+def calibration_split(dd):
+    """The questions the calibrate stage answers and fits on: the whole training split (no quality filter:
+    the fit needs the days the teacher got wrong as much as the others)."""
+    return _split(dd, "train")
 
 
 def heldout_rows(dd, cfg: TrainConfig) -> list[dict]:

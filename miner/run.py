@@ -3,7 +3,7 @@
 ``run_round`` syncs the competition's base (the averager's newest base pointer when the
 competition follows one, else its pinned revision; ``model_name_or_path`` / ``--base`` names a
 local folder instead), builds or reuses the dataset, runs the configured stages (SFT, then GRPO or
-KTO), scores the adapter against the base and the miner's last published adapter on the held-out
+KTO, then calibrate), scores the adapter against the base and the miner's last published adapter on the held-out
 split, writes ``metrics.json`` (and ``training_loss.png``), and publishes when the adapter wins.
 ``--offline`` stops before anything touches a chain or a store. Under ``accelerate launch`` every
 process trains; only the main process scores, writes and publishes.
@@ -72,6 +72,7 @@ def sync_base(opts: MinerConfig, cfg: TrainConfig, sub=None, store=None) -> Base
 
 def train(cfg: TrainConfig, opts: MinerConfig, base: BaseRef, dd, report_to: str) -> dict[str, Any]:
     """Run the configured stages in order; each continues the adapter the previous one saved."""
+    from miner.calibrate import train_calibrate
     from miner.grpo import train_grpo
     from miner.kto import train_kto
     from miner.sft import train_sft
@@ -84,6 +85,9 @@ def train(cfg: TrainConfig, opts: MinerConfig, base: BaseRef, dd, report_to: str
             train_rows, val_rows = D.sft_rows(dd, cfg)
             result = train_sft(cfg, base.path, train_rows, val_rows, out, targets=targets, adapter=adapter,
                                report_to=report_to, resume=opts.resume)
+        elif stage == "calibrate":
+            result = train_calibrate(cfg, base.path, D.calibration_split(dd), opts.competition, out, targets=targets,
+                                     adapter=adapter, report_to=report_to, resume=opts.resume)
         elif stage == "grpo":
             result = train_grpo(cfg, base.path, D.preference_rows(dd, cfg), opts.competition, out, targets=targets,
                                 adapter=adapter, report_to=report_to, resume=opts.resume)

@@ -33,10 +33,10 @@ from miner.training import StageResult, common_args, losses, resume_checkpoint, 
 log = logging.getLogger(__name__)
 
 
-def sft_config(cfg: TrainConfig, out: Path, report_to: str, has_eval: bool):
+def sft_config(cfg: TrainConfig, out: Path, report_to: str, has_eval: bool, stage: str = "sft"):
     from trl import SFTConfig
 
-    args = common_args(cfg, out, "sft", report_to)
+    args = common_args(cfg, out, stage, report_to)
     evals = {"eval_strategy": "steps", "eval_steps": cfg.eval_steps, "load_best_model_at_end": True,
              "metric_for_best_model": "eval_loss", "greater_is_better": False} if has_eval else {"eval_strategy": "no"}
     return SFTConfig(
@@ -83,10 +83,16 @@ def tail_start(text: str, lines: int) -> int:
     return at + 1
 
 
-def completion_weights(tokenizer, text: str, lines: int) -> tuple[list[int], list[int]]:
-    """``(ids, mask)`` of a completion's text: mask 1 from :func:`tail_start` on (every token with ``lines`` 0).
-    The ids are the text tokenized whole; a token counts as in the tail if it ends after the tail starts."""
-    start = tail_start(text, lines)
+def answer_start(text: str) -> int:
+    """Where an ``answer_only`` row's loss starts: at ``</think>`` (0 when the completion has none)."""
+    return max(text.find("</think>"), 0)
+
+
+def completion_weights(tokenizer, text: str, lines: int, answer_only: bool = False) -> tuple[list[int], list[int]]:
+    """``(ids, mask)`` of a completion's text: mask 1 from :func:`tail_start` on (every token with ``lines`` 0), or
+    with ``answer_only`` from :func:`answer_start` on. The ids are the text tokenized whole; a token counts as in
+    the tail if it ends after the tail starts."""
+    start = answer_start(text) if answer_only else tail_start(text, lines)
     if start == 0:
         ids = list(tokenizer(text, add_special_tokens=False)["input_ids"])
         return ids, [1] * len(ids)
@@ -94,9 +100,10 @@ def completion_weights(tokenizer, text: str, lines: int) -> tuple[list[int], lis
     return list(enc["input_ids"]), [int(end > start) for _, end in enc["offset_mapping"]]
 
 
-def tokenize_rows(rows, tokenizer, tail_lines: int = 0):
+def tokenize_rows(rows, tokenizer, tail_lines: int = 0, answer_only: bool = False):
     """Rows with ``messages`` (the prompt, then the assistant's answer) as ``input_ids`` + ``completion_mask``:
-    the whole completion, or with ``tail_lines`` only the reasoning's last lines and the answer."""
+    the whole completion, with ``tail_lines`` only the reasoning's last lines and the answer, with
+    ``answer_only`` the answer alone (from ``</think>``: the calibrate stage, whose reasoning is the model's own)."""
     def one(row: dict) -> dict:
         messages = row["messages"]
         if not messages or messages[-1]["role"] != "assistant":
@@ -104,38 +111,43 @@ def tokenize_rows(rows, tokenizer, tail_lines: int = 0):
         prompt = list(tokenizer.apply_chat_template(messages[:-1], add_generation_prompt=True, tokenize=True,
                                                     return_dict=True)["input_ids"])
         _, text = completion_text(tokenizer, messages[:-1], messages[-1])
-        completion, mask = completion_weights(tokenizer, text, tail_lines)
+        completion, mask = completion_weights(tokenizer, text, tail_lines, answer_only)
         return {"input_ids": prompt + completion, "completion_mask": [0] * len(prompt) + mask}
 
     return rows.map(one, remove_columns=rows.column_names)
 
 
 def make_trainer(cfg: TrainConfig, base: Path, train, eval_, out: Path, *, targets: list[str],
-                 adapter: Path | None = None, report_to: str = "none"):
-    """The ``SFTTrainer`` for ``train`` / ``eval_`` (rows with ``messages``); continues ``adapter`` when given."""
+                 adapter: Path | None = None, report_to: str = "none", stage: str = "sft"):
+    """The ``SFTTrainer`` for ``train`` / ``eval_`` (rows with ``messages``); continues ``adapter`` when given.
+    ``stage`` names its checkpoint folder (``calibrate`` trains with this trainer too: miner/calibrate.py)."""
     from transformers import EarlyStoppingCallback
     from trl import SFTTrainer
 
     if len(train) == 0:
         raise CortexError("no training rows for SFT: use more data (data_start/data_end) or a lower min_teacher_reward")
     model, tokenizer, peft_config = load_stage_model(cfg, base, targets, adapter)
-    train = tokenize_rows(train.select_columns(["messages"]), tokenizer, cfg.loss_tail_lines)
-    eval_ = tokenize_rows(eval_.select_columns(["messages"]), tokenizer, cfg.loss_tail_lines) if eval_ is not None else None
+    answer_only = stage == "calibrate" and cfg.calibrate_answer_only
+    train = tokenize_rows(train.select_columns(["messages"]), tokenizer, cfg.loss_tail_lines, answer_only)
+    eval_ = (tokenize_rows(eval_.select_columns(["messages"]), tokenizer, cfg.loss_tail_lines, answer_only)
+             if eval_ is not None else None)
     callbacks = []
     if cfg.early_stopping_patience and eval_ is not None:
         callbacks.append(EarlyStoppingCallback(cfg.early_stopping_patience, cfg.early_stopping_threshold))
-    return SFTTrainer(model=model, args=sft_config(cfg, out, report_to, eval_ is not None),
+    return SFTTrainer(model=model, args=sft_config(cfg, out, report_to, eval_ is not None, stage),
                       train_dataset=train, eval_dataset=eval_, processing_class=tokenizer,
                       peft_config=peft_config, callbacks=callbacks)
 
 
 def train_sft(cfg: TrainConfig, base: Path, train, eval_, out: Path, *, targets: list[str],
-              adapter: Path | None = None, report_to: str = "none", resume: bool = False) -> StageResult:
+              adapter: Path | None = None, report_to: str = "none", resume: bool = False,
+              stage: str = "sft") -> StageResult:
     """Train an adapter on ``train`` (rows with ``messages``) and save it to ``out/adapter``;
     continues ``adapter`` when given."""
     from transformers import EarlyStoppingCallback
 
-    trainer = make_trainer(cfg, base, train, eval_, out, targets=targets, adapter=adapter, report_to=report_to)
+    trainer = make_trainer(cfg, base, train, eval_, out, targets=targets, adapter=adapter, report_to=report_to,
+                           stage=stage)
     eval_ = trainer.eval_dataset
     stops = any(isinstance(c, EarlyStoppingCallback) for c in trainer.callback_handler.callbacks)
     checkpoint = resume_checkpoint(Path(trainer.args.output_dir), resume)
@@ -150,7 +162,7 @@ def train_sft(cfg: TrainConfig, base: Path, train, eval_, out: Path, *, targets:
                "stopped_early": stops and trainer.state.global_step < trainer.state.max_steps,
                "train_rows": len(trainer.train_dataset), "eval_rows": len(eval_) if eval_ is not None else 0,
                "trainable_parameters": sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)}
-    log.info("sft: %d steps, validation loss %s -> best %s", trainer.state.global_step,
+    log.info("%s: %d steps, validation loss %s -> best %s", stage, trainer.state.global_step,
              summary.get("eval_loss_initial"), summary.get("eval_loss_best"))
     del trainer
-    return StageResult("sft", history, summary)
+    return StageResult(stage, history, summary)

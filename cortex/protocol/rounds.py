@@ -66,6 +66,10 @@ class GateResult(Record):
     singles: dict[str, float | None] | None = None  # every input's mean reward on the gate's prompts
     # the greedy soup's steps after a blend failed (averager.gate.greedy_soup): {added, score, kept} each
     soup: list[dict[str, Any]] | None = None
+    # Brier skill (1 - Brier / 0.25) of the merge and of the base on the gate's prompts: the merge may not be lower
+    merged_brier_skill: float | None = None
+    base_brier_skill: float | None = None
+    singles_brier_skill: dict[str, float | None] | None = None  # every input's, on the same prompts
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,17 @@ def test_the_merge_must_beat_the_base_and_match_the_best_single_adapter_plus_the
     assert decide(0.2, None, {}, margin=0.0).passed  # nothing to compare with (the base failed to answer)
 
 
+def test_a_merge_that_forecasts_worse_than_the_base_fails_even_when_its_reward_is_higher():
+    singles = {"a/x@1": 0.30}
+    worse = decide(1.25, 1.10, singles, margin=0.0, against_best=False, merged_skill=0.07, base_skill=0.10)
+    assert not worse.passed and "Brier skill" in worse.reason and "forecast worse" in worse.reason
+    assert (worse.merged_brier_skill, worse.base_brier_skill) == (0.07, 0.10)
+    assert decide(1.25, 1.10, singles, margin=0.0, against_best=False, merged_skill=0.10, base_skill=0.10).passed
+    assert decide(1.25, 1.10, singles, margin=0.0, against_best=False, merged_skill=0.2, base_skill=None).passed
+    # the reward rule still comes first: a sharper forecaster that writes worse is not taken either
+    assert not decide(1.05, 1.10, singles, margin=0.0, against_best=False, merged_skill=0.3, base_skill=0.1).passed
+
+
 def test_gate_rows_are_deterministic_held_out_and_not_the_validators_draw():
     comp = CORTEX_TINY
     source = get_source("synthetic")

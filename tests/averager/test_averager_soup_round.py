@@ -48,7 +48,7 @@ def test_the_soup_keeps_the_inputs_that_improve_it_and_leaves_its_merge_in_place
     def score(model_dir, rows, competition, label, device="auto"):
         names = tuple(n for n, _ in blended(model_dir))
         merged_with.append(names)
-        return soups[tuple(key[int(n)] for n in names)]
+        return G.Score(soups[tuple(key[int(n)] for n in names)])
 
     avg, work = averager(tmp_path, monkeypatch, score), tmp_path / "work"
     adapters = {c.hotkey: SimpleNamespace(name=str(c.uid)) for c in chosen}
@@ -69,7 +69,7 @@ def test_a_soup_of_one_is_merged_at_full_weight_and_held_to_the_base(tmp_path, m
     gate = GateResult(0.35, 0.20, 0.50, key[2], 0.0, False, "blend below the best single", prompts=32, singles=singles)
 
     def score(model_dir, rows, competition, label, device="auto"):
-        return {1: 0.49}.get(len(blended(model_dir)), 0.45)  # the best single alone, folded in: 0.49
+        return G.Score({1: 0.49}.get(len(blended(model_dir)), 0.45))  # the best single alone, folded in: 0.49
 
     avg, work = averager(tmp_path, monkeypatch, score), tmp_path / "work"
     inputs, _, verdict = avg._soup(tmp_path / "base", chosen, {c.hotkey: SimpleNamespace(name=str(c.uid)) for c in chosen},
@@ -77,3 +77,30 @@ def test_a_soup_of_one_is_merged_at_full_weight_and_held_to_the_base(tmp_path, m
     assert verdict.passed and verdict.merged_reward == 0.49  # beats the base 0.20; the best single is itself
     assert blended(work / "merged") == [("2", 1.0)]
     assert {c.uid: c.decision for c in inputs} == {1: DROPPED, 2: KEPT}
+
+
+def test_the_soup_leaves_out_inputs_that_forecast_worse_than_the_base(tmp_path, monkeypatch):
+    """The best single by reward forecasts worse than the base on the gate's prompts: the soup starts from the next,
+    and a blend that would lower the base's Brier skill is not kept whatever its reward."""
+    chosen = [choice(1), choice(2), choice(3)]
+    key = {c.uid: c.model_key for c in chosen}
+    singles = {key[1]: 0.30, key[2]: 0.50, key[3]: 0.40}  # by reward: uid 2, then 3, then 1
+    skills = {key[1]: 0.12, key[2]: 0.05, key[3]: 0.15}  # uid 2 forecasts worse than the base (0.10)
+    gate = GateResult(0.35, 0.20, 0.50, key[2], 0.0, False, "merged forecasts worse", prompts=32, singles=singles,
+                      base_brier_skill=0.10, singles_brier_skill=skills)
+    soups = {(key[3], key[1]): G.Score(0.45, 0.08), (key[3],): G.Score(0.40, 0.15)}
+    merged_with = []
+
+    def score(model_dir, rows, competition, label, device="auto"):
+        names = tuple(key[int(n)] for n, _ in blended(model_dir))
+        merged_with.append(names)
+        return soups[names]
+
+    avg, work = averager(tmp_path, monkeypatch, score), tmp_path / "work"
+    inputs, _, verdict = avg._soup(tmp_path / "base", chosen, {c.hotkey: SimpleNamespace(name=str(c.uid)) for c in chosen},
+                                   gate, work)
+    assert merged_with[0] == (key[3], key[1])  # uid 2 never enters
+    assert [(s["added"], s["kept"]) for s in verdict.soup] == [(key[1], False)]  # higher reward, worse forecast
+    assert verdict.passed and verdict.merged_brier_skill == 0.15 and verdict.merged_reward == 0.40
+    assert {c.uid: c.decision for c in inputs} == {1: DROPPED, 2: DROPPED, 3: KEPT}
+    assert blended(work / "merged") == [("3", 1.0)]
