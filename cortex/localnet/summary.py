@@ -57,7 +57,9 @@ def build(s: Settings, snap: dict[str, Any], names: dict[str, str], extra: dict[
                        "parent": record.get("parent"), "published": record.get("published"),
                        "inputs": sum(1 for i in record.get("inputs", []) if i.get("decision") == "kept"),
                        "base_reward_before": gate.get("base_reward"), "merged_reward": gate.get("merged_reward"),
-                       "best_single_reward": gate.get("best_single_reward")})
+                       "best_single_reward": gate.get("best_single_reward"),
+                       "base_brier_skill_before": gate.get("base_brier_skill"),
+                       "merged_brier_skill": gate.get("merged_brier_skill")})
     return {"netuid": snap["netuid"], "block": snap["block"], "workdir": str(s.workdir), **extra,
             "miners": miners, "validators": validators, "merges": merges,
             "base_progress": [p for points in snap.get("base_progress", {}).values() for p in points],
@@ -116,13 +118,16 @@ def render(summary: dict[str, Any], console: Console) -> None:
         validators.add_row(str(v["uid"]), v["name"], v["hotkey"][:12] + "…", f"{v['stake']:.1f}",
                            f"{v['validator_trust']:.4f}")
     merges = Table(title="base model, before and after each merge (the averager's gate)", title_justify="left")
-    for column in ("round", "inputs", "base reward before", "merged reward", "best single", "result", "base after"):
+    for column in ("round", "inputs", "base reward before", "merged reward", "best single", "Brier skill base → merged",
+                   "result", "base after"):
         merges.add_column(column, justify="left" if column in ("result", "base after") else "right",
                           max_width=48 if column == "result" else None)
     for g in summary["merges"]:
         after = g["published"] or g["parent"] or "-"
+        skill = (f"{_num(g.get('base_brier_skill_before'), '+.3f')} → {_num(g.get('merged_brier_skill'), '+.3f')}"
+                 if g.get("merged_brier_skill") is not None else "-")
         merges.add_row(str(g["round"]), str(g["inputs"]), _num(g["base_reward_before"], "+.3f"),
-                       _num(g["merged_reward"], "+.3f"), _num(g["best_single_reward"], "+.3f"),
+                       _num(g["merged_reward"], "+.3f"), _num(g["best_single_reward"], "+.3f"), skill,
                        f"{g['status']}: {g['reason']}", after.split("@")[-1][:12])
     console.print(miners)
     console.print(validators)
