@@ -47,7 +47,7 @@ def test_unknown_keys_name_the_closest_known_one():
 
 @pytest.mark.parametrize("data, message", [
     ({"finetuning_type": "ia3"}, "finetuning_type: expected one of dora, lora, qlora"),
-    ({"stage": "ppo"}, "stage: expected sft, grpo or kto"),
+    ({"stage": "ppo"}, "stage: expected sft, grpo, kto or calibrate"),
     ({"stage": ["grpo", "sft"]}, "sft comes first"),
     ({"lora_rank": 0}, "lora_rank: expected an integer >= 1"),
     ({"lora_rank": "eight"}, "lora_rank: expected an integer, got 'eight'"),
