@@ -7,7 +7,8 @@ gated again by the same rule. A merge of one input at full weight *is* that adap
 base, so it is held to beating the base only (``against_best=False``): there is nothing to blend it with.
 
 The merge must also forecast no worse than the base: its Brier skill on the same prompts (1 − Brier / 0.25,
-an unparsed answer counting as 0.5) may not fall below the base's. The reward weighs format and depth as
+an unparsed answer counting as 0.5) may not fall below the base's, when the base answers at least half of
+them in format (``MIN_FORECAST_PARSE``; a base that cannot answer has no forecast to protect). The reward weighs format and depth as
 much as the forecast, so a merge can raise it while its ``p_up`` gets worse (seeds 1 and 2 of
 docs/localnet.md did, twice each); a subnet whose base is meant to forecast must not take such a merge.
 
@@ -30,6 +31,10 @@ from cortex.protocol.rounds import GateResult
 
 log = logging.getLogger(__name__)
 SALT = "averager-gate"
+# The forecast rule protects a forecast the base has: a base whose answers parse on fewer of the gate's prompts
+# than this has none to lose (its Brier skill is mostly the 0.5 its unparsed answers count as), and any merge
+# that answers is held to the reward alone.
+MIN_FORECAST_PARSE = 0.5
 
 
 @dataclass(frozen=True)
@@ -38,6 +43,7 @@ class Score:
 
     reward: float | None
     brier_skill: float | None = None
+    parse_rate: float | None = None
 
 
 def decide(merged: float | None, base: float | None, singles: Mapping[str, float | None],
@@ -110,7 +116,7 @@ def _score(generator: Any, rows: Sequence[Mapping], competition: Competition, ke
     skill = brier_skill(forecasts(result.parts), rows)
     log.info("gate: %s: mean reward %+.4f, parse rate %.0f%%, Brier skill %s", key, result.mean_reward,
              100 * result.parse_rate, "-" if skill is None else f"{skill:+.4f}")
-    return Score(result.mean_reward, skill)
+    return Score(result.mean_reward, skill, result.parse_rate)
 
 
 def gate_rows(competition: Competition, source: Any, win: EvalWindow, block_hash: str) -> list[dict]:
@@ -130,8 +136,9 @@ def run_gate(base_dir: Path, merged_dir: Path, adapters: Mapping[str, Path], row
     scores = {key: _score(current, rows, competition, key, path) for key, path in adapters.items()}
     del current  # one base in memory at a time
     merged = score_model(merged_dir, rows, competition, "merged", device)
+    base_skill = base.brier_skill if (base.parse_rate or 0.0) >= MIN_FORECAST_PARSE else None
     verdict = decide(merged.reward, base.reward, {k: v.reward for k, v in scores.items()}, margin,
-                     against_best=len(adapters) > 1, merged_skill=merged.brier_skill, base_skill=base.brier_skill)
+                     against_best=len(adapters) > 1, merged_skill=merged.brier_skill, base_skill=base_skill)
     log.info("gate %s: %s", "passed" if verdict.passed else "failed", verdict.reason)
     return GateResult(**{**asdict(verdict), "prompts": len(rows),
                          "singles_brier_skill": {k: v.brier_skill for k, v in scores.items()}})

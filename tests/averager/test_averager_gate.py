@@ -56,3 +56,19 @@ def test_gate_rows_refuse_an_empty_window():
     win = gate_window(SimulatedClock(date(2017, 2, 10), 10), 50, comp.eval)  # too little history for a prompt
     with pytest.raises(CortexError, match="no resolved samples"):
         gate_rows(comp, get_source("synthetic"), win, "0x" + "11" * 32)
+
+
+def test_the_forecast_rule_protects_only_a_base_that_answers(monkeypatch):
+    """A base whose answers mostly fail to parse has no forecast to lose: a merge that answers is held to the
+    reward alone (``run_gate`` passes no base skill); one that parses keeps the rule."""
+    import averager.gate as G
+
+    scores = {"base": G.Score(-0.9, 0.0, 0.1), "a/x@1": G.Score(0.8, -0.3, 1.0), "merged": G.Score(0.8, -0.3, 1.0)}
+    monkeypatch.setattr("cortex.eval.generate.Generator.load", classmethod(lambda cls, *a, **k: object()))
+    monkeypatch.setattr(G, "_score", lambda gen, rows, comp, key, adapter=None: scores[key])
+    monkeypatch.setattr(G, "score_model", lambda d, rows, comp, key, device="auto": scores[key])
+    passed = G.run_gate(None, None, {"a/x@1": None}, [{}], CORTEX_TINY, margin=0.0)
+    assert passed.passed and passed.base_brier_skill is None and passed.singles_brier_skill == {"a/x@1": -0.3}
+    scores["base"] = G.Score(0.5, 0.0, 0.9)
+    refused = G.run_gate(None, None, {"a/x@1": None}, [{}], CORTEX_TINY, margin=0.0)
+    assert not refused.passed and refused.base_brier_skill == 0.0 and "forecast worse" in refused.reason
