@@ -123,16 +123,15 @@ def calibration_rows(cfg: TrainConfig, base: Path, adapter: Path | None, rows: S
     return out, report
 
 
-def train_calibrate(cfg: TrainConfig, base: Path, train_split, competition: Competition, out: Path, *,
-                    targets: list[str], adapter: Path | None = None, report_to: str = "none",
+def train_calibrate(cfg: TrainConfig, base: Path, rows: Sequence[Mapping[str, Any]], competition: Competition,
+                    out: Path, *, targets: list[str], adapter: Path | None = None, report_to: str = "none",
                     resume: bool = False) -> StageResult:
-    """The stage: answer, fit, and train ``calibrate_steps`` steps on the sharpened answers (continuing ``adapter``)."""
+    """The stage on ``rows`` (``miner.data.calibration_questions``): answer, fit, and train ``calibrate_steps``
+    steps on the sharpened answers (continuing ``adapter``)."""
     import datasets
 
-    from miner.data import spread
     from miner.sft import train_sft
 
-    rows = [dict(r) for r in spread(train_split, cfg.calibrate_samples) if r.get("outcome_return") is not None]
     if not rows:
         raise CortexError("calibrate: the training split has no question with a known outcome; use more data")
     sft_rows, report = calibration_rows(cfg, base, adapter, rows, competition)
@@ -144,5 +143,6 @@ def train_calibrate(cfg: TrainConfig, base: Path, train_split, competition: Comp
                                     learning_rate=cfg.calibrate_learning_rate or cfg.learning_rate,
                                     logging_steps=max(1, min(cfg.logging_steps, steps)), early_stopping_patience=None)
     result = train_sft(stage_cfg, base, datasets.Dataset.from_list(sft_rows), None, out, targets=targets,
-                       adapter=adapter, report_to=report_to, resume=resume, stage="calibrate")
+                       adapter=adapter, report_to=report_to, resume=resume, stage="calibrate",
+                       answer_only=cfg.calibrate_answer_only)
     return StageResult("calibrate", result.log_history, {**result.summary, **report})

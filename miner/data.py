@@ -96,10 +96,12 @@ def preference_rows(dd, cfg: TrainConfig):
     return spread(_split(dd, "train"), cfg.max_samples)
 
 
-def calibration_split(dd):
-    """The questions the calibrate stage answers and fits on: the whole training split (no quality filter:
-    the fit needs the days the teacher got wrong as much as the others)."""
-    return _split(dd, "train")
+def calibration_questions(dd, cfg: TrainConfig) -> list[dict]:
+    """The questions the calibrate stage answers and fits on: ``calibrate_samples`` of the training split with a
+    known outcome, spread over its window (no quality filter: the fit needs the days the teacher got wrong as
+    much as the others)."""
+    rows = spread(_split(dd, "train"), cfg.calibrate_samples)
+    return [dict(r) for r in rows if r.get("outcome_return") is not None]
 
 
 def heldout_rows(dd, cfg: TrainConfig) -> list[dict]:

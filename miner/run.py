@@ -86,8 +86,8 @@ def train(cfg: TrainConfig, opts: MinerConfig, base: BaseRef, dd, report_to: str
             result = train_sft(cfg, base.path, train_rows, val_rows, out, targets=targets, adapter=adapter,
                                report_to=report_to, resume=opts.resume)
         elif stage == "calibrate":
-            result = train_calibrate(cfg, base.path, D.calibration_split(dd), opts.competition, out, targets=targets,
-                                     adapter=adapter, report_to=report_to, resume=opts.resume)
+            result = train_calibrate(cfg, base.path, D.calibration_questions(dd, cfg), opts.competition, out,
+                                     targets=targets, adapter=adapter, report_to=report_to, resume=opts.resume)
         elif stage == "grpo":
             result = train_grpo(cfg, base.path, D.preference_rows(dd, cfg), opts.competition, out, targets=targets,
                                 adapter=adapter, report_to=report_to, resume=opts.resume)

@@ -118,16 +118,16 @@ def tokenize_rows(rows, tokenizer, tail_lines: int = 0, answer_only: bool = Fals
 
 
 def make_trainer(cfg: TrainConfig, base: Path, train, eval_, out: Path, *, targets: list[str],
-                 adapter: Path | None = None, report_to: str = "none", stage: str = "sft"):
+                 adapter: Path | None = None, report_to: str = "none", stage: str = "sft", answer_only: bool = False):
     """The ``SFTTrainer`` for ``train`` / ``eval_`` (rows with ``messages``); continues ``adapter`` when given.
-    ``stage`` names its checkpoint folder (``calibrate`` trains with this trainer too: miner/calibrate.py)."""
+    ``stage`` names its checkpoint folder (``calibrate`` trains with this trainer too: miner/calibrate.py);
+    ``answer_only`` puts the loss on the answer alone (:func:`tokenize_rows`)."""
     from transformers import EarlyStoppingCallback
     from trl import SFTTrainer
 
     if len(train) == 0:
         raise CortexError("no training rows for SFT: use more data (data_start/data_end) or a lower min_teacher_reward")
     model, tokenizer, peft_config = load_stage_model(cfg, base, targets, adapter)
-    answer_only = stage == "calibrate" and cfg.calibrate_answer_only
     train = tokenize_rows(train.select_columns(["messages"]), tokenizer, cfg.loss_tail_lines, answer_only)
     eval_ = (tokenize_rows(eval_.select_columns(["messages"]), tokenizer, cfg.loss_tail_lines, answer_only)
              if eval_ is not None else None)
@@ -141,13 +141,13 @@ def make_trainer(cfg: TrainConfig, base: Path, train, eval_, out: Path, *, targe
 
 def train_sft(cfg: TrainConfig, base: Path, train, eval_, out: Path, *, targets: list[str],
               adapter: Path | None = None, report_to: str = "none", resume: bool = False,
-              stage: str = "sft") -> StageResult:
+              stage: str = "sft", answer_only: bool = False) -> StageResult:
     """Train an adapter on ``train`` (rows with ``messages``) and save it to ``out/adapter``;
     continues ``adapter`` when given."""
     from transformers import EarlyStoppingCallback
 
     trainer = make_trainer(cfg, base, train, eval_, out, targets=targets, adapter=adapter, report_to=report_to,
-                           stage=stage)
+                           stage=stage, answer_only=answer_only)
     eval_ = trainer.eval_dataset
     stops = any(isinstance(c, EarlyStoppingCallback) for c in trainer.callback_handler.callbacks)
     checkpoint = resume_checkpoint(Path(trainer.args.output_dir), resume)

@@ -146,3 +146,17 @@ def test_a_model_that_cannot_answer_stops_the_stage_with_one_line(monkeypatch, t
     monkeypatch.setattr(G, "evaluate", lambda gen, rs, **k: ModelScore("calibrate", None, reason="out of memory"))
     with pytest.raises(CortexError, match="could not answer its training questions.*out of memory"):
         K.calibration_rows(TrainConfig(), tmp_path, None, [row("BTC", 1, True)], CORTEX_TINY)
+
+
+def test_the_stage_answers_training_questions_with_known_outcomes_spread_over_the_window():
+    import datasets
+
+    from miner.config import TrainConfig
+    from miner.data import calibration_questions
+
+    rows = [row("BTC", 1, i % 2 == 0) for i in range(10)]
+    rows[4]["outcome_return"] = None  # not resolved yet: nothing to fit on
+    dd = datasets.DatasetDict({"train": datasets.Dataset.from_list(rows)})
+    assert len(calibration_questions(dd, TrainConfig(calibrate_samples=100))) == 9
+    picked = calibration_questions(dd, TrainConfig(calibrate_samples=5))
+    assert len(picked) == 4 and all(r["outcome_return"] is not None for r in picked)
