@@ -64,9 +64,10 @@ def sharpen(p_up: float, s: float) -> float:
     return min(P_RANGE[1], max(P_RANGE[0], 0.5 + s * (float(p_up) - 0.5)))
 
 
-def fit(parts: Sequence[Mapping[str, Any]], rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """The factor fitted on every parsed answer, how many it saw, and per horizon the Brier skill before and after
-    on that horizon's answers."""
+def fit(parts: Sequence[Mapping[str, Any]], rows: Sequence[Mapping[str, Any]],
+        max_sharpening: float = MAX_SHARPENING) -> dict[str, Any]:
+    """The factor fitted on every parsed answer (at most ``max_sharpening``), how many it saw, and per horizon the
+    Brier skill before and after on that horizon's answers."""
     from cortex.eval.ceiling import brier_skill, forecasts, went_up
 
     p = forecasts(parts)
@@ -74,7 +75,7 @@ def fit(parts: Sequence[Mapping[str, Any]], rows: Sequence[Mapping[str, Any]]) -
     if len(idx) < MIN_ROWS:
         return {"sharpening": 1.0, "answers": len(idx), "reason": f"fewer than {MIN_ROWS} parsed answers",
                 "horizons": {}}
-    s = sharpening([p[i] for i in idx], [went_up(rows[i]) for i in idx])
+    s = sharpening([p[i] for i in idx], [went_up(rows[i]) for i in idx], hi=max_sharpening)
     horizons = {}
     for h in sorted({int(rows[i]["horizon_days"]) for i in idx}):
         sub = [i for i in idx if int(rows[i]["horizon_days"]) == h]
@@ -109,7 +110,7 @@ def calibration_rows(cfg: TrainConfig, base: Path, adapter: Path | None, rows: S
     del generator
     if result.completions is None:
         raise CortexError(f"calibrate: the model could not answer its training questions ({result.reason})")
-    fitted = fit(result.parts, rows)
+    fitted = fit(result.parts, rows, cfg.calibrate_max_sharpening)
     out = []
     for completion, row in zip(result.completions, rows):
         text = rewrite(completion, row, fitted["sharpening"], competition)

@@ -150,6 +150,7 @@ class TrainConfig:
     calibrate_steps: int = 24
     calibrate_learning_rate: float | None = None  # None: learning_rate
     calibrate_answer_only: bool = True  # the loss on the answer alone (False: the whole answer, reasoning too)
+    calibrate_max_sharpening: float = 3.0  # the fitted factor's upper bound (1 to 3): a smaller step per round
     # publishing
     hub_model_id: str | None = None  # namespace/name in the model store (default: WALLET/COMPETITION)
 
@@ -207,6 +208,8 @@ def _check_values(c: TrainConfig) -> list[str]:
                  "kto_max_steps", "calibrate_samples", "calibrate_steps"):
         need(getattr(c, name) >= 1, f"{name}: expected an integer >= 1, got {getattr(c, name)}")
     need(c.loss_tail_lines >= 0, f"loss_tail_lines: expected an integer >= 0 (0: the whole completion), got {c.loss_tail_lines}")
+    need(1.0 <= c.calibrate_max_sharpening <= 3.0,
+         f"calibrate_max_sharpening: expected a number from 1 to 3, got {c.calibrate_max_sharpening}")
     need(c.calibrate_learning_rate is None or c.calibrate_learning_rate > 0,
          f"calibrate_learning_rate: expected a number > 0 or null, got {c.calibrate_learning_rate}")
     for name in ("max_samples", "heldout_max_new_tokens", "early_stopping_patience"):

@@ -121,6 +121,20 @@ def test_a_weaker_analyst_moves_its_forecasts_a_share_of_the_way(analyst):
         AnalystTeacher(strength=1.5)
 
 
+def test_a_teachers_share_is_named_as_it_reports_itself():
+    """``analyst-words@0.5`` (a miner's ``teacher``) is the analyst in words at half its way from the base rate:
+    the name the teacher gives the dataset's card is the name that builds it again."""
+    for name in ("analyst@0.3", "analyst-words@0.5", "analyst-words-blind@0.5"):
+        teacher = get_teacher(name)
+        assert teacher.name == name and get_teacher(teacher.name).strength == teacher.strength
+    assert get_teacher("analyst-words@0.5").words and get_teacher("analyst@1").strength == 1.0
+    for bad in ("analyst@0", "analyst@1.5", "analyst@x", "analyst@"):
+        with pytest.raises(TeacherError, match="share after @"):
+            get_teacher(bad)
+    with pytest.raises(TeacherError, match="unknown teacher"):
+        get_teacher("openrouter@0.5")
+
+
 def test_analyst_brier_not_worse_than_a_coin(analyst):
     test = SPLITS["test"]
     brier = sum((analyst.predict(s)[0] - (s.outcome_direction == "up")) ** 2 for s in test) / len(test)

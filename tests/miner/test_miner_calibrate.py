@@ -89,6 +89,12 @@ def test_one_factor_is_fitted_over_every_horizon_and_each_horizon_is_reported():
     assert sum(h["brier_skill_after"] - h["brier_skill_before"] for h in fitted["horizons"].values()) > 0
     few = K.fit(parts[: K.MIN_ROWS - 1], rows[: K.MIN_ROWS - 1])
     assert few["sharpening"] == 1.0 and "fewer than" in few["reason"]
+    capped = K.fit(parts, rows, max_sharpening=1.5)  # a smaller step per round (the demo's miners)
+    assert capped["sharpening"] == 1.5
+    skill = {k: sum(h[k] for h in f["horizons"].values()) for f, k in ((fitted, "brier_skill_before"),
+                                                                      (capped, "brier_skill_after"))}
+    assert skill["brier_skill_before"] < skill["brier_skill_after"] < sum(
+        h["brier_skill_after"] for h in fitted["horizons"].values()) + 1e-3  # part of the way (the score is quadratic in s)
 
 
 def test_the_calibrate_loss_covers_the_answer_only():
@@ -115,6 +121,10 @@ def test_calibrate_settings_are_checked():
     assert from_dict({"stage": ["sft", "calibrate"]}).stage == ("sft", "calibrate")
     with pytest.raises(ConfigError, match="calibrate_steps.*calibrate_learning_rate|calibrate_learning_rate"):
         from_dict({"stage": ["calibrate"], "calibrate_steps": 0, "calibrate_learning_rate": -1})
+    assert from_dict({"calibrate_max_sharpening": 1.5}).calibrate_max_sharpening == 1.5
+    for bad in (0.9, 3.5):
+        with pytest.raises(ConfigError, match="calibrate_max_sharpening: expected a number from 1 to 3"):
+            from_dict({"stage": ["calibrate"], "calibrate_max_sharpening": bad})
 
 
 def test_calibration_rows_are_the_models_answers_sharpened(monkeypatch, tmp_path):
@@ -136,6 +146,7 @@ def test_calibration_rows_are_the_models_answers_sharpened(monkeypatch, tmp_path
     s = report["sharpening"]
     first = json.loads(sft[0]["messages"][-1]["content"].split("<answer>")[1].split("</answer>")[0])
     assert first["p_up"] == round(K.sharpen(p[1], s), 2) and sft[0]["messages"][:-1] == rows[1]["prompt"]
+    assert report["sharpening"] == K.fit(score_completions(texts, rows, CORTEX_TINY.reward)[1], rows)["sharpening"]
 
 
 def test_a_model_that_cannot_answer_stops_the_stage_with_one_line(monkeypatch, tmp_path):
@@ -160,3 +171,22 @@ def test_the_stage_answers_training_questions_with_known_outcomes_spread_over_th
     assert len(calibration_questions(dd, TrainConfig(calibrate_samples=100))) == 9
     picked = calibration_questions(dd, TrainConfig(calibrate_samples=5))
     assert len(picked) == 4 and all(r["outcome_return"] is not None for r in picked)
+
+
+def test_the_configs_cap_bounds_the_factor_the_rows_are_sharpened_by(monkeypatch, tmp_path):
+    """``calibrate_max_sharpening``: a forecaster that says a third of what it knows is sharpened at most that much."""
+    import cortex.eval.generate as G
+    from miner.config import TrainConfig
+
+    p, ups = world(120, 1 / 3, seed=5)
+    rows = [row("BTC", 7, u) for u in ups]
+    texts = [answer(r, x) for r, x in zip(rows, p)]
+    monkeypatch.setattr(G.Generator, "load", classmethod(lambda cls, *a, **k: object()))
+    monkeypatch.setattr(G, "evaluate", lambda gen, rs, **k: ModelScore("calibrate", *score_completions(texts, rs, k["config"])[:1],
+                                                                      completions=texts,
+                                                                      parts=score_completions(texts, rs, k["config"])[1]))
+    _, free = K.calibration_rows(TrainConfig(), tmp_path, None, rows, CORTEX_TINY)
+    sft, capped = K.calibration_rows(TrainConfig(calibrate_max_sharpening=1.5), tmp_path, None, rows, CORTEX_TINY)
+    assert free["sharpening"] > 2 and capped["sharpening"] == 1.5
+    first = json.loads(sft[0]["messages"][-1]["content"].split("<answer>")[1].split("</answer>")[0])
+    assert first["p_up"] == round(K.sharpen(round(p[0], 2), 1.5), 2)
