@@ -6,6 +6,13 @@ A report, not an assertion.
     python bench/forecast_ceiling.py --workdir /tmp/demo0            # a finished `cortex localnet` run
     python bench/forecast_ceiling.py --source synthetic:0 --questions 100
     python bench/forecast_ceiling.py --source csv                    # the real candles (CORTEX_MARKET_DATA)
+    python bench/forecast_ceiling.py --workdir /tmp/demo0 --moves    # and what the benchmark could see
+
+``--moves`` (with ``--workdir``) adds what a merged base would have to do for the benchmark to see it:
+genesis' own forecasts moved after the fact (``factor`` times their distance from 0.5, or a share of the
+way to the analyst's), each with final − genesis's interval, and the analyst as each round-1 miner fits it
+on its own window (``configs/round-1/minerK.yaml``: its assets, ``data_start``..``data_end``): the
+forecasts those miners' SFT targets carry, on the benchmark.
 
 Without ``--workdir`` the questions are rebuilt as `cortex base bootstrap` builds them: the dataset's test
 split (stride 2), ``--questions`` of them evenly spaced in time. ``csv`` alone reads CORTEX_MARKET_DATA (or
@@ -22,7 +29,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from cortex.eval.ceiling import CONFIDENCE, bootstrap_data, brier_skill, references, skill_difference  # noqa: E402
+from cortex.eval.ceiling import (  # noqa: E402
+    CONFIDENCE, analyst_fitted_on, bootstrap_data, brier_skill, moved, references, skill_difference)
 from teacher_baseline import market_dir  # noqa: E402  (bench/ is the script's folder)
 
 
@@ -59,7 +67,11 @@ def main() -> int:
     parser.add_argument("--source", default="synthetic:0", help="synthetic[:SEED] or csv[:DIR] (without --workdir)")
     parser.add_argument("--questions", type=int, default=100, help="benchmark size (without --workdir)")
     parser.add_argument("--json", type=Path, help="also write the table here")
+    parser.add_argument("--moves", action="store_true", help="with --workdir: genesis moved after the fact, and "
+                        "the analyst as each round-1 miner fits it")
     args = parser.parse_args()
+    if args.moves and not args.workdir:
+        parser.error("--moves needs --workdir (a finished `cortex localnet` run)")
     t0 = time.time()
     genesis = final = None
     if args.workdir:
@@ -103,10 +115,38 @@ def main() -> int:
         print(f"final − genesis: {iv.mean:+.4f}, one-sided {CONFIDENCE:.0%} interval [{iv.low:+.4f}, ∞) "
               f"over {iv.days} days (day-clustered)")
         table.append({"forecaster": "final - genesis", "mean": iv.mean, "low": iv.low, "high": iv.high})
+    if args.moves and genesis and genesis.get("p_up"):
+        table += moves_report(rows, data, genesis["p_up"], forecasts["analyst"], args.workdir)
     print(f"({time.time() - t0:.1f} s)")
     if args.json:
         args.json.write_text(json.dumps({"source": label, "questions": len(rows), "table": table}, indent=1) + "\n")
     return 0
+
+
+def moves_report(rows: list[dict], data: dict, genesis: list, analyst: list[float], workdir: Path) -> list[dict]:
+    """Genesis moved after the fact, and the analyst as each round-1 miner fits it; printed and returned."""
+    import yaml
+
+    out = []
+    print(f"\ngenesis moved after the fact, on the same questions: Brier skill, − genesis (one-sided {CONFIDENCE:.0%})")
+    for name, p in ([(f"x{k:g} from 0.5", moved(genesis, k)) for k in (1.25, 1.5, 2.0)]
+                    + [(f"{a:.0%} of the way to the analyst", moved(genesis, toward=analyst, share=a))
+                       for a in (0.1, 0.25, 0.5)]):
+        iv = skill_difference(rows, p, genesis, CONFIDENCE)
+        out.append({"forecaster": f"genesis {name}", "skill": brier_skill(p, rows), "mean": iv.mean, "low": iv.low})
+        print(f"  {name:<30} {out[-1]['skill']:>+7.3f}   {iv.mean:+.3f} [{iv.low:+.3f}, ∞)")
+    configs = sorted((workdir / "configs" / "round-1").glob("miner*.yaml"))
+    if configs:
+        print("the analyst as each round-1 miner fits it (its SFT targets' forecasts), on the same questions:")
+    for path in configs:
+        cfg = yaml.safe_load(path.read_text()) or {}
+        p = analyst_fitted_on(rows, data, cfg.get("assets") or data.get("assets"), cfg.get("data_start"),
+                              cfg.get("data_end"), cfg.get("horizons") or (1, 7))
+        out.append({"forecaster": f"{path.stem}'s analyst", "skill": brier_skill(p, rows),
+                    "window": [cfg.get("data_start"), cfg.get("data_end")], "assets": cfg.get("assets")})
+        print(f"  {path.stem:<8} {','.join(cfg.get('assets') or []):<16} {cfg.get('data_start')}..{cfg.get('data_end')}"
+              f"  {out[-1]['skill']:>+7.3f}  (teacher {cfg.get('teacher', 'analyst')})")
+    return out
 
 
 if __name__ == "__main__":

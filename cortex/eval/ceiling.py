@@ -67,37 +67,78 @@ def skill_difference(rows: Sequence[Mapping[str, Any]], a: Sequence[float | None
     return day_interval(diffs, confidence, lags)
 
 
-def references(rows: Sequence[Mapping[str, Any]], data: Mapping[str, Any]) -> dict[str, list[float]]:
-    """The reference forecasters' p_up on ``rows``: ``constant 0.5``, ``base rate``, ``analyst`` and, on the
-    synthetic market, ``oracle``. ``data``: how the bootstrap built its dataset (``source``, ``seed``,
-    ``stride``, ``start``, ``end``, ``assets``, ``horizons``), from which the training split is rebuilt."""
+def _training_split(data: Mapping[str, Any], assets, horizons, start, end):
+    """(source, every sample, the training split) of ``data``'s source over ``assets``, ``horizons``, [start, end]."""
     from cortex.data import build_samples, split_by_time
     from cortex.data.dataset import load_frames
     from cortex.data.sources import get_source, parse_assets
-    from cortex.data.teachers import AnalystTeacher
 
     source = get_source(data["source"], seed=int(data.get("seed", 0)))
-    assets = parse_assets(data.get("assets") or ("BTC", "ETH", "SOL", "NEAR"))
-    horizons = sorted({int(h) for h in data.get("horizons") or (1, 7)} | {int(r["horizon_days"]) for r in rows})
-    frames = load_frames(source, assets, data.get("start"), data.get("end"))
-    samples = build_samples(frames, assets, horizons, data.get("start"), data.get("end"),
-                            stride=int(data.get("stride", 1)), source=source.name, synthetic=source.is_synthetic)
+    assets = parse_assets(assets or ("BTC", "ETH", "SOL", "NEAR"))
+    frames = load_frames(source, assets, start, end)
+    samples = build_samples(frames, assets, horizons, start, end, stride=int(data.get("stride", 1)),
+                            source=source.name, synthetic=source.is_synthetic)
     splits, _ = split_by_time(samples)
-    teacher = AnalystTeacher()
-    teacher.fit(splits["train"])
+    return source, samples, splits["train"]
+
+
+def _keyed(rows: Sequence[Mapping[str, Any]], samples, source) -> list:
     by_key = {(s.asset, s.cutoff, s.horizon_days): s for s in samples}
-    rate = {h: sum(s.outcome_direction == "up" for s in splits["train"] if s.horizon_days == h)
-            / max(1, sum(1 for s in splits["train"] if s.horizon_days == h)) for h in horizons}
-    out: dict[str, list[float]] = {"constant 0.5": [0.5] * len(rows),
-                                   "base rate": [rate[int(r["horizon_days"])] for r in rows], "analyst": []}
+    out = []
     for r in rows:
         key = (r["asset"], str(r["cutoff"])[:10], int(r["horizon_days"]))
         if key not in by_key:
             raise ValueError(f"benchmark question {key} is not in the rebuilt dataset: was it built from {source.name}?")
-        out["analyst"].append(teacher.predict(by_key[key])[0])
+        out.append(by_key[key])
+    return out
+
+
+def references(rows: Sequence[Mapping[str, Any]], data: Mapping[str, Any]) -> dict[str, list[float]]:
+    """The reference forecasters' p_up on ``rows``: ``constant 0.5``, ``base rate``, ``analyst`` and, on the
+    synthetic market, ``oracle``. ``data``: how the bootstrap built its dataset (``source``, ``seed``,
+    ``stride``, ``start``, ``end``, ``assets``, ``horizons``), from which the training split is rebuilt."""
+    from cortex.data.teachers import AnalystTeacher
+
+    horizons = sorted({int(h) for h in data.get("horizons") or (1, 7)} | {int(r["horizon_days"]) for r in rows})
+    source, samples, train = _training_split(data, data.get("assets"), horizons, data.get("start"), data.get("end"))
+    teacher = AnalystTeacher()
+    teacher.fit(train)
+    rate = {h: sum(s.outcome_direction == "up" for s in train if s.horizon_days == h)
+            / max(1, sum(1 for s in train if s.horizon_days == h)) for h in horizons}
+    out: dict[str, list[float]] = {"constant 0.5": [0.5] * len(rows),
+                                   "base rate": [rate[int(r["horizon_days"])] for r in rows],
+                                   "analyst": [teacher.predict(s)[0] for s in _keyed(rows, samples, source)]}
     oracle = getattr(source, "oracle_p_up", None)
     if oracle is not None:
         out["oracle"] = [oracle(r["asset"], str(r["cutoff"])[:10], int(r["horizon_days"])) for r in rows]
+    return out
+
+
+def analyst_fitted_on(rows: Sequence[Mapping[str, Any]], data: Mapping[str, Any], assets: Sequence[str],
+                      start: str | None, end: str | None, horizons: Sequence[int] = (1, 7)) -> list[float]:
+    """The analyst's p_up on ``rows`` when fitted as a miner fits it: on the training split of its own window
+    (``assets``, cutoffs ``start``..``end`` of ``data``'s source: a miner's ``data_start``/``data_end``)."""
+    from cortex.data.teachers import AnalystTeacher
+
+    _, _, train = _training_split(data, assets, sorted({int(h) for h in horizons}), start, end)
+    teacher = AnalystTeacher()
+    teacher.fit(train)
+    questions = sorted({int(h) for h in data.get("horizons") or (1, 7)} | {int(r["horizon_days"]) for r in rows})
+    source, samples, _ = _training_split(data, data.get("assets"), questions, data.get("start"), data.get("end"))
+    return [teacher.predict(s)[0] for s in _keyed(rows, samples, source)]
+
+
+def moved(p_up: Sequence[float | None], factor: float = 1.0, toward: Sequence[float] | None = None,
+          share: float = 0.0) -> list[float | None]:
+    """Forecasts moved after the fact: ``factor`` times their distance from 0.5 (within 0.02..0.98), then
+    ``share`` of the way to ``toward`` (another forecaster's p_up); an unparsed answer stays unparsed."""
+    out: list[float | None] = []
+    for i, p in enumerate(p_up):
+        if p is None:
+            out.append(None)
+            continue
+        q = min(0.98, max(0.02, 0.5 + factor * (float(p) - 0.5)))
+        out.append(q + share * (float(toward[i]) - q) if toward is not None else q)
     return out
 
 

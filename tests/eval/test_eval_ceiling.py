@@ -7,7 +7,7 @@ import pytest
 from cortex.data import build_samples, split_by_time
 from cortex.data.dataset import load_frames
 from cortex.data.sources import SyntheticSource
-from cortex.eval.ceiling import bootstrap_data, brier_skill, references, skill_difference
+from cortex.eval.ceiling import analyst_fitted_on, bootstrap_data, brier_skill, moved, references, skill_difference
 
 
 def row(day: str, up: bool, asset: str = "BTC", h: int = 7) -> dict:
@@ -61,3 +61,24 @@ def test_bootstrap_data_reads_the_recipe_of_a_bootstrap_report():
               "data": {"assets": ["BTC"], "horizons": [1, 7]}}
     assert bootstrap_data(report) == {"source": "synthetic:1", "seed": 1, "stride": 2, "start": None, "end": None,
                                       "assets": ["BTC"], "horizons": [1, 7]}
+
+
+def test_forecasts_moved_after_the_fact_keep_their_side_and_a_miss():
+    assert moved([0.6, 0.4, None], 2.0) == pytest.approx([0.7, 0.3, None])
+    assert moved([0.9, 0.1], 3.0) == [0.98, 0.02]  # never certain
+    assert moved([0.6, None], toward=[0.8, 0.9], share=0.25) == pytest.approx([0.65, None])
+    assert moved([0.55], 1.0) == [0.55]
+
+
+def test_the_analyst_a_miner_fits_on_its_window_is_the_analyst_of_that_window():
+    """``analyst_fitted_on``: fitted on a window's training split; on the window the bootstrap used, it is the
+    references' analyst."""
+    data = {"source": "synthetic:4", "seed": 4, "stride": 3, "start": "2021-01-01", "end": "2023-06-30",
+            "assets": ["BTC", "ETH"], "horizons": [1, 7]}
+    frames = load_frames(SyntheticSource(seed=4), ["BTC", "ETH"], data["start"], data["end"])
+    splits, _ = split_by_time(build_samples(frames, ["BTC", "ETH"], [1, 7], data["start"], data["end"], stride=3))
+    rows = [s.row() for s in splits["test"]][::4]
+    same = analyst_fitted_on(rows, data, ["BTC", "ETH"], data["start"], data["end"])
+    assert same == pytest.approx(references(rows, data)["analyst"])
+    short = analyst_fitted_on(rows, data, ["ETH"], "2022-06-01", "2022-12-31")
+    assert len(short) == len(rows) and short != same and all(0 < p < 1 for p in short)
