@@ -85,8 +85,30 @@ def fit(parts: Sequence[Mapping[str, Any]], rows: Sequence[Mapping[str, Any]],
     return {"sharpening": round(s, 4), "answers": len(idx), "horizons": horizons}
 
 
-def rewrite(completion: str, row: Mapping[str, Any], s: float, competition: Competition) -> str | None:
-    """``completion`` with its answer's ``p_up`` sharpened by ``s`` (None when it does not parse)."""
+def target(p_up: float, s: float, teacher: float | None = None, share: float = 0.0) -> float:
+    """The forecast an answer is trained to state: ``p_up`` sharpened by ``s``, then ``share`` of the way to the
+    teacher's ``p_up`` where the teacher is on the same side (elsewhere the sharpened forecast alone: the
+    reasoning the answer follows from stays in agreement with it)."""
+    p = sharpen(p_up, s)
+    if teacher is None or share <= 0 or (float(teacher) >= 0.5) != (float(p_up) >= 0.5):
+        return p
+    return p + share * (float(teacher) - p)
+
+
+def teacher_p_up(row: Mapping[str, Any], competition: Competition) -> float | None:
+    """The teacher's ``p_up`` in a dataset row's assistant message (None when the row has none that parses)."""
+    from cortex.reward.parse import parse_completion
+
+    messages = row.get("messages") or []
+    if not messages or messages[-1].get("role") != "assistant":
+        return None
+    parsed = parse_completion(messages[-1].get("content"), row["asset"], int(row["horizon_days"]), competition.reward)
+    return None if parsed.error is not None or parsed.answer is None else float(parsed.answer["p_up"])
+
+
+def rewrite(completion: str, row: Mapping[str, Any], s: float, competition: Competition,
+            teacher: float | None = None, share: float = 0.0) -> str | None:
+    """``completion`` with its answer's ``p_up`` moved to :func:`target` (None when it does not parse)."""
     from cortex.data import prompts as P
     from cortex.reward.parse import parse_completion
 
@@ -94,8 +116,8 @@ def rewrite(completion: str, row: Mapping[str, Any], s: float, competition: Comp
     if parsed.error is not None or parsed.answer is None:
         return None
     a = parsed.answer
-    return P.completion(parsed.reasoning, P.format_answer(a["asset"], int(a["horizon_days"]), sharpen(a["p_up"], s),
-                                                         a["return_pct"]))
+    return P.completion(parsed.reasoning, P.format_answer(a["asset"], int(a["horizon_days"]),
+                                                         target(a["p_up"], s, teacher, share), a["return_pct"]))
 
 
 def calibration_rows(cfg: TrainConfig, base: Path, adapter: Path | None, rows: Sequence[Mapping[str, Any]],
@@ -111,13 +133,16 @@ def calibration_rows(cfg: TrainConfig, base: Path, adapter: Path | None, rows: S
     if result.completions is None:
         raise CortexError(f"calibrate: the model could not answer its training questions ({result.reason})")
     fitted = fit(result.parts, rows, cfg.calibrate_max_sharpening)
-    out = []
+    share = cfg.calibrate_toward_teacher
+    out, toward = [], 0
     for completion, row in zip(result.completions, rows):
-        text = rewrite(completion, row, fitted["sharpening"], competition)
+        teacher = teacher_p_up(row, competition) if share > 0 else None
+        text = rewrite(completion, row, fitted["sharpening"], competition, teacher, share)
         if text is not None:
             out.append({"messages": [*row["prompt"], {"role": "assistant", "content": text}]})
+            toward += teacher is not None and text != rewrite(completion, row, fitted["sharpening"], competition)
     report = {**fitted, "questions": len(rows), "parse_rate": round(result.parse_rate, 4), "rows": len(out),
-              "generate_seconds": round(result.seconds, 1)}
+              "toward_teacher": {"share": share, "rows": toward}, "generate_seconds": round(result.seconds, 1)}
     log.info("calibrate: %d of %d answers parse; sharpening x%.2f (Brier skill on them %s)", len(out), len(rows),
              fitted["sharpening"], ", ".join(f"{h} d {v['brier_skill_before']:+.3f} -> {v['brier_skill_after']:+.3f}"
                                              for h, v in fitted["horizons"].items()))

@@ -151,6 +151,7 @@ class TrainConfig:
     calibrate_learning_rate: float | None = None  # None: learning_rate
     calibrate_answer_only: bool = True  # the loss on the answer alone (False: the whole answer, reasoning too)
     calibrate_max_sharpening: float = 3.0  # the fitted factor's upper bound (1 to 3): a smaller step per round
+    calibrate_toward_teacher: float = 0.0  # then this share of the way to the teacher's p_up where it agrees on the side
     # publishing
     hub_model_id: str | None = None  # namespace/name in the model store (default: WALLET/COMPETITION)
 
@@ -210,6 +211,8 @@ def _check_values(c: TrainConfig) -> list[str]:
     need(c.loss_tail_lines >= 0, f"loss_tail_lines: expected an integer >= 0 (0: the whole completion), got {c.loss_tail_lines}")
     need(1.0 <= c.calibrate_max_sharpening <= 3.0,
          f"calibrate_max_sharpening: expected a number from 1 to 3, got {c.calibrate_max_sharpening}")
+    need(0.0 <= c.calibrate_toward_teacher <= 1.0,
+         f"calibrate_toward_teacher: expected a share from 0 to 1, got {c.calibrate_toward_teacher}")
     need(c.calibrate_learning_rate is None or c.calibrate_learning_rate > 0,
          f"calibrate_learning_rate: expected a number > 0 or null, got {c.calibrate_learning_rate}")
     for name in ("max_samples", "heldout_max_new_tokens", "early_stopping_patience"):

@@ -190,3 +190,34 @@ def test_the_configs_cap_bounds_the_factor_the_rows_are_sharpened_by(monkeypatch
     assert free["sharpening"] > 2 and capped["sharpening"] == 1.5
     first = json.loads(sft[0]["messages"][-1]["content"].split("<answer>")[1].split("</answer>")[0])
     assert first["p_up"] == round(K.sharpen(round(p[0], 2), 1.5), 2)
+
+
+def test_toward_the_teacher_moves_a_share_of_the_way_only_where_the_teacher_agrees_on_the_side():
+    assert K.target(0.6, 1.0, 0.9, 0.5) == pytest.approx(0.75)  # halfway to the teacher
+    assert K.target(0.6, 1.5, 0.9, 0.5) == pytest.approx(0.775)  # sharpened to 0.65 first
+    assert K.target(0.6, 1.0, 0.3, 0.5) == pytest.approx(0.6)  # the teacher says down: the answer's side stays
+    assert K.target(0.4, 1.0, 0.45, 1.0) == pytest.approx(0.45)  # towards 0.5 too, when that is what it says
+    assert K.target(0.6, 2.0, None, 0.5) == K.sharpen(0.6, 2.0) == K.target(0.6, 2.0, 0.9, 0.0)
+    with pytest.raises(ConfigError, match="calibrate_toward_teacher: expected a share from 0 to 1"):
+        from_dict({"stage": ["calibrate"], "calibrate_toward_teacher": 1.5})
+
+
+def test_the_rows_move_towards_the_teachers_forecast_in_the_dataset_row(monkeypatch, tmp_path):
+    """``calibrate_toward_teacher``: the teacher's ``p_up`` is read from each training row's own trace."""
+    import cortex.eval.generate as G
+    from miner.config import TrainConfig
+
+    rows = [row("ETH", 1, True) for _ in range(24)]  # every day up: the fitted factor is the cap, 1
+    for i, r in enumerate(rows):  # the teacher: sure, and on the model's side except in every fourth row
+        r["messages"] = [*r["prompt"], {"role": "assistant", "content": answer(r, 0.2 if i % 4 == 3 else 0.9)}]
+    texts = [answer(r, 0.6) for r in rows]  # the model: always 0.6
+    assert K.teacher_p_up(rows[0], CORTEX_TINY) == 0.9 and K.teacher_p_up(row("ETH", 1, True), CORTEX_TINY) is None
+    monkeypatch.setattr(G.Generator, "load", classmethod(lambda cls, *a, **k: object()))
+    monkeypatch.setattr(G, "evaluate", lambda gen, rs, **k: ModelScore("calibrate", *score_completions(texts, rs, k["config"])[:1],
+                                                                      completions=texts,
+                                                                      parts=score_completions(texts, rs, k["config"])[1]))
+    cfg = TrainConfig(calibrate_max_sharpening=1.0, calibrate_toward_teacher=0.5)
+    sft, report = K.calibration_rows(cfg, tmp_path, None, rows, CORTEX_TINY)
+    stated = [json.loads(r["messages"][-1]["content"].split("<answer>")[1].split("</answer>")[0])["p_up"] for r in sft]
+    assert report["toward_teacher"] == {"share": 0.5, "rows": 18}
+    assert stated == [0.6 if i % 4 == 3 else 0.75 for i in range(24)]
