@@ -33,6 +33,7 @@ class AveragerConfig(NeuronConfig):
     device: str = "cpu"
     progress: bool = True
     benchmark: Path | None = None  # fixed questions (JSON lines) every round's base is scored on
+    threads: int | None = None  # torch CPU threads (None: torch's default)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -72,6 +73,7 @@ def add_args(parser: argparse.ArgumentParser) -> None:
       help="dtype of the merged base (same: the base's)")
     a("--device", default="cpu", help="device for the gate's evaluations (cpu, cuda[:N])")
     a("--no-progress", "--plain", dest="progress", action="store_false", help="no progress bars")
+    a("--threads", type=int, default=None, help="torch CPU threads for the merge, the gate and the benchmark")
     a("--benchmark", default=None, metavar="FILE",
       help="fixed questions (JSON lines: prompt and outcome columns) on which each round scores the base it "
            "started from and the base it leaves, so the base's progress reads across rounds")
@@ -99,5 +101,5 @@ def from_args(args: argparse.Namespace) -> AveragerConfig:
         repo=args.repo, state=Path(args.state).expanduser() if args.state else neuron.state_folder("averager", args),
         scores=scores_files(args.scores), margin=args.margin, select=select, method=args.method, rank=args.rank,
         dtype=args.dtype, every_epochs=args.every_epochs, once=args.once, device=args.device, progress=args.progress,
-        benchmark=Path(args.benchmark).expanduser() if args.benchmark else None,
+        benchmark=Path(args.benchmark).expanduser() if args.benchmark else None, threads=args.threads,
     )

@@ -31,6 +31,10 @@ def main(argv: list[str] | None = None) -> int:
 
     def body() -> None:
         cfg = from_args(args)
+        if cfg.threads:
+            import torch
+
+            torch.set_num_threads(cfg.threads)
         from averager.service import Averager, Parts
 
         record = Averager(Parts(cfg, cfg.open_chain(), cfg.open_wallet(), cfg.open_store())).run()

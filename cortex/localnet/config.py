@@ -32,7 +32,8 @@ TRAINING_TEMPLATE = REPO_ROOT / "configs" / "tiny-cpu.yaml"
 # Miners 1 and 3 follow the analyst's numbers and can gain only on the market window (docs/localnet.md).
 # Measured and not shipped (docs/localnet.md): all four in words (more merges, and in seeds 1 and 2 merges
 # that passed the forecast-aware gate on its 32 prompts and lowered the benchmark's Brier skill), and
-# miners 1 and 3 running the calibrate stage (their reasoning moved with their p_up; they never published).
+# miners 1 and 3 running the calibrate stage (their reasoning moved with their p_up; they never published; capped
+# at x1.5 on 96 answers, what the demo's time allows, they broke their format in round 1).
 VARIANTS: tuple[dict[str, Any], ...] = (
     {"finetuning_type": "dora", "lora_rank": 8, "learning_rate": 2.0e-3, "assets": ["BTC", "ETH", "SOL", "NEAR"],
      "history_days": 360, "teacher": "analyst-words"},
@@ -93,8 +94,9 @@ class Settings:
         return f"synthetic:{self.seed}" if self.source == "synthetic" else self.source
 
     @property
-    def bootstrap_threads(self) -> int:
-        """The base is bootstrapped alone, before anything else runs: it takes every heavy job's threads."""
+    def alone_threads(self) -> int:
+        """Threads of a process that runs alone in its phase (the bootstrap, before anything else; the averager,
+        after the validators): every heavy job's."""
         return self.threads * self.jobs
 
     def miner_seed(self, k: int) -> int:

@@ -69,11 +69,13 @@ def averager_available() -> bool:
 
 
 def averager_command(s: Settings, round_: int) -> Command:
-    """The subnet owner's hotkey is the competition's averager (``BaseModelRef.averager_hotkey`` unset)."""
+    """The subnet owner's hotkey is the competition's averager (``BaseModelRef.averager_hotkey`` unset). It runs
+    alone in its phase, so it takes every heavy job's threads, as the bootstrap does."""
     scores = [x for d in s.validator_state_dirs() for x in ("--scores", str(d))]
     argv = [sys.executable, str(NEURONS / "averager.py"), *_chain_flags(s, "owner"), "--competition",
             str(s.competition_file), "--store", f"local:{s.store_path}", "--state", str(averager_dir(s)), "--once",
             "--source", s.market, *_clock_flags(s), *scores, "--benchmark", str(benchmark_file(s)), "--no-progress",
+            "--threads", str(s.alone_threads),
             "--wandb.off"]  # the defaults: a lone earner at full weight, several blended, then the greedy soup
     return Command("averager", argv, s.log_path(round_, "averager"))
 

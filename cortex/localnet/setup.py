@@ -109,7 +109,7 @@ def bootstrap_command(s: Settings) -> Command:
     """`cortex base bootstrap` as a child process (its log shows the parse rate it reaches)."""
     argv = [sys.executable, "-m", "cortex.cli", "base", "bootstrap", "--out", str(s.workdir / BASE_DIR),
             "--store", f"local:{s.store_path}", "--source", s.market, "--seed", str(s.seed),
-            "--steps", str(s.base_steps), "--threads", str(s.bootstrap_threads),
+            "--steps", str(s.base_steps), "--threads", str(s.alone_threads),
             "--eval-prompts", str(s.benchmark_prompts)]  # progress bars: the view shows the log's last line
     return Command("bootstrap", argv, s.log_path(None, "bootstrap"))
 
@@ -123,7 +123,7 @@ def reusable_base(s: Settings) -> str | None:
         return None
     config = data.get("config", {})
     # the recipe's knobs too: a base built by an older recipe (one style only) is built again
-    wanted = {"source": s.market, "seed": s.seed, "steps": s.base_steps, "threads": s.bootstrap_threads,
+    wanted = {"source": s.market, "seed": s.seed, "steps": s.base_steps, "threads": s.alone_threads,
               "eval_prompts": s.benchmark_prompts, "words_fraction": BootstrapConfig.words_fraction,
               "informed_horizons": list(BootstrapConfig.informed_horizons),
               "forecast_strength": BootstrapConfig.forecast_strength}

@@ -100,4 +100,9 @@ def test_localnet_command_lines_parse_with_the_neurons_parsers(tmp_path):
         parser = argparse.ArgumentParser()
         add(parser)
         parser.parse_args(command.argv[2:])
+    from averager.config import from_args
+
+    parser = argparse.ArgumentParser()
+    averager_args(parser)
+    assert from_args(parser.parse_args(N.averager_command(s, 1).argv[2:])).threads == s.threads * s.jobs
     build_parser().parse_args(N.miner_command(s, "miner0", 1, tmp_path / "c.yaml").argv[2:])

@@ -60,6 +60,7 @@ def test_the_bootstrap_takes_every_job_thread_and_the_averager_runs_with_its_def
     argv = bootstrap_command(s).argv
     assert argv[argv.index("--threads") + 1] == "2"  # it runs alone, before anything else
     argv = averager_command(s, 1).argv
+    assert argv[argv.index("--threads") + 1] == "2"  # alone in its phase, after the validators
     assert "--max-inputs" not in argv and "--max-weight" not in argv  # a lone earner at full weight; the soup
 
 
@@ -69,7 +70,7 @@ def test_a_base_is_reused_only_when_built_by_the_same_recipe(tmp_path):
 
     s = Settings(workdir=tmp_path)
     assert reusable_base(s) is None  # nothing built yet
-    config = {"source": s.market, "seed": s.seed, "steps": s.base_steps, "threads": s.bootstrap_threads,
+    config = {"source": s.market, "seed": s.seed, "steps": s.base_steps, "threads": s.alone_threads,
               "eval_prompts": s.benchmark_prompts, "words_fraction": BootstrapConfig.words_fraction,
               "informed_horizons": list(BootstrapConfig.informed_horizons),
               "forecast_strength": BootstrapConfig.forecast_strength}
