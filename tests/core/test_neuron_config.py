@@ -101,7 +101,9 @@ def test_localnet_command_lines_parse_with_the_neurons_parsers(tmp_path):
         add(parser)
         parser.parse_args(command.argv[2:])
     from averager.config import from_args
+    from cortex.localnet.config import write_competition
 
+    write_competition(s)  # the file the averager's command line names
     parser = argparse.ArgumentParser()
     averager_args(parser)
     assert from_args(parser.parse_args(N.averager_command(s, 1).argv[2:])).threads == s.threads * s.jobs
