@@ -30,7 +30,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from cortex.eval.ceiling import (  # noqa: E402
-    CONFIDENCE, analyst_fitted_on, bootstrap_data, brier_skill, moved, references, skill_difference)
+    CONFIDENCE, analyst_fitted_on, benchmark_samples, bootstrap_data, brier_skill, moved, references,
+    skill_difference)
 from teacher_baseline import market_dir  # noqa: E402  (bench/ is the script's folder)
 
 
@@ -136,11 +137,12 @@ def moves_report(rows: list[dict], data: dict, genesis: list, analyst: list[floa
         out.append({"forecaster": f"genesis {name}", "skill": brier_skill(p, rows), "mean": iv.mean, "low": iv.low})
         print(f"  {name:<30} {out[-1]['skill']:>+7.3f}   {iv.mean:+.3f} [{iv.low:+.3f}, ∞)")
     configs = sorted((workdir / "configs" / "round-1").glob("miner*.yaml"))
+    questions = benchmark_samples(rows, data) if configs else []
     if configs:
         print("the analyst as each round-1 miner fits it (its SFT targets' forecasts), on the same questions:")
     for path in configs:
         cfg = yaml.safe_load(path.read_text()) or {}
-        p = analyst_fitted_on(rows, data, cfg.get("assets") or data.get("assets"), cfg.get("data_start"),
+        p = analyst_fitted_on(questions, data, cfg.get("assets") or data.get("assets"), cfg.get("data_start"),
                               cfg.get("data_end"), cfg.get("horizons") or (1, 7))
         out.append({"forecaster": f"{path.stem}'s analyst", "skill": brier_skill(p, rows),
                     "window": [cfg.get("data_start"), cfg.get("data_end")], "assets": cfg.get("assets")})

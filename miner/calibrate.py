@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from cortex.errors import CortexError
+from cortex.eval.ceiling import P_RANGE, sharpen  # noqa: F401  (P_RANGE: the bounds sharpen keeps to)
 from cortex.protocol.competition import Competition
 from miner.config import TrainConfig
 from miner.training import StageResult
@@ -40,7 +41,6 @@ from miner.training import StageResult
 log = logging.getLogger(__name__)
 MIN_ROWS = 12  # parsed answers a horizon needs before its factor is fitted (below: s = 1)
 MIN_SHARPENING, MAX_SHARPENING = 0.5, 3.0
-P_RANGE = (0.02, 0.98)  # the analyst teacher's bounds: never certain
 
 
 def sharpening(p_up: Sequence[float], went_up: Sequence[bool], lo: float = MIN_SHARPENING,
@@ -57,11 +57,6 @@ def sharpening(p_up: Sequence[float], went_up: Sequence[bool], lo: float = MIN_S
     if dd <= 1e-12:
         return 1.0
     return min(hi, max(lo, sum(x * y for x, y in zip(d, e)) / dd))
-
-
-def sharpen(p_up: float, s: float) -> float:
-    """``p_up`` moved ``s`` times its distance from 0.5, within the teacher's bounds (its side unchanged)."""
-    return min(P_RANGE[1], max(P_RANGE[0], 0.5 + s * (float(p_up) - 0.5)))
 
 
 def fit(parts: Sequence[Mapping[str, Any]], rows: Sequence[Mapping[str, Any]],
@@ -133,14 +128,16 @@ def calibration_rows(cfg: TrainConfig, base: Path, adapter: Path | None, rows: S
     if result.completions is None:
         raise CortexError(f"calibrate: the model could not answer its training questions ({result.reason})")
     fitted = fit(result.parts, rows, cfg.calibrate_max_sharpening)
-    share = cfg.calibrate_toward_teacher
+    from cortex.eval.ceiling import forecasts
+
+    s, share = fitted["sharpening"], cfg.calibrate_toward_teacher
     out, toward = [], 0
-    for completion, row in zip(result.completions, rows):
+    for completion, row, own in zip(result.completions, rows, forecasts(result.parts)):
         teacher = teacher_p_up(row, competition) if share > 0 else None
-        text = rewrite(completion, row, fitted["sharpening"], competition, teacher, share)
+        text = rewrite(completion, row, s, competition, teacher, share)
         if text is not None:
             out.append({"messages": [*row["prompt"], {"role": "assistant", "content": text}]})
-            toward += teacher is not None and text != rewrite(completion, row, fitted["sharpening"], competition)
+            toward += own is not None and target(own, s, teacher, share) != sharpen(own, s)
     report = {**fitted, "questions": len(rows), "parse_rate": round(result.parse_rate, 4), "rows": len(out),
               "toward_teacher": {"share": share, "rows": toward}, "generate_seconds": round(result.seconds, 1)}
     log.info("calibrate: %d of %d answers parse; sharpening x%.2f (Brier skill on them %s)", len(out), len(rows),

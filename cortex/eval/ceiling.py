@@ -28,6 +28,7 @@ from cortex.eval.interval import Interval, day_interval
 from cortex.leaderboard.live import brier
 
 COIN_BRIER = 0.25  # the Brier score of p_up = 0.5, whatever the outcome
+P_RANGE = (0.02, 0.98)  # the analyst teacher's bounds: never certain
 CONFIDENCE = 0.95  # one-sided, as the validators' bound
 
 
@@ -114,30 +115,42 @@ def references(rows: Sequence[Mapping[str, Any]], data: Mapping[str, Any]) -> di
     return out
 
 
-def analyst_fitted_on(rows: Sequence[Mapping[str, Any]], data: Mapping[str, Any], assets: Sequence[str],
+def benchmark_samples(rows: Sequence[Mapping[str, Any]], data: Mapping[str, Any]) -> list:
+    """The samples of ``rows`` (benchmark questions), rebuilt from ``data`` as the bootstrap built them: what a
+    teacher predicts on (:func:`analyst_fitted_on`)."""
+    horizons = sorted({int(h) for h in data.get("horizons") or (1, 7)} | {int(r["horizon_days"]) for r in rows})
+    source, samples, _ = _training_split(data, data.get("assets"), horizons, data.get("start"), data.get("end"))
+    return _keyed(rows, samples, source)
+
+
+def analyst_fitted_on(questions: Sequence[Any], data: Mapping[str, Any], assets: Sequence[str],
                       start: str | None, end: str | None, horizons: Sequence[int] = (1, 7)) -> list[float]:
-    """The analyst's p_up on ``rows`` when fitted as a miner fits it: on the training split of its own window
-    (``assets``, cutoffs ``start``..``end`` of ``data``'s source: a miner's ``data_start``/``data_end``)."""
+    """The analyst's p_up on ``questions`` (:func:`benchmark_samples`) when fitted as a miner fits it: on the
+    training split of its own window (``assets``, cutoffs ``start``..``end`` of ``data``'s source: a miner's
+    ``data_start``/``data_end``)."""
     from cortex.data.teachers import AnalystTeacher
 
     _, _, train = _training_split(data, assets, sorted({int(h) for h in horizons}), start, end)
     teacher = AnalystTeacher()
     teacher.fit(train)
-    questions = sorted({int(h) for h in data.get("horizons") or (1, 7)} | {int(r["horizon_days"]) for r in rows})
-    source, samples, _ = _training_split(data, data.get("assets"), questions, data.get("start"), data.get("end"))
-    return [teacher.predict(s)[0] for s in _keyed(rows, samples, source)]
+    return [teacher.predict(s)[0] for s in questions]
+
+
+def sharpen(p_up: float, factor: float) -> float:
+    """``p_up`` moved ``factor`` times its distance from 0.5, within ``P_RANGE`` (its side unchanged)."""
+    return min(P_RANGE[1], max(P_RANGE[0], 0.5 + factor * (float(p_up) - 0.5)))
 
 
 def moved(p_up: Sequence[float | None], factor: float = 1.0, toward: Sequence[float] | None = None,
           share: float = 0.0) -> list[float | None]:
-    """Forecasts moved after the fact: ``factor`` times their distance from 0.5 (within 0.02..0.98), then
-    ``share`` of the way to ``toward`` (another forecaster's p_up); an unparsed answer stays unparsed."""
+    """Forecasts moved after the fact: :func:`sharpen` by ``factor``, then ``share`` of the way to ``toward``
+    (another forecaster's p_up); an unparsed answer stays unparsed."""
     out: list[float | None] = []
     for i, p in enumerate(p_up):
         if p is None:
             out.append(None)
             continue
-        q = min(0.98, max(0.02, 0.5 + factor * (float(p) - 0.5)))
+        q = sharpen(p, factor)
         out.append(q + share * (float(toward[i]) - q) if toward is not None else q)
     return out
 

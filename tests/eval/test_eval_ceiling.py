@@ -7,7 +7,7 @@ import pytest
 from cortex.data import build_samples, split_by_time
 from cortex.data.dataset import load_frames
 from cortex.data.sources import SyntheticSource
-from cortex.eval.ceiling import analyst_fitted_on, bootstrap_data, brier_skill, moved, references, skill_difference
+from cortex.eval.ceiling import analyst_fitted_on, benchmark_samples, bootstrap_data, brier_skill, moved, references, skill_difference
 
 
 def row(day: str, up: bool, asset: str = "BTC", h: int = 7) -> dict:
@@ -78,7 +78,8 @@ def test_the_analyst_a_miner_fits_on_its_window_is_the_analyst_of_that_window():
     frames = load_frames(SyntheticSource(seed=4), ["BTC", "ETH"], data["start"], data["end"])
     splits, _ = split_by_time(build_samples(frames, ["BTC", "ETH"], [1, 7], data["start"], data["end"], stride=3))
     rows = [s.row() for s in splits["test"]][::4]
-    same = analyst_fitted_on(rows, data, ["BTC", "ETH"], data["start"], data["end"])
+    questions = benchmark_samples(rows, data)
+    same = analyst_fitted_on(questions, data, ["BTC", "ETH"], data["start"], data["end"])
     assert same == pytest.approx(references(rows, data)["analyst"])
-    short = analyst_fitted_on(rows, data, ["ETH"], "2022-06-01", "2022-12-31")
+    short = analyst_fitted_on(questions, data, ["ETH"], "2022-06-01", "2022-12-31")
     assert len(short) == len(rows) and short != same and all(0 < p < 1 for p in short)
