@@ -24,6 +24,8 @@ class AveragerConfig(NeuronConfig):
     state: Path = Path("~/.cortex/averager")
     scores: tuple[Path, ...] = ()  # validators' score tables (files or their state folders)
     margin: float = 0.0  # the merge must beat the base and the best single adapter by this much
+    format_prompts: int = 96  # more prompts the format rule counts on (averager.gate.check_format; 0: the gate's only)
+    max_format_loss: float = 0.02  # the share of the counted prompts the merge may answer out of format beyond the base
     select: SelectConfig = field(default_factory=SelectConfig)
     method: str = "exact"
     rank: int | None = None
@@ -41,6 +43,9 @@ class AveragerConfig(NeuronConfig):
             raise CortexError(f"--method must be one of {', '.join(METHODS)}, got {self.method!r}")
         if (self.method == "rank-r") != (self.rank is not None) or (self.rank is not None and self.rank < 1):
             raise CortexError("--method rank-r needs --rank R (R ≥ 1); --rank applies only to rank-r")
+        if self.format_prompts < 0 or not 0.0 <= self.max_format_loss < 1.0:
+            raise CortexError(f"--format-prompts must be ≥ 0 (got {self.format_prompts}) and --max-format-loss a share "
+                              f"in [0, 1) (got {self.max_format_loss})")
         if self.margin < 0 or self.every_epochs < 1:
             raise CortexError("--margin must be ≥ 0 and --every-epochs ≥ 1")
 
@@ -61,6 +66,11 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     a("--scores", action="append", default=[], metavar="PATH",
       help="a validator's score table (scores/latest.json) or state folder; repeat per validator")
     a("--margin", type=float, default=0.0, help="reward margin the merge must beat the base and best adapter by")
+    a("--format-prompts", dest="format_prompts", type=int, default=96,
+      help="prompts of the last 30 market days on which a passed merge's answers out of format are counted, with "
+           "the gate's own, against the base's (0: the gate's prompts only)")
+    a("--max-format-loss", dest="max_format_loss", type=float, default=0.02,
+      help="the share of those prompts the merge may answer out of format beyond the base")
     a("--max-weight", dest="max_weight", type=float, default=0.5, help="cap on one miner's merge weight")
     a("--max-inputs", dest="max_inputs", type=int, default=8, help="adapters merged at most")
     a("--duplicate-cosine", dest="duplicate_cosine", type=float, default=0.99,
@@ -99,7 +109,8 @@ def from_args(args: argparse.Namespace) -> AveragerConfig:
     return AveragerConfig(
         **neuron.neuron_fields(args), competition=find_competition(args.competition, args.competition_id),
         repo=args.repo, state=Path(args.state).expanduser() if args.state else neuron.state_folder("averager", args),
-        scores=scores_files(args.scores), margin=args.margin, select=select, method=args.method, rank=args.rank,
+        scores=scores_files(args.scores), margin=args.margin, format_prompts=args.format_prompts,
+        max_format_loss=args.max_format_loss, select=select, method=args.method, rank=args.rank,
         dtype=args.dtype, every_epochs=args.every_epochs, once=args.once, device=args.device, progress=args.progress,
         benchmark=Path(args.benchmark).expanduser() if args.benchmark else None, threads=args.threads,
     )

@@ -12,7 +12,15 @@ them in format (``MIN_FORECAST_PARSE``; a base that cannot answer has no forecas
 much as the forecast, so a merge can raise it while its ``p_up`` gets worse (seeds 1 and 2 of
 docs/localnet.md did, twice each); a subnet whose base is meant to forecast must not take such a merge.
 
-All three are scored with the validators' own code (``cortex.eval``: greedy decoding, the
+The merge must not answer out of format more often than the base either (:func:`check_format`, run once the
+rest has passed): the gate's 32 prompts miss a merge that loses its format on 6% of answers (0.94^32 = 14%
+of the time it answers all 32; seed 2 of docs/localnet.md published one), so the count is taken on the
+gate's prompts and ``format_prompts`` more, drawn from the last ``FORMAT_DAYS`` market days under a salt of
+their own (the format needs no fresh outcomes), and the merge may exceed the base's count by at most
+``max_format_loss`` of them: with 32 + 96 prompts and 2%, two more failures pass, three do not, so a 6% loss
+is refused 97-98% of the time and a merge as good as a base that fails 1 answer in 200 is refused 1.6%.
+
+All of it is scored with the validators' own code (``cortex.eval``: greedy decoding, the
 competition's token budget and reward) on one held-out set: samples of the round's evaluation
 window drawn with the sync block's hash under a salt of its own, so the set differs from the one
 the validators ranked the adapters on, and every input was committed before its outcomes existed.
@@ -31,6 +39,8 @@ from cortex.protocol.rounds import GateResult
 
 log = logging.getLogger(__name__)
 SALT = "averager-gate"
+FORMAT_SALT = "averager-format"
+FORMAT_DAYS = 30  # the market days the format check's prompts come from (the last ones closed; at least the gate's)
 # The forecast rule protects a forecast the base has: a base whose answers parse on fewer of the gate's prompts
 # than this has none to lose (its Brier skill is mostly the 0.5 its unparsed answers count as), and any merge
 # that answers is held to the reward alone.
@@ -44,6 +54,7 @@ class Score:
     reward: float | None
     brier_skill: float | None = None
     parse_rate: float | None = None
+    failures: int | None = None  # answers out of format
 
 
 def decide(merged: float | None, base: float | None, singles: Mapping[str, float | None],
@@ -116,7 +127,7 @@ def _score(generator: Any, rows: Sequence[Mapping], competition: Competition, ke
     skill = brier_skill(forecasts(result.parts), rows)
     log.info("gate: %s: mean reward %+.4f, parse rate %.0f%%, Brier skill %s", key, result.mean_reward,
              100 * result.parse_rate, "-" if skill is None else f"{skill:+.4f}")
-    return Score(result.mean_reward, skill, result.parse_rate)
+    return Score(result.mean_reward, skill, result.parse_rate, sum(p["parse_error"] is not None for p in result.parts))
 
 
 def gate_rows(competition: Competition, source: Any, win: EvalWindow, block_hash: str) -> list[dict]:
@@ -140,8 +151,55 @@ def run_gate(base_dir: Path, merged_dir: Path, adapters: Mapping[str, Path], row
     verdict = decide(merged.reward, base.reward, {k: v.reward for k, v in scores.items()}, margin,
                      against_best=len(adapters) > 1, merged_skill=merged.brier_skill, base_skill=base_skill)
     log.info("gate %s: %s", "passed" if verdict.passed else "failed", verdict.reason)
-    return GateResult(**{**asdict(verdict), "prompts": len(rows),
+    return GateResult(**{**asdict(verdict), "prompts": len(rows), "merged_failures": merged.failures,
+                         "base_failures": base.failures,
                          "singles_brier_skill": {k: v.brier_skill for k, v in scores.items()}})
+
+
+def format_rows(competition: Competition, source: Any, clock: Any, block: int, block_hash: str, n: int) -> list[dict]:
+    """The format check's ``n`` prompts: resolved samples of the last ``FORMAT_DAYS`` market days at ``block`` (or
+    the gate's window, if longer),
+    drawn under the format check's salt (they may include some of the gate's own)."""
+    import dataclasses
+
+    from cortex.eval.evalset import window
+
+    days = max(FORMAT_DAYS, competition.eval.eval_window_days)
+    win = window(clock, block, days, competition.eval.eligibility_delay_blocks)
+    wide = dataclasses.replace(competition, eval=dataclasses.replace(competition.eval, prompts_per_round=n))
+    return round_rows(wide, source, win, block_hash, salt=FORMAT_SALT)
+
+
+def format_no_worse(merged_failures: int, base_failures: int, prompts: int, max_loss: float) -> bool:
+    """The format rule: the merge answers out of format on at most ``max_loss`` of ``prompts`` more than the base."""
+    return merged_failures - base_failures <= max_loss * prompts
+
+
+def check_format(gate: GateResult, base_dir: Path, merged_dir: Path, rows: Sequence[Mapping],
+                 competition: Competition, max_loss: float, device: str = "auto") -> GateResult:
+    """A passed ``gate`` with the format rule applied: the base and the merge answer ``rows`` too, and the
+    failures are counted with the gate's own (``gate.merged_failures``, ``gate.base_failures``); with no ``rows``
+    the gate's prompts are all that is counted."""
+    from cortex.eval.generate import Generator
+
+    m, b = gate.merged_failures or 0, gate.base_failures or 0
+    if rows:
+        ev = competition.eval
+        base = _score(Generator.load(base_dir, device=device, max_new_tokens=ev.max_new_tokens,
+                                     batch_size=ev.batch_size), rows, competition, "base (format)")
+        merged = score_model(merged_dir, rows, competition, "merged (format)", device)
+        if base.failures is None or merged.failures is None:  # no answers at all (budget, crash): not a format count
+            return gate
+        m, b = m + merged.failures, b + base.failures
+    n = gate.prompts + len(rows)
+    counted = {"format_prompts": n, "merged_format_failures": m, "base_format_failures": b}
+    if format_no_worse(m, b, n, max_loss):
+        log.info("format check passed: the merge answers %d of %d prompts out of format, the base %d", m, n, b)
+        return GateResult(**{**asdict(gate), **counted})
+    reason = (f"the merge answers {m} of {n} prompts out of format against the base's {b}: more than "
+              f"{max_loss:.0%} of them more ({gate.reason})")
+    log.info("format check failed: %s", reason)
+    return GateResult(**{**asdict(gate), **counted, "passed": False, "reason": reason})
 
 
 def forecasts_no_worse(skill: float | None, base_skill: float | None) -> bool:

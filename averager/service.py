@@ -146,6 +146,8 @@ class Averager:
                 record["inputs"] = choices = [decided.get(c.hotkey, c) for c in choices]
                 chosen = S.kept(inputs)
                 record["energy_kept"] = report.energy or None
+        if gate.passed and self.cfg.format_prompts:
+            gate = self._format(base_dir, work / "merged", gate)
         record["gate"] = gate
         if not gate.passed:
             record.update(status="rejected", reason=f"gate: {gate.reason}")
@@ -298,7 +300,8 @@ class Averager:
         final = scores[tuple(keys)] if len(keys) > 1 else score_model(merged, rows, self.comp, "soup", self.cfg.device)
         verdict = decide(final.reward, gate.base_reward, singles, self.cfg.margin, against_best=len(keys) > 1,
                          merged_skill=final.brier_skill, base_skill=gate.base_brier_skill)
-        verdict = dataclasses.replace(verdict, prompts=gate.prompts, soup=steps)
+        verdict = dataclasses.replace(verdict, prompts=gate.prompts, soup=steps, merged_failures=final.failures,
+                                      base_failures=gate.base_failures)
         log.info("greedy soup of %d: %s", len(keys), verdict.reason)
         shutil.rmtree(work / "merged")
         merged.rename(work / "merged")
@@ -319,10 +322,24 @@ class Averager:
         tempo = int(self.sub.subnets.metagraph(self.cfg.netuid, commitments=False).tempo) or 1
         sync = sync_block(block, tempo)
         clock = self.cfg.market_clock(self.sub, sync)
-        rows = gate_rows(self.comp, get_source(self.cfg.source), gate_window(clock, sync, self.comp.eval),
-                         self.sub.chain.block_info(sync)["hash"])
+        block_hash = self.sub.chain.block_info(sync)["hash"]
+        rows = gate_rows(self.comp, get_source(self.cfg.source), gate_window(clock, sync, self.comp.eval), block_hash)
         self._gate_rows = rows  # the greedy soup scores on the same rows
+        self._gate_draw = (clock, sync, block_hash)  # and the format check draws its prompts at the same block
         return run_gate(base_dir, merged, adapters, rows, self.comp, self.cfg.margin, self.cfg.device)
+
+    def _format(self, base_dir: Path, merged: Path, gate):
+        """The format rule on a passed gate (``averager.gate.check_format``): ``--format-prompts`` more prompts."""
+        from averager.gate import check_format, format_rows
+        from cortex.data import get_source
+
+        clock, sync, block_hash = self._gate_draw
+        try:
+            rows = format_rows(self.comp, get_source(self.cfg.source), clock, sync, block_hash, self.cfg.format_prompts)
+        except CortexError as exc:  # no market data that far back: the gate's own prompts are all there is
+            log.warning("format check: %s; counting the gate's prompts only", exc)
+            rows = []
+        return check_format(gate, base_dir, merged, rows, self.comp, self.cfg.max_format_loss, self.cfg.device)
 
     def _write(self, record: AveragerRound) -> None:
         record.write(self.rounds / f"round-{record.round:06d}.json")

@@ -59,7 +59,10 @@ def build(s: Settings, snap: dict[str, Any], names: dict[str, str], extra: dict[
                        "base_reward_before": gate.get("base_reward"), "merged_reward": gate.get("merged_reward"),
                        "best_single_reward": gate.get("best_single_reward"),
                        "base_brier_skill_before": gate.get("base_brier_skill"),
-                       "merged_brier_skill": gate.get("merged_brier_skill")})
+                       "merged_brier_skill": gate.get("merged_brier_skill"),
+                       "format_prompts": gate.get("format_prompts") or None,
+                       "base_format_failures": gate.get("base_format_failures"),
+                       "merged_format_failures": gate.get("merged_format_failures")})
     return {"netuid": snap["netuid"], "block": snap["block"], "workdir": str(s.workdir), **extra,
             "miners": miners, "validators": validators, "merges": merges,
             "base_progress": [p for points in snap.get("base_progress", {}).values() for p in points],
@@ -119,15 +122,17 @@ def render(summary: dict[str, Any], console: Console) -> None:
                            f"{v['validator_trust']:.4f}")
     merges = Table(title="base model, before and after each merge (the averager's gate)", title_justify="left")
     for column in ("round", "inputs", "base reward before", "merged reward", "best single", "Brier skill base → merged",
-                   "result", "base after"):
+                   "out of format base → merged", "result", "base after"):
         merges.add_column(column, justify="left" if column in ("result", "base after") else "right",
                           max_width=48 if column == "result" else None)
     for g in summary["merges"]:
         after = g["published"] or g["parent"] or "-"
         skill = (f"{_num(g.get('base_brier_skill_before'), '+.3f')} → {_num(g.get('merged_brier_skill'), '+.3f')}"
                  if g.get("merged_brier_skill") is not None else "-")
+        fmt = (f"{g['base_format_failures']} → {g['merged_format_failures']} of {g['format_prompts']}"
+               if g.get("format_prompts") else "-")
         merges.add_row(str(g["round"]), str(g["inputs"]), _num(g["base_reward_before"], "+.3f"),
-                       _num(g["merged_reward"], "+.3f"), _num(g["best_single_reward"], "+.3f"), skill,
+                       _num(g["merged_reward"], "+.3f"), _num(g["best_single_reward"], "+.3f"), skill, fmt,
                        f"{g['status']}: {g['reason']}", after.split("@")[-1][:12])
     console.print(miners)
     console.print(validators)

@@ -70,6 +70,13 @@ class GateResult(Record):
     merged_brier_skill: float | None = None
     base_brier_skill: float | None = None
     singles_brier_skill: dict[str, float | None] | None = None  # every input's, on the same prompts
+    # answers out of format (averager.gate.check_format): the merge's and the base's on the gate's prompts,
+    # then on ``format_prompts`` prompts in all (the gate's and the format check's own); None: not counted
+    merged_failures: int | None = None
+    base_failures: int | None = None
+    format_prompts: int = 0
+    merged_format_failures: int | None = None
+    base_format_failures: int | None = None
 
 
 @dataclass(frozen=True)

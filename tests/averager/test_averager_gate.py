@@ -72,3 +72,61 @@ def test_the_forecast_rule_protects_only_a_base_that_answers(monkeypatch):
     scores["base"] = G.Score(0.5, 0.0, 0.9)
     refused = G.run_gate(None, None, {"a/x@1": None}, [{}], CORTEX_TINY, margin=0.0)
     assert not refused.passed and refused.base_brier_skill == 0.0 and "forecast worse" in refused.reason
+
+
+def test_the_format_rule_allows_a_share_of_the_counted_prompts_beyond_the_base():
+    from averager.gate import format_no_worse
+
+    assert format_no_worse(2, 0, 128, 0.02) and not format_no_worse(3, 0, 128, 0.02)  # 2.56 more allowed
+    assert format_no_worse(4, 2, 128, 0.02) and format_no_worse(0, 5, 128, 0.0)
+    assert not format_no_worse(1, 0, 128, 0.0)  # 0: not one failure more than the base
+
+
+def passed_gate(**counts):
+    from cortex.protocol.rounds import GateResult
+
+    return GateResult(1.2, 1.1, 1.2, "a/x@1", 0.0, True, "merged +1.2000 (one input at full weight) ≥ base 1.1",
+                      prompts=32, **counts)
+
+
+def test_a_merge_that_loses_its_format_on_the_format_prompts_is_refused(monkeypatch):
+    """The gate's 32 prompts all parse; on 96 more the merge fails 6 (6%) and the base 0: refused, with the counts
+    of both sets in the record. One failure more passes."""
+    import averager.gate as G
+
+    got = {}
+    monkeypatch.setattr("cortex.eval.generate.Generator.load", classmethod(lambda cls, *a, **k: object()))
+    monkeypatch.setattr(G, "_score", lambda gen, rows, comp, key, adapter=None: G.Score(1.0, 0.1, 1.0, got["base"]))
+    monkeypatch.setattr(G, "score_model", lambda d, rows, comp, key, device="auto": G.Score(1.2, 0.1, 0.9, got["merged"]))
+    rows = [{}] * 96
+    got.update(base=0, merged=6)
+    refused = G.check_format(passed_gate(merged_failures=0, base_failures=0), None, None, rows, CORTEX_TINY, 0.02)
+    assert not refused.passed and "6 of 128 prompts out of format against the base's 0" in refused.reason
+    assert (refused.format_prompts, refused.merged_format_failures, refused.base_format_failures) == (128, 6, 0)
+    got.update(base=1, merged=2)
+    kept = G.check_format(passed_gate(merged_failures=1, base_failures=0), None, None, rows, CORTEX_TINY, 0.02)
+    assert kept.passed and (kept.merged_format_failures, kept.base_format_failures) == (3, 1)
+    assert kept.reason == passed_gate().reason
+    # no prompts of its own (no market data that far back): the gate's are counted alone
+    alone = G.check_format(passed_gate(merged_failures=2, base_failures=0), None, None, [], CORTEX_TINY, 0.02)
+    assert not alone.passed and alone.format_prompts == 32
+    # a merge or a base with no answers at all (budget, crash) is not a format count: the gate stands
+    monkeypatch.setattr(G, "score_model", lambda d, rows, comp, key, device="auto": G.Score(None))
+    assert G.check_format(passed_gate(merged_failures=0, base_failures=0), None, None, rows, CORTEX_TINY, 0.02).passed
+
+
+def test_format_rows_come_from_the_last_market_days_under_their_own_salt():
+    from averager.gate import FORMAT_DAYS, format_rows
+
+    import dataclasses
+
+    comp = dataclasses.replace(CORTEX_TINY, eval=dataclasses.replace(CORTEX_TINY.eval, eval_window_days=10))
+    source, clock = get_source("synthetic"), SimulatedClock(date(2024, 1, 1), 10)
+    rows = format_rows(comp, source, clock, 600, "0x" + "11" * 32, 96)
+    assert len(rows) == 96 and rows == format_rows(comp, source, clock, 600, "0x" + "11" * 32, 96)
+    end = clock.day(600)
+    assert all((end - date.fromisoformat(r["cutoff"])).days < FORMAT_DAYS for r in rows)
+    assert len({r["cutoff"] for r in rows}) > comp.eval.eval_window_days  # wider than the gate's window
+    key = lambda r: (r["asset"], r["cutoff"], r["horizon_days"])
+    gate = gate_rows(comp, source, gate_window(clock, 600, comp.eval), "0x" + "11" * 32)
+    assert {key(r) for r in rows} != {key(r) for r in gate}

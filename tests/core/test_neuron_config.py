@@ -108,3 +108,21 @@ def test_localnet_command_lines_parse_with_the_neurons_parsers(tmp_path):
     averager_args(parser)
     assert from_args(parser.parse_args(N.averager_command(s, 1).argv[2:])).threads == s.threads * s.jobs
     build_parser().parse_args(N.miner_command(s, "miner0", 1, tmp_path / "c.yaml").argv[2:])
+
+
+def test_the_averager_format_rule_flags_are_read_and_checked():
+    import argparse
+
+    from averager.config import add_args, from_args
+    from cortex.errors import CortexError
+
+    parser = argparse.ArgumentParser()
+    add_args(parser)
+    base = role_args("averager")
+    cfg = from_args(parser.parse_args(base))
+    assert (cfg.format_prompts, cfg.max_format_loss) == (96, 0.02)
+    cfg = from_args(parser.parse_args([*base, "--format-prompts", "0", "--max-format-loss", "0.05"]))
+    assert (cfg.format_prompts, cfg.max_format_loss) == (0, 0.05)
+    for bad in (["--format-prompts", "-1"], ["--max-format-loss", "1.5"]):
+        with pytest.raises(CortexError, match="--format-prompts"):
+            from_args(parser.parse_args([*base, *bad]))

@@ -164,6 +164,9 @@ def test_round_1_merges_the_winner_passes_the_gate_publishes_and_commits(world, 
     gate = record["gate"]
     assert gate["passed"] and gate["merged_reward"] > gate["base_reward"]
     assert gate["merged_reward"] >= gate["best_single_reward"]
+    # the format rule counted the gate's prompts and its own (averager.gate.check_format)
+    assert gate["format_prompts"] > gate["prompts"] and gate["base_format_failures"] is not None
+    assert gate["merged_format_failures"] - gate["base_format_failures"] <= 0.02 * gate["format_prompts"]
     assert record["parent"] == f"{TINY_REPO}@{w.genesis}"
     repo, revision = record["published"].split("@")
     assert (round1.base.repo, round1.base.revision, round1.base.block) == (repo, revision, record["pointer_block"])
