@@ -38,7 +38,7 @@ test: install
 test-fast: install
 	$(PY) -m pytest -m "not slow" $(ORDER_ARGS) $(PYTEST_ARGS)
 
-# The offline local subnet (docs/localnet.md): 4 miners, 2 validators, the averager, 3 rounds.
+# The offline local subnet (docs/localnet.md): 4 miners, 2 validators, the averager, 2 rounds.
 demo: install
 	$(VENV)/bin/cortex localnet
 

@@ -67,7 +67,7 @@ def add_args(parser: argparse.ArgumentParser) -> None:
       help="a validator's score table (scores/latest.json) or state folder; repeat per validator")
     a("--margin", type=float, default=0.0, help="reward margin the merge must beat the base and best adapter by")
     a("--format-prompts", dest="format_prompts", type=int, default=96,
-      help="prompts of the last 30 market days on which a passed merge's answers out of format are counted, with "
+      help="prompts of the last 180 market days on which a passed merge's answers out of format are counted, with "
            "the gate's own, against the base's (0: the gate's prompts only)")
     a("--max-format-loss", dest="max_format_loss", type=float, default=0.02,
       help="the share of those prompts the merge may answer out of format beyond the base")

@@ -16,9 +16,12 @@ The merge must not answer out of format more often than the base either (:func:`
 rest has passed): the gate's 32 prompts miss a merge that loses its format on 6% of answers (0.94^32 = 14%
 of the time it answers all 32; seed 2 of docs/localnet.md published one), so the count is taken on the
 gate's prompts and ``format_prompts`` more, drawn from the last ``FORMAT_DAYS`` market days under a salt of
-their own (the format needs no fresh outcomes), and the merge may exceed the base's count by at most
-``max_format_loss`` of them: with 32 + 96 prompts and 2%, two more failures pass, three do not, so a 6% loss
-is refused 97-98% of the time and a merge as good as a base that fails 1 answer in 200 is refused 1.6%.
+their own (the format needs no fresh outcomes; half a year of markets, because a merge can lose its format
+in one kind of market only: seed 2's merge wrote ``"p_up": 0.0.0.0`` after "a clear edge", which the last 30
+days rarely called for, and failed 2 of 96 prompts of them, 4 of 96 of the last 180 days, 12 of the
+benchmark's 200), and the merge may exceed the base's count by at most ``max_format_loss`` of them: with
+32 + 96 prompts and 2%, two more failures pass, three do not, so a loss of 6% spread over the prompts is
+refused 97-98% of the time and a merge as good as a base that fails 1 answer in 200 is refused 1.6%.
 
 All of it is scored with the validators' own code (``cortex.eval``: greedy decoding, the
 competition's token budget and reward) on one held-out set: samples of the round's evaluation
@@ -40,7 +43,7 @@ from cortex.protocol.rounds import GateResult
 log = logging.getLogger(__name__)
 SALT = "averager-gate"
 FORMAT_SALT = "averager-format"
-FORMAT_DAYS = 30  # the market days the format check's prompts come from (the last ones closed; at least the gate's)
+FORMAT_DAYS = 180  # the market days the format check's prompts come from (the last ones closed; at least the gate's)
 # The forecast rule protects a forecast the base has: a base whose answers parse on fewer of the gate's prompts
 # than this has none to lose (its Brier skill is mostly the 0.5 its unparsed answers count as), and any merge
 # that answers is held to the reward alone.

@@ -7,6 +7,12 @@ A report, not an assertion.
     python bench/forecast_ceiling.py --source synthetic:0 --questions 100
     python bench/forecast_ceiling.py --source csv                    # the real candles (CORTEX_MARKET_DATA)
     python bench/forecast_ceiling.py --workdir /tmp/demo0 --moves    # and what the benchmark could see
+    python bench/forecast_ceiling.py --workdir /tmp/demo0 --period 2024-02-15:2024-05-15   # another period
+
+``--period START:END`` (with ``--workdir``) scores genesis and every base the run published on another period's
+questions (``--questions`` of them, evenly spaced, cutoffs START..END), each against genesis with the same
+interval: a gain that holds on the benchmark's months and on others is skill the loop added, one that changes
+sign with the period is a lean (a base rate) that happened to fit the benchmark's months.
 
 ``--moves`` (with ``--workdir``) adds what a merged base would have to do for the benchmark to see it:
 genesis' own forecasts moved after the fact (``factor`` times their distance from 0.5, or a share of the
@@ -50,6 +56,68 @@ def rebuilt_questions(data: dict, n: int) -> list[dict]:
     return spread([s.row() for s in splits["test"]], n)
 
 
+def period_questions(data: dict, start: str, end: str, n: int) -> list[dict]:
+    """``n`` resolved questions (evenly spaced, every ``stride``-th day as the benchmark's) with cutoffs
+    ``start``..``end`` from the run's source."""
+    from cortex.data import build_samples
+    from cortex.data.dataset import load_frames
+    from cortex.data.sources import get_source
+    from cortex.model.bootstrap import spread
+
+    source = get_source(data["source"], seed=data["seed"])
+    frames = load_frames(source, data["assets"], None, None)
+    samples = build_samples(frames, data["assets"], data["horizons"], start, end, stride=data.get("stride", 1),
+                            source=source.name, synthetic=source.is_synthetic)
+    rows = [s.row() for s in sorted(samples, key=lambda s: (s.cutoff, s.asset, s.horizon_days)) if s.known]
+    if not rows:
+        raise SystemExit(f"forecast_ceiling: no resolved questions with cutoffs {start}..{end} in {data['source']}")
+    return spread(rows, n)
+
+
+def published_bases(workdir: Path) -> list[tuple[str, str]]:
+    """(label, repo@revision) of genesis and of every base the run's averager published, in order."""
+    from cortex.leaderboard.files import averager_rounds
+
+    rounds = [r for r in averager_rounds([workdir]) if r.get("parent")]
+    if not rounds:
+        return []
+    return [("genesis", rounds[0]["parent"])] + [(f"r{r['round']}", r["published"]) for r in rounds if r.get("published")]
+
+
+def score_bases(workdir: Path, rows: list[dict], bases: list[tuple[str, str]]) -> dict[str, list]:
+    """Each base's ``p_up`` on ``rows``, scored with the validators' code (``cortex.eval.benchmark``)."""
+    import tempfile
+
+    from cortex.eval.benchmark import Benchmark, write_questions
+    from cortex.hub.local import LocalStore
+    from cortex.model.loading import fetch_base
+    from cortex.protocol.competition import find_competition
+
+    store = LocalStore(workdir / "store")
+    comp = find_competition(str(workdir / "competition.yaml"), None)
+    out = {}
+    with tempfile.TemporaryDirectory(prefix="cortex-period-") as tmp:
+        bench = Benchmark(write_questions(rows, Path(tmp) / "questions.jsonl"), Path(tmp) / "scores", comp, "cpu")
+        for label, ref in bases:
+            repo, revision = ref.split("@")
+            folder = fetch_base(repo, revision, store, cache_dir=Path(tmp) / "bases")
+            out[f"{label} ({revision[:12]})"] = bench.score(ref, folder).p_up
+    return out
+
+
+def last_day(workdir: Path) -> str | None:
+    """The newest market day the run's clock closed (its miners and gate saw outcomes up to it)."""
+    from datetime import date, timedelta
+
+    try:
+        settings = json.loads((workdir / "localnet.json").read_text())["settings"]
+        block = json.loads((workdir / "summary.json").read_text())["block"]
+        return (date.fromisoformat(settings["start_day"])
+                + timedelta(days=int(block) // int(settings["blocks_per_day"]))).isoformat()
+    except (OSError, KeyError, ValueError, TypeError):
+        return None
+
+
 def localnet_bases(workdir: Path) -> tuple[list[dict], dict | None, dict | None]:
     """(questions, genesis score, final score) of a finished localnet run."""
     from cortex.eval.benchmark import load_questions
@@ -68,17 +136,24 @@ def main() -> int:
     parser.add_argument("--source", default="synthetic:0", help="synthetic[:SEED] or csv[:DIR] (without --workdir)")
     parser.add_argument("--questions", type=int, default=100, help="benchmark size (without --workdir)")
     parser.add_argument("--json", type=Path, help="also write the table here")
+    parser.add_argument("--period", help="with --workdir: START:END (ISO days): genesis and every published base "
+                        "on questions with cutoffs in that period instead of the benchmark's")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads for --period's scoring")
     parser.add_argument("--moves", action="store_true", help="with --workdir: genesis moved after the fact, and "
                         "the analyst as each round-1 miner fits it")
     args = parser.parse_args()
-    if args.moves and not args.workdir:
-        parser.error("--moves needs --workdir (a finished `cortex localnet` run)")
+    if (args.moves or args.period) and not args.workdir:
+        parser.error("--moves and --period need --workdir (a finished `cortex localnet` run)")
+    if args.period and (args.moves or ":" not in args.period):
+        parser.error("--period takes START:END (ISO days), and not with --moves")
     t0 = time.time()
     genesis = final = None
     if args.workdir:
         report = json.loads((args.workdir / "base" / "bootstrap.json").read_text())
         data = bootstrap_data(report)
         rows, genesis, final = localnet_bases(args.workdir)
+        if args.period:
+            return period_report(args, data)
     else:
         source = args.source
         if source == "csv":
@@ -121,6 +196,41 @@ def main() -> int:
     print(f"({time.time() - t0:.1f} s)")
     if args.json:
         args.json.write_text(json.dumps({"source": label, "questions": len(rows), "table": table}, indent=1) + "\n")
+    return 0
+
+
+def period_report(args: argparse.Namespace, data: dict) -> int:
+    """``--period``: the references, genesis and every published base on another period's questions."""
+    import torch
+
+    torch.set_num_threads(args.threads)
+    t0 = time.time()
+    start, end = args.period.split(":", 1)
+    rows = period_questions(data, start, end, args.questions)
+    seen = last_day(args.workdir)
+    days = sorted({str(r["cutoff"])[:10] for r in rows})
+    print(f"{data['source']}: {len(rows)} questions, cutoffs {days[0]}..{days[-1]} ({len(days)} days); Brier skill "
+          f"= 1 - Brier / 0.25 (an unparsed answer counts as 0.5)")
+    if seen and days[0] <= seen:
+        print(f"note: the run's clock closed market days up to {seen}: its miners and its gate saw outcomes of this "
+              f"period, so it is not held out from the run")
+    forecasts = references(rows, data)
+    bases = score_bases(args.workdir, rows, published_bases(args.workdir))
+    genesis = next((p for name, p in bases.items() if name.startswith("genesis")), None)
+    table = []
+    for name, p in {**forecasts, **bases}.items():
+        line = {"forecaster": name, "skill": brier_skill(p, rows)}
+        tail = ""
+        if genesis is not None and name in bases and p is not genesis:
+            iv = skill_difference(rows, p, genesis, CONFIDENCE)
+            line.update(mean=iv.mean, low=iv.low)
+            tail = f"   − genesis {iv.mean:+.4f} [{iv.low:+.4f}, ∞)"
+        table.append(line)
+        print(f"{name:<28} {line['skill']:>+7.3f}{tail}")
+    print(f"({time.time() - t0:.1f} s)")
+    if args.json:
+        args.json.write_text(json.dumps({"source": data["source"], "period": args.period, "questions": len(rows),
+                                         "table": table}, indent=1) + "\n")
     return 0
 
 

@@ -1,6 +1,6 @@
 """`cortex localnet`: a whole subnet on this machine, offline, with no keys (docs/localnet.md).
 
-    cortex localnet [--miners 4] [--validators 2] [--rounds 3] [--source synthetic|csv:DIR|binance]
+    cortex localnet [--miners 4] [--validators 2] [--rounds 2] [--source synthetic|csv:DIR|binance]
                     [--seed N] [--workdir DIR] [--base-steps N] [--train-steps N] [--eval-prompts N] [--no-averager]
 """
 

@@ -53,7 +53,9 @@ class Settings:
     workdir: Path = Path("work/localnet")
     miners: int = 4
     validators: int = 2
-    rounds: int = 3
+    # Two rounds: the second trains on the first's merge, so the loop is whole. A third published a merge in one of
+    # five measured runs (which lowered the benchmark's Brier skill) and cost 2.5 to 3.5 minutes (docs/localnet.md).
+    rounds: int = 2
     source: str = "synthetic"  # synthetic[:SEED] | csv:DIR | binance
     seed: int = 0  # the run's seed: the synthetic market's (plain `synthetic`), the base's, each miner's
     averager: bool = True

@@ -46,3 +46,27 @@ def test_the_moves_report_reads_genesis_and_each_miners_window(bench, tmp_path, 
     assert by_name["miner0's analyst"]["window"] == ["2022-01-01", "2022-12-31"]
     out = capsys.readouterr().out
     assert "miner0   ETH" in out and "(teacher analyst-words)" in out
+
+
+def test_period_questions_are_resolved_evenly_spaced_and_inside_the_period(bench):
+    data = {"source": "synthetic:4", "seed": 4, "assets": ["BTC", "ETH"], "horizons": [1, 7]}
+    rows = bench.period_questions(data, "2023-02-01", "2023-03-31", 40)
+    cutoffs = [r["cutoff"][:10] for r in rows]
+    assert len(rows) == 40 and cutoffs == sorted(cutoffs)
+    assert "2023-02-01" <= cutoffs[0] < "2023-02-05" and "2023-03-25" < cutoffs[-1] <= "2023-03-31"  # spread over it
+    assert all(r["outcome_return"] is not None for r in rows)
+    with pytest.raises(SystemExit, match="no resolved questions"):
+        bench.period_questions(data, "2031-01-01", "2031-02-01", 10)
+
+
+def test_published_bases_and_the_runs_last_day(bench, tmp_path, monkeypatch):
+    rounds = [{"round": 1, "parent": "c/t@g" + "0" * 39, "published": "c/t@a" + "0" * 39},
+              {"round": 2, "parent": "c/t@a" + "0" * 39, "published": None},
+              {"round": 3, "parent": "c/t@a" + "0" * 39, "published": "c/t@b" + "0" * 39}]
+    monkeypatch.setattr("cortex.leaderboard.files.averager_rounds", lambda dirs: rounds)
+    assert bench.published_bases(tmp_path) == [("genesis", rounds[0]["parent"]), ("r1", rounds[0]["published"]),
+                                               ("r3", rounds[2]["published"])]
+    assert bench.last_day(tmp_path) is None  # not a finished run
+    (tmp_path / "localnet.json").write_text(json.dumps({"settings": {"start_day": "2024-01-01", "blocks_per_day": 10}}))
+    (tmp_path / "summary.json").write_text(json.dumps({"block": 395}))
+    assert bench.last_day(tmp_path) == "2024-02-09"  # 39 days after the start
