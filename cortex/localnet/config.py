@@ -1,7 +1,7 @@
 """What a local subnet runs with: the settings, the demo competition, and each miner's training YAML.
 
 Everything here is plain data. The defaults are sized so that `make demo` (4 miners, 2 validators,
-3 rounds) finishes in 15 to 17 minutes on an idle 2-core CPU (docs/localnet.md): a briefly pre-trained
+2 rounds) finishes in 11 to 13 minutes on an idle 2-core CPU (docs/localnet.md): a briefly pre-trained
 base, a few training steps per miner, a few evaluation prompts per round, one torch thread per
 process and at most two heavy processes at a time.
 """
