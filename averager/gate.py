@@ -183,13 +183,9 @@ def check_format(gate: GateResult, base_dir: Path, merged_dir: Path, rows: Seque
     """A passed ``gate`` with the format rule applied: the base and the merge answer ``rows`` too, and the
     failures are counted with the gate's own (``gate.merged_failures``, ``gate.base_failures``); with no ``rows``
     the gate's prompts are all that is counted."""
-    from cortex.eval.generate import Generator
-
     m, b = gate.merged_failures or 0, gate.base_failures or 0
     if rows:
-        ev = competition.eval
-        base = _score(Generator.load(base_dir, device=device, max_new_tokens=ev.max_new_tokens,
-                                     batch_size=ev.batch_size), rows, competition, "base (format)")
+        base = score_model(base_dir, rows, competition, "base (format)", device)
         merged = score_model(merged_dir, rows, competition, "merged (format)", device)
         if base.failures is None or merged.failures is None:  # no answers at all (budget, crash): not a format count
             return gate

@@ -107,13 +107,15 @@ def score_bases(workdir: Path, rows: list[dict], bases: list[tuple[str, str]]) -
 
 def last_day(workdir: Path) -> str | None:
     """The newest market day the run's clock closed (its miners and gate saw outcomes up to it)."""
-    from datetime import date, timedelta
+    from datetime import date
+
+    from cortex.eval.evalset import SimulatedClock
 
     try:
         settings = json.loads((workdir / "localnet.json").read_text())["settings"]
         block = json.loads((workdir / "summary.json").read_text())["block"]
-        return (date.fromisoformat(settings["start_day"])
-                + timedelta(days=int(block) // int(settings["blocks_per_day"]))).isoformat()
+        clock = SimulatedClock(date.fromisoformat(settings["start_day"]), int(settings["blocks_per_day"]))
+        return clock.day(int(block)).isoformat()
     except (OSError, KeyError, ValueError, TypeError):
         return None
 
@@ -151,9 +153,9 @@ def main() -> int:
     if args.workdir:
         report = json.loads((args.workdir / "base" / "bootstrap.json").read_text())
         data = bootstrap_data(report)
-        rows, genesis, final = localnet_bases(args.workdir)
         if args.period:
             return period_report(args, data)
+        rows, genesis, final = localnet_bases(args.workdir)
     else:
         source = args.source
         if source == "csv":

@@ -95,9 +95,11 @@ def test_a_merge_that_loses_its_format_on_the_format_prompts_is_refused(monkeypa
     import averager.gate as G
 
     got = {}
-    monkeypatch.setattr("cortex.eval.generate.Generator.load", classmethod(lambda cls, *a, **k: object()))
-    monkeypatch.setattr(G, "_score", lambda gen, rows, comp, key, adapter=None: G.Score(1.0, 0.1, 1.0, got["base"]))
-    monkeypatch.setattr(G, "score_model", lambda d, rows, comp, key, device="auto": G.Score(1.2, 0.1, 0.9, got["merged"]))
+
+    def score(model_dir, rows, comp, key, device="auto"):
+        return G.Score(1.0, 0.1, 1.0, got["base"]) if key.startswith("base") else G.Score(1.2, 0.1, 0.9, got["merged"])
+
+    monkeypatch.setattr(G, "score_model", score)
     rows = [{}] * 96
     got.update(base=0, merged=6)
     refused = G.check_format(passed_gate(merged_failures=0, base_failures=0), None, None, rows, CORTEX_TINY, 0.02)
@@ -111,7 +113,8 @@ def test_a_merge_that_loses_its_format_on_the_format_prompts_is_refused(monkeypa
     alone = G.check_format(passed_gate(merged_failures=2, base_failures=0), None, None, [], CORTEX_TINY, 0.02)
     assert not alone.passed and alone.format_prompts == 32
     # a merge or a base with no answers at all (budget, crash) is not a format count: the gate stands
-    monkeypatch.setattr(G, "score_model", lambda d, rows, comp, key, device="auto": G.Score(None))
+    monkeypatch.setattr(G, "score_model", lambda d, rows, comp, key, device="auto":
+                        G.Score(1.0, 0.1, 1.0, 0) if key.startswith("base") else G.Score(None))
     assert G.check_format(passed_gate(merged_failures=0, base_failures=0), None, None, rows, CORTEX_TINY, 0.02).passed
 
 
