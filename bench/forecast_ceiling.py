@@ -8,6 +8,7 @@ A report, not an assertion.
     python bench/forecast_ceiling.py --source csv                    # the real candles (CORTEX_MARKET_DATA)
     python bench/forecast_ceiling.py --workdir /tmp/demo0 --moves    # and what the benchmark could see
     python bench/forecast_ceiling.py --workdir /tmp/demo0 --period 2024-02-15:2024-05-15   # another period
+    python bench/forecast_ceiling.py --workdir /tmp/demo0 --student miner.yaml --adapter out/adapter  # a student
 
 ``--period START:END`` (with ``--workdir``) scores genesis and every base the run published on another period's
 questions (``--questions`` of them, evenly spaced, cutoffs START..END), each against genesis with the same
@@ -19,6 +20,14 @@ genesis' own forecasts moved after the fact (``factor`` times their distance fro
 way to the analyst's), each with final − genesis's interval, and the analyst as each round-1 miner fits it
 on its own window (``configs/round-1/minerK.yaml``: its assets, ``data_start``..``data_end``): the
 forecasts those miners' SFT targets carry, on the benchmark.
+
+``--student CONFIG`` (with ``--workdir``) reads miners' adapters as students of their teacher: genesis and each
+``--adapter`` (trained on the run's genesis with that training config) on the benchmark's questions, or on
+``--period``'s, beside the analyst as CONFIG fits it (its assets, ``data_start``..``data_end``: the forecasts its
+SFT targets carry) and the bootstrap's analyst (four years), each with its Brier skill, − genesis, and how
+its ``p_up`` follows CONFIG's analyst (:func:`cortex.eval.ceiling.follows`: correlation, slope, mean, distinct
+values). An adapter that learned its teacher's reading raises the correlation and moves the slope towards 1;
+one that learned its window's lean moves the mean and the slope while the correlation stays or falls.
 
 Without ``--workdir`` the questions are rebuilt as `cortex base bootstrap` builds them: the dataset's test
 split (stride 2), ``--questions`` of them evenly spaced in time. ``csv`` alone reads CORTEX_MARKET_DATA (or
@@ -36,7 +45,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from cortex.eval.ceiling import (  # noqa: E402
-    CONFIDENCE, analyst_fitted_on, benchmark_samples, bootstrap_data, brier_skill, moved, references,
+    CONFIDENCE, analyst_fitted_on, benchmark_samples, bootstrap_data, brier_skill, follows, moved, references,
     skill_difference)
 from teacher_baseline import market_dir  # noqa: E402  (bench/ is the script's folder)
 
@@ -140,19 +149,30 @@ def main() -> int:
     parser.add_argument("--json", type=Path, help="also write the table here")
     parser.add_argument("--period", help="with --workdir: START:END (ISO days): genesis and every published base "
                         "on questions with cutoffs in that period instead of the benchmark's")
-    parser.add_argument("--threads", type=int, default=2, help="torch threads for --period's scoring")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads for --period's and --student's scoring")
+    parser.add_argument("--student", type=Path, help="with --workdir: a miner's training config; genesis and each "
+                        "--adapter against the analyst that config fits (its SFT targets' forecasts)")
+    parser.add_argument("--adapter", type=Path, action="append", default=[],
+                        help="with --student: an adapter trained on the run's genesis (repeat for several)")
     parser.add_argument("--moves", action="store_true", help="with --workdir: genesis moved after the fact, and "
                         "the analyst as each round-1 miner fits it")
     args = parser.parse_args()
-    if (args.moves or args.period) and not args.workdir:
-        parser.error("--moves and --period need --workdir (a finished `cortex localnet` run)")
+    if (args.moves or args.period or args.student) and not args.workdir:
+        parser.error("--moves, --period and --student need --workdir (a finished `cortex localnet` run)")
     if args.period and (args.moves or ":" not in args.period):
         parser.error("--period takes START:END (ISO days), and not with --moves")
+    if args.adapter and not args.student:
+        parser.error("--adapter needs --student (the training config the adapter was trained with)")
+    for path in ([args.student] if args.student else []) + args.adapter:
+        if not path.exists():
+            parser.error(f"{path} does not exist")
     t0 = time.time()
     genesis = final = None
     if args.workdir:
         report = json.loads((args.workdir / "base" / "bootstrap.json").read_text())
         data = bootstrap_data(report)
+        if args.student:
+            return student_report(args, data)
         if args.period:
             return period_report(args, data)
         rows, genesis, final = localnet_bases(args.workdir)
@@ -234,6 +254,77 @@ def period_report(args: argparse.Namespace, data: dict) -> int:
         args.json.write_text(json.dumps({"source": data["source"], "period": args.period, "questions": len(rows),
                                          "table": table}, indent=1) + "\n")
     return 0
+
+
+def score_adapters(workdir: Path, rows: list[dict], adapters: list[Path], threads: int) -> dict[str, list]:
+    """``p_up`` of the run's genesis (``workdir/base``) and of genesis with each adapter on ``rows``, as
+    validators generate and parse (``cortex.eval.generate``; the run's competition's token budget)."""
+    import torch
+
+    from cortex.eval.ceiling import forecasts
+    from cortex.eval.generate import Generator, evaluate
+    from cortex.protocol.competition import find_competition
+
+    torch.set_num_threads(threads)
+    comp = find_competition(str(workdir / "competition.yaml"), None)
+    generator = Generator.load(workdir / "base", device="cpu", max_new_tokens=comp.eval.max_new_tokens,
+                               batch_size=comp.eval.batch_size)
+    out = {}
+    for adapter in [None, *adapters]:
+        name = "genesis" if adapter is None else str(adapter)
+        result = evaluate(generator, rows, key=name, adapter=adapter, config=comp.reward)
+        out[name] = forecasts(result.parts) if result.parts else [None] * len(rows)
+    return out
+
+
+def student_report(args: argparse.Namespace, data: dict) -> int:
+    """``--student``: genesis and each adapter against the analyst the training config fits."""
+    import yaml
+
+    from cortex.eval.benchmark import load_questions
+
+    t0 = time.time()
+    cfg = yaml.safe_load(args.student.read_text()) or {}
+    if args.period:
+        start, end = args.period.split(":", 1)
+        rows = period_questions(data, start, end, args.questions)
+    else:
+        rows, _ = load_questions(args.workdir / "base" / "heldout.jsonl")
+    scored = score_adapters(args.workdir, rows, args.adapter, args.threads)
+    table = student_table(rows, data, cfg, scored)
+    if args.json:
+        args.json.write_text(json.dumps({"source": data["source"], "period": args.period, "questions": len(rows),
+                                         "student": str(args.student), "table": table}, indent=1) + "\n")
+    print(f"({time.time() - t0:.1f} s)")
+    return 0
+
+
+def student_table(rows: list[dict], data: dict, cfg: dict, scored: dict[str, list]) -> list[dict]:
+    """The ``--student`` table from forecasts already made (``scored``: genesis first); printed and returned."""
+    questions = benchmark_samples(rows, data)
+    teacher = analyst_fitted_on(questions, data, cfg.get("assets") or data.get("assets"), cfg.get("data_start"),
+                                cfg.get("data_end"), cfg.get("horizons") or (1, 7))
+    days = sorted({str(r["cutoff"])[:10] for r in rows})
+    print(f"{data['source']}: {len(rows)} questions, cutoffs {days[0]}..{days[-1]} ({len(days)} days); the teacher: "
+          f"{cfg.get('teacher', 'analyst')} fitted on {','.join(cfg.get('assets') or data.get('assets') or [])} "
+          f"{cfg.get('data_start')}..{cfg.get('data_end')}")
+    print(f"{'forecaster':<36} {'skill':>7}   {'− genesis (one-sided 95%)':<26} {'corr':>5} {'slope':>6} {'mean':>6} "
+          f"{'values':>6}")
+    genesis = scored.get("genesis")
+    lines = [("the teacher (its analyst)", teacher), ("the bootstrap's analyst", references(rows, data)["analyst"])]
+    table = []
+    for name, p in lines + list(scored.items()):
+        line = {"forecaster": name, "skill": brier_skill(p, rows), **follows(p, teacher)}
+        gain = ""
+        if genesis is not None and p is not genesis:
+            iv = skill_difference(rows, p, genesis, CONFIDENCE)
+            line.update(gain=iv.mean, low=iv.low)
+            gain = f"{iv.mean:+.3f} [{iv.low:+.3f}, ∞)"
+        table.append(line)
+        fmt = lambda x, spec: "-" if x is None else format(x, spec)  # noqa: E731
+        print(f"{name[-36:]:<36} {line['skill']:>+7.3f}   {gain:<26} {fmt(line['corr'], '5.2f'):>5} "
+              f"{fmt(line['slope'], '6.2f'):>6} {line['mean']:>6.3f} {line['values']:>6}")
+    return table
 
 
 def moves_report(rows: list[dict], data: dict, genesis: list, analyst: list[float], workdir: Path) -> list[dict]:

@@ -155,6 +155,25 @@ def moved(p_up: Sequence[float | None], factor: float = 1.0, toward: Sequence[fl
     return out
 
 
+def follows(p_up: Sequence[float | None], teacher: Sequence[float]) -> dict[str, Any]:
+    """How a forecaster's ``p_up`` follows a teacher's on the same questions (an unparsed answer as 0.5):
+    ``corr`` (Pearson: does it rank the questions as the teacher does), ``slope`` (least squares of ``p_up`` on
+    the teacher's: 1 at the teacher's scale, 0.3 for a genesis pre-trained 0.3 of the way from the base rate),
+    ``mean`` (its lean) and ``values`` (how many distinct forecasts it writes). ``corr`` is None where either
+    side is constant, ``slope`` where the teacher is. A student that learned its teacher's reading has ``corr`` up and ``slope``
+    towards 1; one that learned a lean moves ``mean`` and ``slope`` with ``corr`` flat or down."""
+    import numpy as np
+
+    if len(p_up) != len(teacher) or not len(teacher):
+        raise ValueError(f"{len(p_up)} forecasts against {len(teacher)} of the teacher")
+    p = np.array([0.5 if x is None else float(x) for x in p_up])
+    t = np.array([float(x) for x in teacher])
+    spread_p, spread_t = float(p.std()), float(t.std())
+    corr = float(np.corrcoef(p, t)[0, 1]) if spread_p > 1e-12 and spread_t > 1e-12 else None
+    slope = float(np.cov(p, t, bias=True)[0, 1] / spread_t ** 2) if spread_t > 1e-12 else None
+    return {"corr": corr, "slope": slope, "mean": float(p.mean()), "values": len({round(x, 4) for x in p})}
+
+
 def bootstrap_data(report: Mapping[str, Any]) -> dict[str, Any]:
     """The dataset recipe of a bootstrap report (``bootstrap.json``), as :func:`references` reads it."""
     config, data = report.get("config", {}), report.get("data", {})

@@ -70,3 +70,39 @@ def test_published_bases_and_the_runs_last_day(bench, tmp_path, monkeypatch):
     (tmp_path / "localnet.json").write_text(json.dumps({"settings": {"start_day": "2024-01-01", "blocks_per_day": 10}}))
     (tmp_path / "summary.json").write_text(json.dumps({"block": 395}))
     assert bench.last_day(tmp_path) == "2024-02-09"  # 39 days after the start
+
+
+def test_the_student_table_reads_each_forecaster_against_the_configs_analyst(bench, capsys):
+    """``--student``'s table from forecasts already made: the teacher follows itself; a copy of it follows it as
+    well; genesis at 0.3 of its scale has the teacher's correlation and a slope of 0.3; a lean does not."""
+    from cortex.eval.ceiling import analyst_fitted_on, moved
+
+    data = {"source": "synthetic:4", "seed": 4, "stride": 3, "start": "2021-01-01", "end": "2023-06-30",
+            "assets": ["BTC", "ETH"], "horizons": [1, 7]}
+    frames = load_frames(SyntheticSource(seed=4), ["BTC", "ETH"], data["start"], data["end"])
+    splits, _ = split_by_time(build_samples(frames, ["BTC", "ETH"], [1, 7], data["start"], data["end"], stride=3))
+    rows = [s.row() for s in splits["test"]][::4]
+    cfg = {"assets": ["ETH"], "data_start": "2022-06-01", "data_end": "2022-12-31", "teacher": "analyst-words"}
+    teacher = analyst_fitted_on(bench.benchmark_samples(rows, data), data, ["ETH"], "2022-06-01", "2022-12-31")
+    genesis = moved(teacher, 0.3)
+    scored = {"genesis": genesis, "copy": list(teacher), "lean": [0.15] * (len(rows) - 1) + [None]}
+    table = {t["forecaster"]: t for t in bench.student_table(rows, data, cfg, scored)}
+    assert table["the teacher (its analyst)"]["corr"] == pytest.approx(1.0)
+    assert table["copy"]["slope"] == pytest.approx(1.0) and table["copy"]["gain"] == pytest.approx(
+        table["copy"]["skill"] - table["genesis"]["skill"])
+    assert table["genesis"]["corr"] == pytest.approx(1.0) and table["genesis"]["slope"] == pytest.approx(0.3, abs=0.02)
+    assert "gain" not in table["genesis"]
+    assert table["lean"]["values"] == 2 and table["lean"]["corr"] < 0.5 and table["lean"]["mean"] < 0.2
+    assert "the bootstrap's analyst" in table
+    out = capsys.readouterr().out
+    assert "analyst-words fitted on ETH 2022-06-01..2022-12-31" in out and "copy" in out
+
+
+def test_the_student_flags_are_checked_before_any_work(bench, tmp_path, monkeypatch, capsys):
+    for argv, said in ((["--student", str(tmp_path / "m.yaml")], "need --workdir"),
+                       (["--workdir", str(tmp_path), "--adapter", str(tmp_path)], "--adapter needs --student"),
+                       (["--workdir", str(tmp_path), "--student", str(tmp_path / "m.yaml")], "does not exist")):
+        monkeypatch.setattr(sys, "argv", ["forecast_ceiling.py", *argv])
+        with pytest.raises(SystemExit):
+            bench.main()
+        assert said in capsys.readouterr().err

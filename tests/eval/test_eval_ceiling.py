@@ -7,7 +7,8 @@ import pytest
 from cortex.data import build_samples, split_by_time
 from cortex.data.dataset import load_frames
 from cortex.data.sources import SyntheticSource
-from cortex.eval.ceiling import analyst_fitted_on, benchmark_samples, bootstrap_data, brier_skill, moved, references, skill_difference
+from cortex.eval.ceiling import (analyst_fitted_on, benchmark_samples, bootstrap_data, brier_skill, follows, moved,
+                                 references, skill_difference)
 
 
 def row(day: str, up: bool, asset: str = "BTC", h: int = 7) -> dict:
@@ -83,3 +84,19 @@ def test_the_analyst_a_miner_fits_on_its_window_is_the_analyst_of_that_window():
     assert same == pytest.approx(references(rows, data)["analyst"])
     short = analyst_fitted_on(questions, data, ["ETH"], "2022-06-01", "2022-12-31")
     assert len(short) == len(rows) and short != same and all(0 < p < 1 for p in short)
+
+
+def test_follows_tells_a_student_of_the_reading_from_one_of_the_lean():
+    teacher = [0.2, 0.35, 0.5, 0.65, 0.8, 0.3]
+    assert follows(teacher, teacher) == pytest.approx({"corr": 1.0, "slope": 1.0, "mean": 0.4667, "values": 6}, abs=1e-4)
+    unsure = moved(teacher, 0.3)  # genesis: the same reading at 0.3 of the scale
+    assert follows(unsure, teacher)["corr"] == pytest.approx(1.0) and follows(unsure, teacher)["slope"] == pytest.approx(0.3)
+    lean = [0.15 if p < 0.5 else 0.6 for p in teacher]  # a few values, sure of "down"
+    got = follows(lean, teacher)
+    assert got["values"] == 2 and got["mean"] < follows(teacher, teacher)["mean"] and got["corr"] < 1
+    missing = follows([None, 0.35, 0.5, 0.65, 0.8, 0.3], teacher)  # an unparsed answer counts as 0.5
+    assert missing["corr"] < 1 and missing["mean"] == pytest.approx((0.5 + 0.35 + 0.5 + 0.65 + 0.8 + 0.3) / 6)
+    assert follows([0.5] * 6, teacher)["corr"] is None and follows([0.5] * 6, teacher)["slope"] == 0.0
+    assert follows(teacher, [0.5] * 6)["slope"] is None
+    with pytest.raises(ValueError, match="forecasts against"):
+        follows([0.5], teacher)
