@@ -273,7 +273,10 @@ def score_adapters(workdir: Path, rows: list[dict], adapters: list[Path], thread
     for adapter in [None, *adapters]:
         name = "genesis" if adapter is None else str(adapter)
         result = evaluate(generator, rows, key=name, adapter=adapter, config=comp.reward)
-        out[name] = forecasts(result.parts) if result.parts else [None] * len(rows)
+        if result.rewards is None:  # an adapter the base cannot load, or over the time budget: said, not scored
+            print(f"{name}: not scored: {result.reason}")
+            continue
+        out[name] = forecasts(result.parts)
     return out
 
 
@@ -313,6 +316,10 @@ def student_table(rows: list[dict], data: dict, cfg: dict, scored: dict[str, lis
     genesis = scored.get("genesis")
     lines = [("the teacher (its analyst)", teacher), ("the bootstrap's analyst", references(rows, data)["analyst"])]
     table = []
+
+    def fmt(x: float | None, spec: str) -> str:
+        return "-" if x is None else format(x, spec)
+
     for name, p in lines + list(scored.items()):
         line = {"forecaster": name, "skill": brier_skill(p, rows), **follows(p, teacher)}
         gain = ""
@@ -321,7 +328,6 @@ def student_table(rows: list[dict], data: dict, cfg: dict, scored: dict[str, lis
             line.update(gain=iv.mean, low=iv.low)
             gain = f"{iv.mean:+.3f} [{iv.low:+.3f}, ∞)"
         table.append(line)
-        fmt = lambda x, spec: "-" if x is None else format(x, spec)  # noqa: E731
         print(f"{name[-36:]:<36} {line['skill']:>+7.3f}   {gain:<26} {fmt(line['corr'], '5.2f'):>5} "
               f"{fmt(line['slope'], '6.2f'):>6} {line['mean']:>6.3f} {line['values']:>6}")
     return table
