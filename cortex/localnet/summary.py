@@ -160,12 +160,27 @@ def _progress_table(points: list[dict[str, Any]]) -> Table:
     return table
 
 
+def verdict(f: dict[str, Any]) -> str:
+    """The forecasting table's line in words: did the loop make its base a better forecaster?"""
+    d = f["final_minus_genesis"]
+    if d["low"] > 0:
+        return "the final base forecasts better than genesis: the interval is above zero"
+    if d["mean"] == 0 and d["low"] == 0:
+        return "no merge changed the base's forecasts: final and genesis forecast alike"
+    if d["high"] < 0:
+        return "the final base forecasts worse than genesis: even the interval's upper bound is below zero"
+    return ("no forecasting gain the benchmark can tell from chance: the interval reaches zero "
+            "(docs/localnet.md says why the tiny base's adapters do not add skill)")
+
+
 def _forecast_table(f: dict[str, Any]) -> Table:
     """Brier skill (1 − Brier / 0.25; an unparsed answer counts as 0.5) of the references and the bases."""
     d = f["final_minus_genesis"]
     table = Table(title=f"forecasting skill on the fixed benchmark ({f['questions']} questions, {f['days']} days): "
                         f"final − genesis {d['mean']:+.3f}, one-sided {f['confidence']:.0%} interval "
                         f"[{d['low']:+.3f}, ∞)", title_justify="left")
+    table.caption = verdict(f)
+    table.caption_justify = "left"
     table.add_column("forecaster")
     table.add_column("Brier skill", justify="right")
     for name, value in f["skill"].items():

@@ -11,7 +11,7 @@ from cortex.data.dataset import load_frames
 from cortex.data.sources import SyntheticSource
 from cortex.eval.benchmark import summarise, write_questions
 from cortex.localnet.config import Settings
-from cortex.localnet.summary import _forecast_table, forecast
+from cortex.localnet.summary import _forecast_table, forecast, verdict
 from cortex.protocol.rounds import AveragerRound
 
 
@@ -48,4 +48,20 @@ def test_the_summary_reads_skill_against_the_references_and_the_paired_interval(
     console.print(_forecast_table(f))
     text = console.export_text()
     assert "final − genesis" in text and "oracle (the ceiling)" in text and "analyst (the teacher)" in text
+    assert "forecasts better than genesis" in " ".join(text.split())  # the caption, wrapped to the table
+    import random
+
+    rng = random.Random(0)  # sure of a side drawn at random: a coin's worth, by chance a little either way
+    coin = [rng.choice((0.4, 0.6)) for _ in up]
+    unsure = forecast(s, [AveragerRound(round=1, block=10, competition="c", status="published", published="b@2",
+                                        benchmark_before=genesis, benchmark_after=score("b@2", coin)).to_json()])
+    d = unsure["final_minus_genesis"]
+    assert d["low"] < 0 < d["high"] and "can tell from chance" in verdict(unsure)
+    wrong = forecast(s, [AveragerRound(round=1, block=10, competition="c", status="published", published="b@3",
+                                       benchmark_before=genesis,
+                                       benchmark_after=score("b@3", [0.4 if u else 0.7 for u in up])).to_json()])
+    assert "forecasts worse than genesis" in verdict(wrong)
+    same = forecast(s, [AveragerRound(round=1, block=10, competition="c", status="rejected", benchmark_before=genesis,
+                                      benchmark_after=genesis).to_json()])
+    assert "no merge changed" in verdict(same)
     assert forecast(s, [AveragerRound(round=1, block=10, competition="c").to_json()]) is None  # nothing scored
