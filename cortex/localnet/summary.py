@@ -178,7 +178,7 @@ def _forecast_table(f: dict[str, Any]) -> Table:
     d = f["final_minus_genesis"]
     table = Table(title=f"forecasting skill on the fixed benchmark ({f['questions']} questions, {f['days']} days): "
                         f"final − genesis {d['mean']:+.3f}, one-sided {f['confidence']:.0%} interval "
-                        f"[{d['low']:+.3f}, ∞)", title_justify="left")
+                        f"[{d['low']:+.3f}, ∞)", title_justify="left", min_width=72)  # title and verdict on a line or two
     table.caption = verdict(f)
     table.caption_justify = "left"
     table.add_column("forecaster")
