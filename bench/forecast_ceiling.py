@@ -47,6 +47,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from cortex.eval.ceiling import (  # noqa: E402
     CONFIDENCE, analyst_fitted_on, benchmark_samples, bootstrap_data, brier_skill, follows, moved, references,
     skill_difference)
+from cortex.localnet.summary import num  # noqa: E402
 from teacher_baseline import market_dir  # noqa: E402  (bench/ is the script's folder)
 
 
@@ -314,12 +315,10 @@ def student_table(rows: list[dict], data: dict, cfg: dict, scored: dict[str, lis
     print(f"{'forecaster':<36} {'skill':>7}   {'− genesis (one-sided 95%)':<26} {'corr':>5} {'slope':>6} {'mean':>6} "
           f"{'values':>6}")
     genesis = scored.get("genesis")
-    lines = [("the teacher (its analyst)", teacher), ("the bootstrap's analyst", references(rows, data)["analyst"])]
+    bootstrap = analyst_fitted_on(questions, data, data.get("assets"), data.get("start"), data.get("end"),
+                                  data.get("horizons") or (1, 7))  # the references' analyst, on the same questions
+    lines = [("the teacher (its analyst)", teacher), ("the bootstrap's analyst", bootstrap)]
     table = []
-
-    def fmt(x: float | None, spec: str) -> str:
-        return "-" if x is None else format(x, spec)
-
     for name, p in lines + list(scored.items()):
         line = {"forecaster": name, "skill": brier_skill(p, rows), **follows(p, teacher)}
         gain = ""
@@ -328,8 +327,8 @@ def student_table(rows: list[dict], data: dict, cfg: dict, scored: dict[str, lis
             line.update(gain=iv.mean, low=iv.low)
             gain = f"{iv.mean:+.3f} [{iv.low:+.3f}, ∞)"
         table.append(line)
-        print(f"{name[-36:]:<36} {line['skill']:>+7.3f}   {gain:<26} {fmt(line['corr'], '5.2f'):>5} "
-              f"{fmt(line['slope'], '6.2f'):>6} {line['mean']:>6.3f} {line['values']:>6}")
+        print(f"{name[-36:]:<36} {line['skill']:>+7.3f}   {gain:<26} {num(line['corr'], '5.2f'):>5} "
+              f"{num(line['slope'], '6.2f'):>6} {line['mean']:>6.3f} {line['values']:>6}")
     return table
 
 

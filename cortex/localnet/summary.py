@@ -99,7 +99,8 @@ def write(s: Settings, summary: dict[str, Any], snap: dict[str, Any]) -> Path:
     return path
 
 
-def _num(value: float | None, fmt: str) -> str:
+def num(value: float | None, fmt: str) -> str:
+    """``value`` formatted, or "-" for a number the run does not have."""
     return "-" if value is None else format(value, fmt)
 
 
@@ -109,11 +110,11 @@ def render(summary: dict[str, Any], console: Console) -> None:
                    "incentive", "emission"):
         miners.add_column(column, justify="right" if column not in ("miner", "hotkey", "revision") else "left")
     for m in summary["miners"]:
-        miners.add_row(_num(m["rank"], "d"), _num(m["uid"], "d"), m["name"], m["hotkey"][:12] + "…",
-                       (m["revision"] or "-")[:12], _num(m["advantage"], ".3f"),
+        miners.add_row(num(m["rank"], "d"), num(m["uid"], "d"), m["name"], m["hotkey"][:12] + "…",
+                       (m["revision"] or "-")[:12], num(m["advantage"], ".3f"),
                        "-" if m["ci_low"] is None else f"[{m['ci_low']:+.3f}, {m['ci_high']:+.3f}]",
-                       _num(m["days"], "d"), _num(m["mean_reward"], "+.3f"),
-                       _num(m["incentive"], ".4f"), _num(m["emission"], ".4f"))
+                       num(m["days"], "d"), num(m["mean_reward"], "+.3f"),
+                       num(m["incentive"], ".4f"), num(m["emission"], ".4f"))
     validators = Table(title="validators", title_justify="left")
     for column in ("uid", "validator", "hotkey", "stake", "validator trust"):
         validators.add_column(column, justify="left" if column in ("validator", "hotkey") else "right")
@@ -127,12 +128,12 @@ def render(summary: dict[str, Any], console: Console) -> None:
                           max_width=48 if column == "result" else None)
     for g in summary["merges"]:
         after = g["published"] or g["parent"] or "-"
-        skill = (f"{_num(g.get('base_brier_skill_before'), '+.3f')} → {_num(g.get('merged_brier_skill'), '+.3f')}"
+        skill = (f"{num(g.get('base_brier_skill_before'), '+.3f')} → {num(g.get('merged_brier_skill'), '+.3f')}"
                  if g.get("merged_brier_skill") is not None else "-")
         fmt = (f"{g['base_format_failures']} → {g['merged_format_failures']} of {g['format_prompts']}"
                if g.get("format_prompts") else "-")
-        merges.add_row(str(g["round"]), str(g["inputs"]), _num(g["base_reward_before"], "+.3f"),
-                       _num(g["merged_reward"], "+.3f"), _num(g["best_single_reward"], "+.3f"), skill, fmt,
+        merges.add_row(str(g["round"]), str(g["inputs"]), num(g["base_reward_before"], "+.3f"),
+                       num(g["merged_reward"], "+.3f"), num(g["best_single_reward"], "+.3f"), skill, fmt,
                        f"{g['status']}: {g['reason']}", after.split("@")[-1][:12])
     console.print(miners)
     console.print(validators)
@@ -155,8 +156,8 @@ def _progress_table(points: list[dict[str, Any]]) -> Table:
         table.add_column(column, justify="left" if column in ("base", "model") else "right")
     for p in points:
         table.add_row(p["label"] + ("" if p["status"] in ("start", "published") else f" ({p['status']})"),
-                      p["model"].split("@")[-1][:12], _num(p["mean_reward"], "+.3f"), _num(p["parse_rate"], ".2f"),
-                      _num(p["brier"], ".3f"), _num(p.get("brier_skill"), "+.3f"))
+                      p["model"].split("@")[-1][:12], num(p["mean_reward"], "+.3f"), num(p["parse_rate"], ".2f"),
+                      num(p["brier"], ".3f"), num(p.get("brier_skill"), "+.3f"))
     return table
 
 
@@ -185,5 +186,5 @@ def _forecast_table(f: dict[str, Any]) -> Table:
     table.add_column("Brier skill", justify="right")
     for name, value in f["skill"].items():
         table.add_row(name + (" (the ceiling)" if name == "oracle" else " (the teacher)" if name == "analyst" else ""),
-                      _num(value, "+.3f"))
+                      num(value, "+.3f"))
     return table
